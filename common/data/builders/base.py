@@ -1,0 +1,134 @@
+"""Building, verifying and (when corrupt) rebuilding the local demo datasets.
+
+Builders write array_record files with TFDS and need no TensorFlow: images are stored as
+uint8 `Tensor` features (TFDS's `Image` feature would need TensorFlow to encode PNGs).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import inspect
+import logging
+import os
+import shutil
+import threading
+
+from etils import epath
+import tensorflow_datasets as tfds
+
+from common.data import paths
+from common.data.builders import DemoDataset
+
+log = logging.getLogger(__name__)
+
+
+class _ClassProperty:
+  def __init__(self, fget):
+    self._fget = fget
+
+  def __get__(self, obj, cls):
+    return self._fget(cls)
+
+
+class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Base of the demo builders: array_record output, no global TFDS name registration.
+
+  `skip_registration` keeps our names out of TFDS's registry, so they never clash with a
+  TFDS dataset of the same name. `code_path` is overridden because TFDS resolves it through
+  `importlib_resources` (not installed) and fails on namespace packages, which is how an
+  editable install of this repo shows up outside the repo root.
+  """
+
+  code_path = _ClassProperty(lambda cls: epath.Path(inspect.getfile(cls)))
+
+
+# Builders verified in this process, keyed by (name, data_dir): verification reads every split
+# once, which is cheap but pointless to repeat for each iterator the trainer creates.
+_VERIFIED: dict[tuple[str, str], tfds.core.DatasetBuilder] = {}
+_THREAD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _file_lock(path: str):
+  """Serialises builds of one dataset across processes (pytest-xdist, multi-host on a shared FS)."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "a") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _verify(builder: tfds.core.DatasetBuilder, spec: DemoDataset) -> None:
+  """Raises if the prepared files are incomplete, unreadable or of the wrong size."""
+  splits = builder.info.splits
+  for split in spec.splits:
+    if split not in splits:
+      raise ValueError(f"split {split!r} missing from dataset_info (has {list(splits)})")
+    n = splits[split].num_examples
+    if spec.expected_sizes and n != spec.expected_sizes[split]:
+      raise ValueError(f"split {split!r} has {n} examples, expected {spec.expected_sizes[split]}")
+    if n <= 0:
+      raise ValueError(f"split {split!r} is empty")
+    source = builder.as_data_source(split=split)
+    if len(source) != n:
+      raise ValueError(f"split {split!r}: files hold {len(source)} records, "
+                       f"dataset_info says {n}")
+    # Reading the first and last record decodes every shard's header and footer.
+    for index in (0, n - 1):
+      example = source[index]
+      if not isinstance(example, dict) or not example:
+        raise ValueError(f"split {split!r}: record {index} decoded to {example!r}")
+
+
+def _version_dir(spec: DemoDataset, root: str) -> str:
+  cls = spec.builder_class()
+  parts = [root, spec.name]
+  if getattr(cls, "BUILDER_CONFIGS", None):
+    parts.append(cls.BUILDER_CONFIGS[0].name)
+  parts.append(str(cls.VERSION))
+  return os.path.join(*parts)
+
+
+def _remove_version_dir(spec: DemoDataset, root: str) -> None:
+  target = os.path.abspath(_version_dir(spec, root))
+  # Guard: only ever delete <root>/<name>/.../<version> of this dataset.
+  if not target.startswith(os.path.join(os.path.abspath(root), spec.name) + os.sep):
+    raise AssertionError(f"refusing to delete {target}")
+  shutil.rmtree(target, ignore_errors=True)
+
+
+def load_builder(spec: DemoDataset, root: str | None = None) -> tfds.core.DatasetBuilder:
+  """Returns the prepared, verified builder; builds it on first use, rebuilds it if corrupt."""
+  root = os.path.abspath(root or paths.default_data_dir())
+  key = (spec.name, root)
+  with _THREAD_LOCK:
+    if key in _VERIFIED:
+      return _VERIFIED[key]
+    with _file_lock(paths.lock_path(root, spec.name)):
+      for attempt in range(2):
+        try:
+          builder = spec.builder_class()(data_dir=root)
+          if not builder.is_prepared():
+            log.info("Building demo dataset %r into %s (first use).", spec.name, root)
+            builder.download_and_prepare(file_format="array_record")
+          _verify(builder, spec)
+          break
+        except Exception as e:  # pylint: disable=broad-except
+          if attempt:
+            raise RuntimeError(f"Demo dataset {spec.name!r} in {root} could not be built "
+                               f"and verified: {e}") from e
+          log.warning("Demo dataset %r in %s is corrupt or incomplete (%s: %s); deleting %s "
+                      "and rebuilding.", spec.name, root, type(e).__name__, e,
+                      _version_dir(spec, root))
+          _remove_version_dir(spec, root)
+      _VERIFIED[key] = builder
+      return builder
+
+
+def forget(name: str | None = None) -> None:
+  """Drops cached verification results (tests use it after corrupting files on purpose)."""
+  with _THREAD_LOCK:
+    for key in [k for k in _VERIFIED if name is None or k[0] == name]:
+      del _VERIFIED[key]

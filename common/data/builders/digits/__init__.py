@@ -1,0 +1,1 @@
+"""scikit-learn's 8x8 handwritten digits."""

@@ -1,0 +1,1 @@
+"""The Python standard library's own sources, as a small text corpus."""

@@ -1,0 +1,236 @@
+"""Tokenizers behind one small interface, chosen by `data_config.tokenizer`.
+
+  'bytes'                     ByteTokenizer: 0 pad, 1 eos, 2..257 the bytes 0..255.
+  'sentencepiece:<N>'         a SentencePiece unigram model with N pieces, trained locally
+                              (once, then cached) on the config's train split.
+  'sentencepiece:<path>'      an existing SentencePiece model file.
+
+Both reserve `extra_ids` sentinel ids at the TOP of the vocabulary (T5 convention):
+sentinel i is `vocab_size - 1 - i`. Both use pad 0 and eos 1, so padding and packing code
+never needs to know which tokenizer it has.
+"""
+from __future__ import annotations
+
+import abc
+import io
+import logging
+import os
+import re
+import tempfile
+import threading
+from typing import Iterable, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+PAD_ID = 0
+EOS_ID = 1
+MIN_SENTENCEPIECE_VOCAB = 320  # 256 byte-fallback pieces + specials + some real pieces
+
+
+class Tokenizer(abc.ABC):
+  """Text <-> int32 ids. Subclasses define the base vocabulary; sentinels sit above it."""
+
+  pad_id = PAD_ID
+  eos_id = EOS_ID
+
+  def __init__(self, extra_ids: int = 0):
+    if extra_ids < 0:
+      raise ValueError(f"extra_ids={extra_ids} must be >= 0.")
+    self.extra_ids = extra_ids
+
+  @property
+  @abc.abstractmethod
+  def base_vocab_size(self) -> int:
+    """Ids below this are real tokens (including pad/eos)."""
+
+  @property
+  def vocab_size(self) -> int:
+    return self.base_vocab_size + self.extra_ids
+
+  def sentinel_id(self, i: int) -> int:
+    if not 0 <= i < self.extra_ids:
+      raise ValueError(f"sentinel index {i} out of range: this tokenizer has "
+                       f"extra_ids={self.extra_ids}.")
+    return self.vocab_size - 1 - i
+
+  def is_sentinel(self, ids: np.ndarray) -> np.ndarray:
+    return np.asarray(ids) >= self.base_vocab_size
+
+  @abc.abstractmethod
+  def encode(self, text: str | bytes) -> np.ndarray:
+    """int32 ids, without eos."""
+
+  @abc.abstractmethod
+  def _decode_base(self, ids: Sequence[int]) -> str:
+    """Text of ids that are all real tokens (no pad/eos/sentinels)."""
+
+  def decode(self, ids: Iterable[int]) -> str:
+    """Text of `ids`; pad and eos are dropped, sentinel i shows as '<extra_id_i>'."""
+    out, run = [], []
+    for t in (int(t) for t in ids):
+      if t in (self.pad_id, self.eos_id):
+        continue
+      if t >= self.base_vocab_size:
+        out.append(self._decode_base(run))
+        run = []
+        out.append(f"<extra_id_{self.vocab_size - 1 - t}>")
+      else:
+        run.append(t)
+    out.append(self._decode_base(run))
+    return "".join(out)
+
+
+class ByteTokenizer(Tokenizer):
+  """UTF-8 bytes: byte b is id b + 2. Lossless for any text."""
+
+  OFFSET = 2
+
+  @property
+  def base_vocab_size(self) -> int:
+    return 256 + self.OFFSET
+
+  def encode(self, text: str | bytes) -> np.ndarray:
+    data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    return np.frombuffer(data, np.uint8).astype(np.int32) + self.OFFSET
+
+  def _decode_base(self, ids: Sequence[int]) -> str:
+    raw = bytes(int(i) - self.OFFSET for i in ids)
+    return raw.decode("utf-8", errors="replace")
+
+
+class SentencePieceTokenizer(Tokenizer):
+  """A SentencePiece model with pad=0, eos=1 (as `train_sentencepiece` makes them)."""
+
+  def __init__(self, model_path: str, extra_ids: int = 0):
+    super().__init__(extra_ids)
+    import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+    self.model_path = model_path
+    with open(model_path, "rb") as f:
+      self._sp = spm.SentencePieceProcessor(model_proto=f.read())
+    if self._sp.pad_id() != PAD_ID or self._sp.eos_id() != EOS_ID:
+      raise ValueError(
+          f"SentencePiece model {model_path} has pad_id={self._sp.pad_id()}, "
+          f"eos_id={self._sp.eos_id()}; this repo needs pad_id=0, eos_id=1 (train it with "
+          "common.data.tokenizers.train_sentencepiece or with those flags).")
+
+  @property
+  def base_vocab_size(self) -> int:
+    return self._sp.vocab_size()
+
+  def encode(self, text: str | bytes) -> np.ndarray:
+    if isinstance(text, bytes):
+      text = text.decode("utf-8", errors="replace")
+    return np.asarray(self._sp.encode(text), np.int32)
+
+  def _decode_base(self, ids: Sequence[int]) -> str:
+    return self._sp.decode([int(i) for i in ids])
+
+
+def train_sentencepiece(texts: Iterable[str], model_path: str, vocab_size: int, *,
+                        max_sentences: int = 1_000_000) -> str:
+  """Trains a unigram SentencePiece model on `texts` (one document each); returns its path.
+
+  Lossless settings (identity normalisation, whitespace kept, byte fallback) so code and
+  odd Unicode round-trip exactly. `vocab_size` is an upper bound: a corpus too small to
+  support that many pieces gives fewer. Training is single-threaded and unshuffled, so the same
+  texts give the same model on every host. The file is written atomically.
+  """
+  if vocab_size < MIN_SENTENCEPIECE_VOCAB:
+    raise ValueError(f"sentencepiece vocab size {vocab_size} is too small: byte fallback needs "
+                     f">= {MIN_SENTENCEPIECE_VOCAB}.")
+  import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+
+  def sentences():
+    # SentencePiece drops "sentences" longer than max_sentence_length (4 KiB), so feed lines.
+    for text in texts:
+      for line in text.splitlines():
+        if line.strip():
+          yield line
+
+  model = io.BytesIO()
+  try:
+    _train(spm, sentences(), model, vocab_size, max_sentences)
+  except RuntimeError as e:
+    raise ValueError(f"SentencePiece training of a {vocab_size}-piece model for {model_path} "
+                     f"failed (choose another vocab size in config.data.tokenizer or more "
+                     f"training documents): {e}") from e
+  os.makedirs(os.path.dirname(os.path.abspath(model_path)), exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(model_path)), suffix=".tmp")
+  with os.fdopen(fd, "wb") as f:
+    f.write(model.getvalue())
+  os.replace(tmp, model_path)
+  return model_path
+
+
+def _train(spm, sentences, model, vocab_size, max_sentences):
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=sentences, model_writer=model, vocab_size=vocab_size,
+      model_type="unigram", pad_id=PAD_ID, eos_id=EOS_ID, unk_id=2, bos_id=-1,
+      byte_fallback=True, normalization_rule_name="identity", remove_extra_whitespaces=False,
+      allow_whitespace_only_pieces=True, split_digits=True, character_coverage=0.9995,
+      input_sentence_size=max_sentences, shuffle_input_sentence=False, num_threads=1,
+      # A soft limit: a small corpus yields fewer pieces instead of an error (read the real
+      # size from `vocab_size`, never from the config string).
+      hard_vocab_limit=False, minloglevel=2)
+
+
+_SPEC = re.compile(r"^sentencepiece:(.+)$")
+_CACHE: dict[tuple, Tokenizer] = {}
+_LOCK = threading.Lock()
+
+
+def parse_spec(spec: str) -> tuple[str, int | str | None]:
+  """('bytes', None) | ('sentencepiece', vocab_size:int) | ('sentencepiece', path:str)."""
+  if spec == "bytes":
+    return "bytes", None
+  m = _SPEC.match(spec or "")
+  if not m:
+    raise ValueError(f"config.data.tokenizer={spec!r} is not allowed; use 'bytes', "
+                     "'sentencepiece:<vocab size>' or 'sentencepiece:<path to .model>'.")
+  arg = m.group(1)
+  if arg.isdigit():
+    return "sentencepiece", int(arg)
+  return "sentencepiece", os.path.abspath(os.path.expanduser(arg))
+
+
+def from_config(data_config) -> Tokenizer:
+  """The tokenizer named by `data_config.tokenizer` (trained first if it names a vocab size)."""
+  from common.data import config  # pylint: disable=g-import-not-at-top
+  data_config = config.resolve(data_config)
+  kind, arg = parse_spec(data_config.tokenizer)
+  extra_ids = int(data_config.extra_ids)
+  if kind == "bytes":
+    return ByteTokenizer(extra_ids)
+  if isinstance(arg, str):
+    path = arg
+  else:
+    path = _trained_model_path(data_config, arg)
+  key = (path, extra_ids)
+  with _LOCK:
+    if key not in _CACHE:
+      _CACHE[key] = SentencePieceTokenizer(path, extra_ids)
+    return _CACHE[key]
+
+
+def _trained_model_path(data_config, vocab_size: int) -> str:
+  """Path of the locally trained model for this dataset and size; trains it if absent."""
+  from common.data import paths  # pylint: disable=g-import-not-at-top
+  from common.data import sources  # pylint: disable=g-import-not-at-top
+  source, info = sources.open_split(data_config, data_config.train_split)
+  dataset_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{info.full_name}_{data_config.train_split}")
+  max_docs = int(data_config.tokenizer_train_docs)
+  path = os.path.join(paths.tokenizer_dir(data_config),
+                      f"{dataset_id}_docs{max_docs}_sp{vocab_size}.model")
+  if os.path.exists(path):
+    return path
+  with sources.build_lock(paths.data_dir(data_config), os.path.basename(path)):
+    if not os.path.exists(path):
+      key = data_config.text_key
+      n = min(len(source), max_docs)
+      log.info("Training a %d-piece SentencePiece model on %d documents of %s -> %s",
+               vocab_size, n, info.full_name, path)
+      texts = (sources.as_text(source[i][key]) for i in range(n))
+      train_sentencepiece(texts, path, vocab_size)
+  return path

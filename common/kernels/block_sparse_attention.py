@@ -1,0 +1,265 @@
+"""Block-sparse attention with data-dependent block lists (Routing Transformer, BiFormer).
+
+    o = block_sparse_attention(q, k, v, kv_block_indices, block_q=64, block_k=64)
+
+Shapes: q [B, H, Tq, D], k and v [B, H, Tk, D], kv_block_indices int32
+[B, H, Tq // block_q, n_sel]. Query block i attends to the keys of the kv
+blocks listed in kv_block_indices[b, h, i] (key block j = keys
+[j * block_k, (j + 1) * block_k)). The lists are data (computed under jit,
+e.g. from routing), not static masks.
+
+Semantics:
+* Each list is a *set*: -1 entries, out-of-range values and duplicates are
+  ignored (values cannot be checked under jit, so they are dropped, not
+  raised on).
+* causal=True also requires q_position >= kv_position. Positions default to
+  arange(T); pass int32 [B, H, T] q_positions / kv_positions for permuted
+  sequences (e.g. tokens sorted by cluster). They are ignored if causal=False.
+* A query with no admissible key returns 0 (and gradients 0), never NaN.
+* return_lse=True also returns the float32 log-sum-exp [B, H, Tq] of the
+  scaled admissible scores; a row with no admissible key has lse = -inf
+  (see attention_math for why).
+* scale defaults to D ** -0.5; the output has q's dtype. f32 and bf16 inputs
+  are supported; softmax statistics and accumulators are always f32.
+
+impl (see dispatch.py): "auto" runs the Pallas TPU or GPU body on those
+backends (falling back to the XLA path for shapes outside the kernel's tiling
+rules) and the gather-based XLA path elsewhere.
+
+Differentiation: a jax.custom_vjp in flash-attention-2 style for every impl
+but "reference" (which is plain autodiff). The forward saves o and the lse;
+the backward recomputes probabilities from them: dq by a pass over query
+blocks, dk/dv by a pass over kv blocks driven by the transposed block lists
+(`sparse_indices.pairs_by_kv_block`: (q block, kv block) pairs sorted by kv
+block, length nQ * n_sel, so no padded maximum). Indices and positions get no
+gradient.
+
+Sharding: the op is independent per batch element and head, so under
+shard_map use P('data', 'model', None, None) for q, k, v and
+kv_block_indices, and P('data', 'model', None) for positions; no collectives
+are needed. Inside shard_map(check_vma=True) the Pallas outputs are typed as
+varying like q; one exception: Pallas' HLO interpreter (impl="interpret") trips
+JAX's vma check, so tests run that case with check_vma=False (the TPU
+interpreter and the XLA path pass with check_vma=True).
+
+It also works under jit and vmap: the TPU bodies fold vmapped axes into the
+batch axis (custom_vmap; one launch with a bigger grid instead of Pallas'
+serial fallback for batched scalar-prefetch operands), the GPU bodies use
+Pallas' own vmap rule (an extra grid axis). Second-order derivatives are not
+supported.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from common.kernels import attention_math
+from common.kernels import block_sparse_gpu
+from common.kernels import block_sparse_tpu
+from common.kernels import block_sparse_xla
+from common.kernels import dispatch
+from common.kernels import pallas_support
+from common.kernels import sparse_indices
+from common.kernels import validation
+
+
+@dataclasses.dataclass(frozen=True)
+class _Config:
+  block_q: int
+  block_k: int
+  causal: bool
+  scale: float
+  impl: str  # resolved, never "auto"
+
+
+def _validate(q, k, v, kv_block_indices, block_q, block_k, q_positions,
+              kv_positions, causal, scale):
+  validation.check_qkv(q, k, v)
+  b, h, tq, _ = q.shape
+  tk = k.shape[2]
+  validation.check_block("block_q", block_q, tq, "Tq")
+  validation.check_block("block_k", block_k, tk, "Tk")
+  validation.check_int_array("kv_block_indices", kv_block_indices, ndim=4)
+  want = (b, h, tq // block_q)
+  if tuple(kv_block_indices.shape[:3]) != want or kv_block_indices.shape[3] < 1:
+    raise ValueError(
+        f"kv_block_indices.shape={tuple(kv_block_indices.shape)} must be "
+        f"{want + ('n_sel',)} = (B, H, Tq // block_q, n_sel) with n_sel >= 1.")
+  if causal:
+    for name, pos, t in (("q_positions", q_positions, tq),
+                         ("kv_positions", kv_positions, tk)):
+      if pos is not None:
+        validation.check_int_array(name, pos, shape=(b, h, t))
+  return validation.check_scale(scale, q.shape[-1])
+
+
+def _gpu_fits(q, block_q, block_k):
+  return validation.triton_fits(q, block_q, block_k)
+
+
+def _tpu_fits(q, k, block_q, block_k, causal):
+  lane_ok = block_k % 128 == 0 or block_k == k.shape[2] or not causal
+  return block_q % 8 == 0 and block_k % 8 == 0 and lane_ok
+
+
+def block_sparse_attention(q, k, v, kv_block_indices, *, block_q: int,
+                           block_k: int, q_positions=None, kv_positions=None,
+                           causal: bool = False, scale=None,
+                           return_lse: bool = False, impl: str = "auto"):
+  """Attention of each query block to its listed key/value blocks.
+
+  Args:
+    q: [B, H, Tq, D] queries (f32 or bf16).
+    k: [B, H, Tk, D] keys, same dtype.
+    v: [B, H, Tk, D] values, same dtype.
+    kv_block_indices: int32 [B, H, Tq // block_q, n_sel]; -1 = empty slot.
+    block_q: query block size; divides Tq.
+    block_k: key/value block size; divides Tk.
+    q_positions: optional int32 [B, H, Tq] (causal only; default arange).
+    kv_positions: optional int32 [B, H, Tk] (causal only; default arange).
+    causal: also mask keys whose position exceeds the query's.
+    scale: score scale; default D ** -0.5.
+    return_lse: also return the f32 log-sum-exp [B, H, Tq] (-inf: empty row).
+    impl: "auto" | "xla" | "reference" | "pallas_tpu" | "pallas_gpu" |
+      "interpret" (= "interpret_gpu") | "interpret_tpu".
+
+  Returns:
+    o [B, H, Tq, D] in q.dtype, or (o, lse) if return_lse.
+
+  Raises:
+    ValueError: on bad shapes, dtypes, block sizes or impl.
+  """
+  dispatch.validate_impl(impl)
+  scale = _validate(q, k, v, kv_block_indices, block_q, block_k, q_positions,
+                    kv_positions, causal, scale)
+  resolved = dispatch.resolve_impl(
+      impl, kernel_fits_tpu=_tpu_fits(q, k, block_q, block_k, causal),
+      kernel_fits_gpu=_gpu_fits(q, block_q, block_k))
+  if resolved == dispatch.PALLAS_GPU and not _gpu_fits(q, block_q, block_k):
+    raise ValueError(
+        f"impl='pallas_gpu' needs block_q={block_q}, block_k={block_k} and "
+        f"D={q.shape[-1]} to be powers of two >= 16 and dtype in (float16, "
+        f"bfloat16, float32); use impl='auto' or 'xla' for other shapes.")
+  if resolved == dispatch.PALLAS_TPU and not _tpu_fits(q, k, block_q, block_k,
+                                                        causal):
+    raise ValueError(
+        f"impl='pallas_tpu' needs block_q={block_q} a multiple of 8 and "
+        f"block_k={block_k} a multiple of 128 (of 8 when not causal); use "
+        f"impl='auto' or 'xla' for other shapes.")
+  if resolved == dispatch.REFERENCE:
+    return block_sparse_attention_reference(
+        q, k, v, kv_block_indices, block_q=block_q, block_k=block_k,
+        q_positions=q_positions, kv_positions=kv_positions, causal=causal,
+        scale=scale, return_lse=return_lse)
+  q_pos, kv_pos = _positions(q, k, q_positions, kv_positions, causal)
+  cfg = _Config(block_q=block_q, block_k=block_k, causal=bool(causal),
+                scale=scale, impl=resolved)
+  o, lse = _block_sparse(cfg, q, k, v, kv_block_indices, q_pos, kv_pos)
+  return (o, lse) if return_lse else o
+
+
+def _positions(q, k, q_positions, kv_positions, causal):
+  if not causal:
+    return None, None
+  b, h, tq, _ = q.shape
+  tk = k.shape[2]
+  if q_positions is None:
+    q_positions = jnp.broadcast_to(jnp.arange(tq, dtype=jnp.int32), (b, h, tq))
+  if kv_positions is None:
+    kv_positions = jnp.broadcast_to(jnp.arange(tk, dtype=jnp.int32), (b, h, tk))
+  return q_positions, kv_positions
+
+
+def prepare_block_indices(kv_block_indices, q_pos, kv_pos, *, block_q, block_k,
+                          num_kv_blocks, causal):
+  """Compacts the lists (sets, valid first) and drops causally empty tiles."""
+  idx = kv_block_indices
+  if causal:
+    idx = sparse_indices.prune_causal_blocks(
+        sparse_indices.compact_unique(idx, num_kv_blocks), q_pos, kv_pos,
+        block_q, block_k)
+  return sparse_indices.compact_unique(idx, num_kv_blocks)
+
+
+def _forward(cfg, q, k, v, idx, q_pos, kv_pos):
+  kw = dict(block_q=cfg.block_q, block_k=cfg.block_k, causal=cfg.causal,
+            scale=cfg.scale)
+  if cfg.impl == dispatch.XLA:
+    return block_sparse_xla.forward(q, k, v, idx, q_pos, kv_pos, **kw)
+  interpret = pallas_support.interpret_arg(cfg.impl)
+  if cfg.impl in dispatch.TPU_BODY_IMPLS:
+    return block_sparse_tpu.forward(q, k, v, idx, q_pos, kv_pos, None,
+                                    interpret=interpret, **kw)
+  return block_sparse_gpu.forward(q, k, v, idx, q_pos, kv_pos,
+                                  interpret=interpret, **kw)
+
+
+def _backward(cfg, q, k, v, idx, q_pos, kv_pos, lse, do, delta):
+  kw = dict(block_q=cfg.block_q, block_k=cfg.block_k, causal=cfg.causal,
+            scale=cfg.scale)
+  if cfg.impl == dispatch.XLA:
+    return block_sparse_xla.backward(q, k, v, idx, q_pos, kv_pos, lse, do,
+                                     delta, **kw)
+  interpret = pallas_support.interpret_arg(cfg.impl)
+  if cfg.impl in dispatch.TPU_BODY_IMPLS:
+    return block_sparse_tpu.backward(q, k, v, idx, q_pos, kv_pos, None, lse,
+                                     do, delta, interpret=interpret, **kw)
+  return block_sparse_gpu.backward(q, k, v, idx, q_pos, kv_pos, lse, do, delta,
+                                   interpret=interpret, **kw)
+
+
+def _prepare(cfg, k, kv_block_indices, q_pos, kv_pos):
+  return prepare_block_indices(
+      kv_block_indices, q_pos, kv_pos, block_q=cfg.block_q,
+      block_k=cfg.block_k, num_kv_blocks=k.shape[2] // cfg.block_k,
+      causal=cfg.causal)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _block_sparse(cfg, q, k, v, kv_block_indices, q_pos, kv_pos):
+  idx = _prepare(cfg, k, kv_block_indices, q_pos, kv_pos)
+  o, lse = _forward(cfg, q, k, v, idx, q_pos, kv_pos)
+  return o, attention_math.public_lse(lse)
+
+
+def _block_sparse_fwd(cfg, q, k, v, kv_block_indices, q_pos, kv_pos):
+  idx = _prepare(cfg, k, kv_block_indices, q_pos, kv_pos)
+  o, lse = _forward(cfg, q, k, v, idx, q_pos, kv_pos)
+  return (o, attention_math.public_lse(lse)), (q, k, v, idx, q_pos, kv_pos, o,
+                                               lse)
+
+
+def _block_sparse_bwd(cfg, res, cotangents):
+  q, k, v, idx, q_pos, kv_pos, o, lse = res
+  do, dlse = cotangents
+  delta = attention_math.backward_delta(o, do, lse, dlse)
+  dq, dk, dv = _backward(cfg, q, k, v, idx, q_pos, kv_pos, lse,
+                         do.astype(q.dtype), delta)
+  return dq, dk, dv, None, None, None
+
+
+_block_sparse.defvjp(_block_sparse_fwd, _block_sparse_bwd)
+
+
+def block_sparse_attention_reference(q, k, v, kv_block_indices, *, block_q,
+                                     block_k, q_positions=None,
+                                     kv_positions=None, causal=False,
+                                     scale=None, return_lse=False):
+  """Dense-mask reference: O(Tq * Tk) memory, written for clarity; f32 math."""
+  scale = _validate(q, k, v, kv_block_indices, block_q, block_k, q_positions,
+                    kv_positions, causal, scale)
+  nk = k.shape[2] // block_k
+  listed = kv_block_indices[..., None] == jnp.arange(nk)  # [B,H,nQ,n_sel,nK]
+  block_mask = jnp.any(listed, axis=-2)  # [B, H, nQ, nK]
+  mask = jnp.repeat(jnp.repeat(block_mask, block_q, axis=2), block_k, axis=3)
+  if causal:
+    q_pos, kv_pos = _positions(q, k, q_positions, kv_positions, causal)
+    mask = mask & (q_pos[..., :, None] >= kv_pos[..., None, :])
+  s = jnp.einsum("bhqd,bhkd->bhqk", q.astype(jnp.float32),
+                 k.astype(jnp.float32)) * scale
+  p, lse = attention_math.masked_softmax(s, mask, axes=-1)
+  o = jnp.einsum("bhqk,bhkd->bhqd", p, v.astype(jnp.float32)).astype(q.dtype)
+  return (o, attention_math.public_lse(lse)) if return_lse else o

@@ -1,0 +1,41 @@
+"""Activation functions by the names configs use.
+
+Gated names ('geglu', 'swiglu', 'reglu') tell the MLP to build two input projections and
+multiply act(x W0) by (x W1), as in T5 v1.1 / Shazeer (2020); the callable returned for them is
+the gate's activation.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from common.layers import validation
+
+
+def _relu2(x: jax.Array) -> jax.Array:
+  return jnp.square(jax.nn.relu(x))
+
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": jax.nn.relu,
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),   # exact erf form
+    "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+    "relu2": _relu2,                                         # squared ReLU (Primer)
+    "silu": jax.nn.silu,
+    "geglu": lambda x: jax.nn.gelu(x, approximate=False),
+    "swiglu": jax.nn.silu,
+    "reglu": jax.nn.relu,
+}
+GATED = frozenset({"geglu", "swiglu", "reglu"})
+
+
+def get_activation(name: str, field: str = "activation") -> Callable[[jax.Array], jax.Array]:
+  """Returns the activation called `name`; ValueError listing the allowed names otherwise."""
+  validation.check_choice(field, name, ACTIVATIONS)
+  return ACTIVATIONS[name]
+
+
+def is_gated(name: str) -> bool:
+  return name in GATED

@@ -1,0 +1,66 @@
+"""Command-line entry shared by every `projects/<name>/main.py`.
+
+  python projects/<name>/main.py --config projects/<name>/configs/<file>.py:<args> \
+      --workdir DIR [--config.train.num_steps=...] [--mode=train|eval]
+
+On several hosts (a TPU pod slice, or processes started with --coordinator_address /
+--num_processes / --process_id) jax.distributed is initialised before anything touches devices.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, `path.py:args`.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, config.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "Train (resuming) or evaluate.")
+_STEP = flags.DEFINE_integer("checkpoint_step", None, "Evaluate this step (default: latest).")
+_FALLBACK = flags.DEFINE_bool("restore_fallback", False,
+                              "If the newest checkpoint is unreadable, resume from the one before.")
+_COORD = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).")
+_NPROC = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).")
+_PID = flags.DEFINE_integer("process_id", None, "This process's index (multi-host).")
+_MULTIHOST = flags.DEFINE_bool("multihost", False,
+                               "Initialise jax.distributed from the environment (TPU VM pods).")
+
+
+def _maybe_init_distributed() -> None:
+  import jax
+  if _COORD.value or _NPROC.value:
+    jax.distributed.initialize(coordinator_address=_COORD.value, num_processes=_NPROC.value,
+                               process_id=_PID.value)
+  elif _MULTIHOST.value or os.environ.get("TPU_WORKER_HOSTNAMES", "").count(",") > 0:
+    jax.distributed.initialize()  # TPU pod slice: every worker finds the others itself
+
+
+def _main(project: str) -> None:
+  if _WORKDIR.value is None:
+    raise app.UsageError("--workdir is required (checkpoints and metrics go there).")
+  config = _CONFIG.value
+  if config is None:
+    raise app.UsageError(f"--config is required, e.g. --config projects/{project}/configs/<file>.py")
+  if config.get("project") != project:
+    raise app.UsageError(f"the config is for project {config.get('project')!r}, but this is "
+                         f"projects/{project}/main.py; use that project's main.py.")
+  _maybe_init_distributed()
+  from common.train import trainer
+  logging.getLogger().setLevel(logging.INFO)
+  if _MODE.value == "train":
+    final = trainer.train(config, _WORKDIR.value, restore_fallback=_FALLBACK.value)
+  else:
+    run, state, step = trainer.restore_for_eval(config, _WORKDIR.value, step=_STEP.value)
+    final = trainer.evaluate(run, state, step)
+    final["step"] = step
+  print(json.dumps(final, indent=1, sort_keys=True))
+
+
+def run(project: str) -> None:
+  """Called by projects/<project>/main.py."""
+  flags.mark_flags_as_required(["config", "workdir"])
+  app.run(lambda argv: _main(project))

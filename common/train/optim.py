@@ -1,0 +1,70 @@
+"""Optimisers and learning-rate schedules from `config.optimizer`."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+SCHEDULES = ("cosine", "rsqrt", "linear", "constant")
+OPTIMIZERS = ("adamw", "adafactor", "sgd")
+DECAY_MASKS = ("all", "no_bias_norm", "none")
+
+
+def schedule(opt: ml_collections.ConfigDict, num_steps: int) -> optax.Schedule:
+  """Linear warm-up from 0, then the named decay; returns lr(step)."""
+  lr, warmup = float(opt.learning_rate), int(opt.warmup_steps)
+  end = lr * float(opt.end_lr_fraction)
+  decay_steps = max(num_steps - warmup, 1)
+  if opt.schedule == "cosine":
+    decay = optax.cosine_decay_schedule(lr, decay_steps, alpha=float(opt.end_lr_fraction))
+  elif opt.schedule == "linear":
+    decay = optax.linear_schedule(lr, end, decay_steps)
+  elif opt.schedule == "constant":
+    decay = optax.constant_schedule(lr)
+  elif opt.schedule == "rsqrt":
+    # T5/Adafactor style: lr * sqrt(warmup / max(step, warmup)), after a linear ramp from 0.
+    base = float(max(warmup, 1))
+
+    def rsqrt(step):
+      step = jnp.asarray(step, jnp.float32)
+      ramp = jnp.minimum(1.0, step / base) if warmup else 1.0
+      return lr * ramp * jax.lax.rsqrt(jnp.maximum(step, base) / base)
+    return rsqrt
+  else:
+    raise ValueError(f"config.optimizer.schedule={opt.schedule!r}; allowed: {SCHEDULES}.")
+  if warmup == 0:
+    return decay
+  return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), decay], [warmup])
+
+
+def decay_mask(kind: str):
+  """Which parameters get weight decay. 'no_bias_norm' decays only matrices and kernels (ndim>=2),
+  the usual exclusion of biases, norm scales and other vectors (ViT, I-JEPA, T5X all do this)."""
+  if kind == "all":
+    return None
+  if kind == "none":
+    return lambda params: jax.tree.map(lambda _: False, params)
+  if kind == "no_bias_norm":
+    return lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
+  raise ValueError(f"config.optimizer.weight_decay_mask={kind!r}; allowed: {DECAY_MASKS}.")
+
+
+def make_optimizer(opt: ml_collections.ConfigDict, num_steps: int):
+  """Returns (optax transformation, schedule)."""
+  lr = schedule(opt, num_steps)
+  wd = float(opt.weight_decay)
+  mask = decay_mask(opt.weight_decay_mask)
+  if opt.name == "adamw":
+    tx = optax.adamw(lr, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=wd, mask=mask)
+  elif opt.name == "adafactor":
+    tx = optax.adafactor(lr, weight_decay_rate=wd or None, weight_decay_mask=mask,
+                         multiply_by_parameter_scale=True)
+  elif opt.name == "sgd":
+    parts = [optax.add_decayed_weights(wd, mask)] if wd else []
+    tx = optax.chain(*parts, optax.sgd(lr, momentum=opt.momentum or None))
+  else:
+    raise ValueError(f"config.optimizer.name={opt.name!r}; allowed: {OPTIMIZERS}.")
+  if opt.grad_clip_norm and opt.grad_clip_norm > 0:
+    tx = optax.chain(optax.clip_by_global_norm(float(opt.grad_clip_norm)), tx)
+  return tx, lr

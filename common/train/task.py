@@ -1,0 +1,87 @@
+"""The contract between a project and the shared trainer.
+
+A project supplies a `Task`: its model, its loss, and (optionally) its data and evaluators.
+Everything else (mesh, sharding, optimiser, jit step, checkpoints, metrics) is common code.
+`projects/<name>/task.py` must define `get_task(config) -> Task`; the trainer and
+`python -m common.eval` find it from `config.project` alone.
+"""
+from __future__ import annotations
+
+import abc
+import importlib
+from typing import Any, Iterator, Mapping, Protocol
+
+import jax
+import ml_collections
+from flax import nnx
+
+Batch = Mapping[str, Any]
+Metrics = dict[str, jax.Array]
+
+
+class Evaluator(Protocol):
+  """Computes scalar results from a model on the task's evaluation data.
+
+  `ctx` is a `common.eval.context.EvalContext`: it yields sharded global batches and carries
+  the config, the task and the mesh. Evaluators return plain python floats keyed by name.
+  """
+
+  def __call__(self, model: nnx.Module, ctx: Any) -> dict[str, float]:
+    ...
+
+
+class Task(abc.ABC):
+  """What a project gives the trainer. Subclass it in `projects/<name>/task.py`."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+
+  @abc.abstractmethod
+  def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
+    """Constructs the model. Called under jax.jit (never materialised unsharded)."""
+
+  @abc.abstractmethod
+  def loss(self, model: nnx.Module, batch: Batch, *, train: bool,
+           rngs: nnx.Rngs | None) -> tuple[jax.Array, Metrics]:
+    """Returns the scalar mean loss over the batch and a dict of scalar metrics.
+
+    `batch` holds global arrays sharded over the mesh's batch axes. Example weights, when the
+    batch carries them ("mask" for padded evaluation batches), are the task's to apply.
+    """
+
+  def train_data(self, *, seed: int, process_index: int, process_count: int,
+                 batch_size: int) -> Iterator[Batch]:
+    """Per-process batches for training, as a checkpointable grain iterator.
+
+    The default reads `config.data` through `common.data`. `batch_size` is this process's share.
+    """
+    from common.data import pipeline
+    return pipeline.train_iterator(self.config.data, seed=seed, process_index=process_index,
+                                   process_count=process_count, batch_size=batch_size)
+
+  def eval_data(self, split: str, *, process_index: int, process_count: int,
+                batch_size: int) -> Iterator[Batch]:
+    """One finite, ordered pass over `split`; the last batch is padded and carries "mask"."""
+    from common.data import pipeline
+    return pipeline.eval_iterator(self.config.data, split=split, process_index=process_index,
+                                  process_count=process_count, batch_size=batch_size)
+
+  def evaluators(self) -> dict[str, Evaluator]:
+    """Named evaluators run periodically in training and by `--mode=eval`."""
+    return {}
+
+
+def load_task(config: ml_collections.ConfigDict) -> Task:
+  """Imports `projects.<config.project>.task` by convention and builds its Task."""
+  name = config.get("project")
+  if not name:
+    raise ValueError("config.project is not set: every config must name its project, "
+                     "e.g. config.project = 'lazy_neuron'.")
+  try:
+    module = importlib.import_module(f"projects.{name}.task")
+  except ModuleNotFoundError as e:
+    if e.name in (f"projects.{name}", f"projects.{name}.task"):
+      raise ValueError(f"config.project={name!r} names no project: expected "
+                       f"projects/{name}/task.py defining get_task(config).") from e
+    raise
+  return module.get_task(config)

@@ -1,0 +1,255 @@
+"""The shared training loop: config -> mesh -> data -> model -> jit step -> loop -> checkpoints.
+
+Read top to bottom, `train` is the whole life of a run:
+  1. validate the config (before anything is compiled),
+  2. build the mesh, the optimiser and the abstract state with its shardings,
+  3. restore the newest checkpoint in the workdir, or initialise under jax.jit into shardings,
+  4. step: one jit-compiled, donated train step per batch,
+  5. log, evaluate and checkpoint on schedule; on SIGTERM save and exit cleanly,
+  6. at the end: final checkpoint, final evaluation, `final_metrics.json`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from common.eval.context import EvalContext
+from common.train import checkpoint as ckpt_lib
+from common.train import config_checks
+from common.train import mesh as mesh_lib
+from common.train import metrics as metrics_lib
+from common.train import optim
+from common.train import sharding as sharding_lib
+from common.train import state as state_lib
+from common.train import step as step_lib
+from common.train.task import Task, load_task
+
+
+class NonFiniteError(FloatingPointError):
+  """Raised when config.train.nonfinite == 'stop' and a step produced NaN/Inf."""
+
+
+@dataclasses.dataclass
+class Run:
+  """What setup() builds; shared by training and evaluation."""
+  config: ml_collections.ConfigDict
+  task: Task
+  mesh: jax.sharding.Mesh
+  rules: dict
+  spec: state_lib.ModelSpec
+  tx: Any
+  lr_schedule: Any
+  abstract_state: Any
+  shardings: Any
+
+  def put_batch(self, batch: dict) -> dict:
+    return sharding_lib.put_batch(batch, self.mesh, self.rules)
+
+  def model(self, state: dict, *, ema: bool = False) -> nnx.Module:
+    model = self.spec.merge(state["ema_params" if ema else "params"], state["model_state"])
+    model.eval()
+    return model
+
+  def eval_context(self) -> EvalContext:
+    return EvalContext(config=self.config, task=self.task, mesh=self.mesh,
+                       put_batch=self.put_batch)
+
+
+def setup(config: ml_collections.ConfigDict, task: Task | None = None,
+          devices: list | None = None) -> Run:
+  """Validates the config and builds everything static about a run (nothing is compiled)."""
+  config_checks.validate(config)
+  task = task or load_task(config)
+  _validate_data(config)
+  mesh = mesh_lib.make_mesh(config.mesh.shape, devices)
+  rules = sharding_lib.rules_dict(config.mesh.rules)
+  config_checks.validate_against_devices(config, sharding_lib.batch_shards(mesh, rules))
+  tx, lr = optim.make_optimizer(config.optimizer, config.train.num_steps)
+  spec = state_lib.model_spec(task.build_model, config.seed)
+  ema = config.optimizer.ema_decay > 0
+  abstract, shardings = state_lib.abstract_state_and_shardings(
+      spec, task.build_model, tx, seed=config.seed, ema=ema, mesh=mesh, rules=rules)
+  return Run(config, task, mesh, rules, spec, tx, lr, abstract, shardings)
+
+
+def _validate_data(config) -> None:
+  try:
+    from common.data import pipeline
+  except ImportError:  # projects that bring their own data
+    return
+  if hasattr(pipeline, "validate") and config.data.get("name"):
+    pipeline.validate(config.data)
+
+
+def init_state(run: Run) -> dict:
+  init = lambda: state_lib.init_state(run.task.build_model, run.tx, seed=run.config.seed,
+                                      ema="ema_params" in run.abstract_state)
+  with run.mesh:
+    return jax.jit(init, out_shardings=run.shardings)()
+
+
+def restore_target(run: Run) -> Any:
+  return state_lib.with_shardings(run.abstract_state, run.shardings)
+
+
+class _Preemption:
+  """Turns SIGTERM (TPU VM maintenance, Slurm, `kill`) into a flag the loop checks each step."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    logging.warning("SIGTERM received: saving a checkpoint at the next step boundary, then exiting.")
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _health_check(state: dict, config, writer, step: int) -> None:
+  health = jax.device_get(state["health"])
+  first = int(health["first_nonfinite_step"])
+  if first >= 0 and config.train.nonfinite == "stop":
+    cause = step_lib.NONFINITE_CAUSES.get(int(health["first_nonfinite_cause"]), "value")
+    raise NonFiniteError(
+        f"non-finite {cause} at step {first}: training stopped and that update was not applied "
+        f"(the last checkpoint is from before it). Lower the learning rate, enable "
+        f"config.optimizer.grad_clip_norm, or set config.train.nonfinite='skip' to skip such steps.")
+  if int(health["skipped_steps"]):
+    writer.write(step, {"skipped_nonfinite_steps": int(health["skipped_steps"])})
+
+
+def evaluate(run: Run, state: dict, step: int | None = None) -> dict[str, float]:
+  """Runs every evaluator of the task (and on the EMA parameters when there are some)."""
+  results: dict[str, float] = {}
+  ctx = run.eval_context()
+  variants = [("", False)] + ([("ema/", True)] if "ema_params" in state else [])
+  for prefix, ema in variants:
+    model = run.model(state, ema=ema)
+    for name, evaluator in run.task.evaluators().items():
+      for k, v in evaluator(model, ctx).items():
+        results[f"{prefix}{name}/{k}"] = float(v)
+  return results
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *, task: Task | None = None,
+          restore_fallback: bool = False, stop_after: int | None = None) -> dict[str, float]:
+  """Trains (resuming from `workdir` if it holds checkpoints) and returns the final metrics.
+
+  `stop_after` ends the loop early at that step with a checkpoint, as a preemption would; tests
+  use it to check that resuming is exact.
+  """
+  config_checks.check_workdir(workdir)
+  run = setup(config, task)
+  cfg = run.config
+  t = cfg.train
+  writer = metrics_lib.MetricWriter(workdir)
+  ckpt = ckpt_lib.Checkpointer(workdir, keep=t.keep_checkpoints, async_save=t.async_checkpointing)
+  local_batch = t.batch_size // jax.process_count()
+  data_iter = run.task.train_data(seed=cfg.seed, process_index=jax.process_index(),
+                                  process_count=jax.process_count(), batch_size=local_batch)
+
+  start, state = ckpt.restore_latest(restore_target(run), data_iter, fallback=restore_fallback)
+  if state is None:
+    state, start = init_state(run), 0
+    logging.info("initialised %s parameters",
+                 f"{state_lib.count_params(run.abstract_state['params']):,}")
+  else:
+    logging.info("resumed from step %d in %s", start, ckpt.directory)
+
+  step_fn = step_lib.make_train_step(
+      run.task, run.spec, run.tx, run.lr_schedule, grad_accum_steps=t.grad_accum_steps,
+      nonfinite=t.nonfinite, ema_decay=cfg.optimizer.ema_decay, seed=cfg.seed)
+  replicated = jax.sharding.NamedSharding(run.mesh, jax.sharding.PartitionSpec())
+  # Batches arrive as committed global arrays, so only the outputs' shardings are pinned.
+  train_step = jax.jit(step_fn, out_shardings=(run.shardings, replicated), donate_argnums=(0,))
+
+  end = t.num_steps if stop_after is None else min(stop_after, t.num_steps)
+  progress = _progress(t, start, end)
+  final: dict[str, float] = {}
+  last_metrics: dict[str, float] = {}
+  tick, tick_step = time.perf_counter(), start
+  with _Preemption() as preemption, run.mesh:
+    step = start
+    while step < end:
+      if t.profile_steps and step == t.profile_steps[0]:
+        jax.profiler.start_trace(os.path.join(workdir, "profile"))
+      batch = run.put_batch(next(data_iter))
+      state, metrics = train_step(state, batch)
+      step += 1
+      if t.profile_steps and step == t.profile_steps[1]:
+        jax.block_until_ready(state)
+        jax.profiler.stop_trace()
+      if progress:
+        progress.update(1)
+      if step % t.log_every == 0 or step == end:
+        metrics = jax.device_get(metrics)
+        now = time.perf_counter()
+        dt = (now - tick) / max(step - tick_step, 1)
+        tick, tick_step = now, step
+        last_metrics = {k: float(v) for k, v in metrics.items()}
+        writer.write(step, dict(last_metrics, step_time_s=dt, examples_per_s=t.batch_size / dt))
+        _health_check(state, cfg, writer, step)
+      if t.eval_every and step % t.eval_every == 0 and step != end:
+        writer.write(step, evaluate(run, state, step), prefix="eval/")
+      if step % t.checkpoint_every == 0 or step == end or preemption.requested:
+        _health_check(state, cfg, writer, step)
+        ckpt.save(step, state, data_iter, cfg, force=True)
+      if preemption.requested:
+        ckpt.wait()
+        logging.warning("preempted: checkpoint of step %d is saved; rerun the same command to "
+                        "resume.", step)
+        break
+  if progress:
+    progress.close()
+  ckpt.close()
+  if step == t.num_steps:
+    final = {f"train/{k}": v for k, v in last_metrics.items()}
+    final.update({f"eval/{k}": v for k, v in evaluate(run, state, step).items()})
+    writer.write(step, {k: v for k, v in final.items() if k.startswith("eval/")})
+    if jax.process_index() == 0:
+      with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
+        json.dump({"step": step, **final}, f, indent=1, sort_keys=True)
+  writer.close()
+  return final
+
+
+def _progress(t, start: int, end: int):
+  if not t.progress_bar or jax.process_index() != 0 or end - start < 2:
+    return None
+  from tqdm import tqdm
+  return tqdm(total=end, initial=start, unit="step", mininterval=5.0, dynamic_ncols=True)
+
+
+def restore_for_eval(config: ml_collections.ConfigDict, workdir: str, *, step: int | None = None,
+                     task: Task | None = None, devices: list | None = None) -> tuple[Run, dict, int]:
+  """Restores a checkpoint onto whatever devices are present (any mesh), without data state."""
+  run = setup(config, task, devices)
+  ckpt = ckpt_lib.Checkpointer(workdir, read_only=True, async_save=False)
+  steps = ckpt.all_steps()
+  if not steps:
+    raise FileNotFoundError(f"no checkpoint in {ckpt.directory}: nothing to evaluate.")
+  step = steps[-1] if step is None else step
+  if step not in steps:
+    raise ValueError(f"checkpoint step {step} not in {ckpt.directory}; available: {steps}.")
+  state = ckpt.restore(step, restore_target(run))
+  return run, state, step

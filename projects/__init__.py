@@ -1,0 +1,1 @@
+"""Paper projects; each imports common, never another project."""

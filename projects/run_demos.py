@@ -1,0 +1,68 @@
+"""The main job: every project's demo reproduction, then one results table.
+
+  python -m projects.run_demos [--out results] [--only lazy_neuron,svit] [--quick]
+
+A project takes part by having `projects/<name>/demo.py` with
+`run(out_dir: str, *, quick: bool) -> list[dict]`; each row has the keys of `COLUMNS`
+("paper" is what the paper claims, "measured" what this run measured). The table is printed
+and written to `<out>/demo_results.md` (and `.json`).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import pkgutil
+import time
+import traceback
+
+COLUMNS = ("project", "experiment", "metric", "paper", "measured")
+
+
+def discover() -> list[str]:
+  import projects
+  return sorted(m.name for m in pkgutil.iter_modules(projects.__path__) if m.ispkg and
+                importlib.util.find_spec(f"projects.{m.name}.demo") is not None)
+
+
+def to_markdown(rows: list[dict]) -> str:
+  lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+  for r in rows:
+    lines.append("| " + " | ".join(str(r.get(c, "")).replace("|", "/") for c in COLUMNS) + " |")
+  return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--out", default="results", help="directory for workdirs and the table")
+  parser.add_argument("--only", default="", help="comma-separated project names")
+  parser.add_argument("--quick", action="store_true", help="seconds-long settings (smoke test)")
+  args = parser.parse_args(argv)
+  names = [n for n in args.only.split(",") if n] or discover()
+  os.makedirs(args.out, exist_ok=True)
+  rows, failed = [], []
+  for name in names:
+    start = time.time()
+    print(f"=== {name}: demo ===", flush=True)
+    try:
+      demo = importlib.import_module(f"projects.{name}.demo")
+      rows += demo.run(os.path.join(args.out, name), quick=args.quick)
+    except Exception:  # one broken demo must not hide the others' results
+      traceback.print_exc()
+      failed.append(name)
+      rows.append(dict(project=name, experiment="demo", metric="status", paper="",
+                       measured="FAILED (see log)"))
+    print(f"=== {name}: {time.time() - start:.0f}s ===", flush=True)
+  table = to_markdown(rows)
+  with open(os.path.join(args.out, "demo_results.md"), "w") as f:
+    f.write("# Demo results\n\n" + table + "\n")
+  with open(os.path.join(args.out, "demo_results.json"), "w") as f:
+    json.dump(rows, f, indent=1)
+  print("\n" + table)
+  print(f"\nwritten to {os.path.join(args.out, 'demo_results.md')}")
+  return 1 if failed else 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())

@@ -1,0 +1,123 @@
+"""SEA's attention estimator: encoder MLP and the causal CNN decoder to T_M compressed bins.
+
+Official modules (attention.py `PerlinAttention.__init__`, causal branch, and modules.py):
+  attention_predictor_enc     Linear(3D -> 2D) -> LayerNorm(2D) -> GELU (exact erf)     = t
+  attention_predictor_dec_row Linear(2D -> (T_M/4)*2) -> ChannelSplit(2)    [N,2H,T,T_M/4]
+  attention_predictor_cnn     LayerNorm(T_M/4) -> KeepRes[
+                                  CausalConv2d(2H,2H,3,dilation 2) -> ReLU -> same -> ReLU
+                                  -> nearest x(1,4) -> CausalConv2d(2H,H,1,width padding 1)
+                              ] -> 'area' resize (T, T_M+2) -> (T, T_M) -> LayerNorm(T_M) = S
+  attention_predictor_dec_scaler Linear(2D -> 2): the two gate logits.
+
+We run the CNN in NHWC with the image height = time and the width = compressed bins.
+CausalConv2d stores a (2k-1, k) kernel of which only the top k rows are live (weight_mask) and
+pads the height by (k-1)*dilation on both sides; that equals a k x k conv padded only on top, so
+here the kernel is k x k with padding ((k-1)*dilation, 0) and the dead rows never exist.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+# nn.LayerNorm default eps, used by every LayerNorm of the estimator.
+LN_EPS = 1e-5
+# attention.py causal branch: `attention_predictor_dec_row_down_scale = 4` and
+# `inner_ch = PERLIN_HOTFIX_OPT_INNER_CH (default 2)`.
+DOWN_SCALE = 4
+INNER_CHANNELS = 2
+
+
+def make_linear(in_features, out_features, *, dtype, param_dtype, rngs, axes=(None, None)):
+  """nn.Linear equivalent: (in, out) kernel with logical-axis metadata (replicated by default)."""
+  return nnx.Linear(
+      in_features, out_features, dtype=dtype, param_dtype=param_dtype,
+      kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), axes),
+      bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (axes[-1],)),
+      rngs=rngs)
+
+
+def _layer_norm(features, *, dtype, param_dtype, rngs):
+  # use_fast_variance=False: torch computes E[(x - mean)^2], not E[x^2] - mean^2.
+  return nnx.LayerNorm(
+      features, epsilon=LN_EPS, use_fast_variance=False, dtype=dtype, param_dtype=param_dtype,
+      scale_init=nnx.with_partitioning(nnx.initializers.ones_init(), (None,)),
+      bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (None,)),
+      rngs=rngs)
+
+
+def _causal_conv(in_ch, out_ch, kernel, *, dilation, width_padding, dtype, param_dtype, rngs):
+  return nnx.Conv(
+      in_ch, out_ch, (kernel, kernel), kernel_dilation=(dilation, dilation),
+      padding=(((kernel - 1) * dilation, 0), (width_padding, width_padding)),
+      dtype=dtype, param_dtype=param_dtype,
+      kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, None, None, None)),
+      bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (None,)),
+      rngs=rngs)
+
+
+def area_resize_matrix(in_width: int, out_width: int) -> np.ndarray:
+  """[in, out] averaging matrix of F.interpolate(mode='area') = adaptive_avg_pool.
+
+  Output c averages inputs floor(c*in/out) .. ceil((c+1)*in/out) - 1.
+  """
+  m = np.zeros((in_width, out_width), np.float32)
+  for c in range(out_width):
+    lo = (c * in_width) // out_width
+    hi = -(-((c + 1) * in_width) // out_width)
+    m[lo:hi, c] = 1.0 / (hi - lo)
+  return m
+
+
+class AttentionEncoder(nnx.Module):
+  """[performer context | v] [N, H, T, 3D] -> t [N, H, T, 2D] (attention_predictor_enc)."""
+
+  def __init__(self, head_dim: int, *, dtype=None, param_dtype=jnp.float32, rngs: nnx.Rngs):
+    self.linear = make_linear(3 * head_dim, 2 * head_dim, dtype=dtype, param_dtype=param_dtype,
+                              rngs=rngs)
+    self.norm = _layer_norm(2 * head_dim, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return jax.nn.gelu(self.norm(self.linear(x)), approximate=False)  # nn.GELU(): erf form
+
+
+class CompressedScoreDecoder(nnx.Module):
+  """t [N, H, T, 2D] -> S [N, H, T, T_M]: the compressed attention logits.
+
+  The heads are mixed only inside the CNN (its channels are head x split).
+  """
+
+  def __init__(self, num_heads: int, head_dim: int, predictor_length: int, *, dtype=None,
+               param_dtype=jnp.float32, rngs: nnx.Rngs):
+    if predictor_length % DOWN_SCALE:
+      raise ValueError(f"predictor_length (T_M)={predictor_length} is not allowed: it must be "
+                       f"divisible by {DOWN_SCALE} (the decoder upsamples T_M/4 bins x4).")
+    self.num_heads = num_heads
+    self.predictor_length = predictor_length
+    width = predictor_length // DOWN_SCALE
+    channels = INNER_CHANNELS * num_heads
+    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.dec_row = make_linear(2 * head_dim, width * INNER_CHANNELS, **kw)
+    self.norm_in = _layer_norm(width, **kw)
+    self.conv1 = _causal_conv(channels, channels, 3, dilation=2, width_padding=2, **kw)
+    self.conv2 = _causal_conv(channels, channels, 3, dilation=2, width_padding=2, **kw)
+    self.conv_out = _causal_conv(channels, num_heads, 1, dilation=1, width_padding=1, **kw)
+    self.norm_out = _layer_norm(predictor_length, **kw)
+
+  def __call__(self, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Returns (S [N, H, T, T_M], decoder rows [N, 2H, T, T_M/4] in the official layout)."""
+    n, h, time, _ = t.shape
+    width = self.predictor_length // DOWN_SCALE
+    rows = self.dec_row(t).reshape(n, h, time, INNER_CHANNELS, width)
+    # ChannelSplit(2): view(N,H,T,2,W).permute(0,1,3,2,4) -> channel = head * 2 + split.
+    dec_rows = jnp.transpose(rows, (0, 1, 3, 2, 4)).reshape(n, h * INNER_CHANNELS, time, width)
+    x = self.norm_in(rows)  # LayerNorm over the width only, so the layout does not matter
+    x = jnp.transpose(x, (0, 2, 4, 1, 3)).reshape(n, time, width, h * INNER_CHANNELS)  # NHWC
+    x = jax.nn.relu(self.conv1(x))
+    x = jax.nn.relu(self.conv2(x))
+    x = jnp.repeat(x, DOWN_SCALE, axis=2)  # UpsampleFP32((1, 4)): nearest along the width
+    x = self.conv_out(x)  # [N, T, T_M + 2, H]: the 1x1 conv pads the width by 1 on each side
+    resize = jnp.asarray(area_resize_matrix(x.shape[2], self.predictor_length), x.dtype)
+    x = jnp.einsum("ntwh,wc->nhtc", x, resize)  # KeepRes: 'area' because the width shrinks
+    return self.norm_out(x), dec_rows

@@ -1,0 +1,83 @@
+"""Bad input raises ValueError naming the argument; impl resolution; block-size choice."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from common.kernels import block_size
+from common.kernels import dispatch
+from common.kernels.block_sparse_attention import block_sparse_attention
+from common.kernels.row_sparse_attention import row_sparse_attention
+
+Q = jnp.zeros((1, 2, 32, 16), jnp.float32)
+IDX = jnp.zeros((1, 2, 4, 2), jnp.int32)
+ROWS = jnp.zeros((1, 2, 32, 3), jnp.int32)
+
+
+def _bsa(**over):
+  kw = dict(q=Q, k=Q, v=Q, kv_block_indices=IDX, block_q=8, block_k=8)
+  kw.update(over)
+  return block_sparse_attention(kw.pop("q"), kw.pop("k"), kw.pop("v"),
+                                kw.pop("kv_block_indices"), **kw)
+
+
+def _rsa(**over):
+  kw = dict(q=Q, k=Q, v=Q, key_indices=ROWS)
+  kw.update(over)
+  return row_sparse_attention(kw.pop("q"), kw.pop("k"), kw.pop("v"),
+                              kw.pop("key_indices"), **kw)
+
+
+@pytest.mark.parametrize("over,name", [
+    (dict(block_q=12), "block_q=12"),
+    (dict(block_k=0), "block_k=0"),
+    (dict(kv_block_indices=IDX.astype(jnp.float32)), "kv_block_indices.dtype"),
+    (dict(kv_block_indices=jnp.zeros((1, 2, 3, 2), jnp.int32)),
+     "kv_block_indices.shape"),
+    (dict(q=Q[0]), "q.shape"),
+    (dict(k=Q.astype(jnp.int32)), "k.dtype"),
+    (dict(v=Q[:, :, :16]), "v.shape"),
+    (dict(q=Q.astype(jnp.bfloat16)), "dtypes"),
+    (dict(causal=True, q_positions=jnp.zeros((1, 2, 32), jnp.float32)),
+     "q_positions.dtype"),
+    (dict(causal=True, kv_positions=jnp.zeros((1, 32), jnp.int32)),
+     "kv_positions.shape"),
+    (dict(scale="big"), "scale"),
+    (dict(impl="cuda"), "impl='cuda'"),
+    (dict(impl="pallas_gpu", block_q=8), "impl='pallas_gpu'"),
+])
+def test_block_sparse_bad_input(over, name):
+  with pytest.raises(ValueError, match=name.replace("(", r"\(")):
+    _bsa(**over)
+
+
+@pytest.mark.parametrize("over,name", [
+    (dict(key_indices=ROWS.astype(jnp.uint8)), "key_indices.dtype"),
+    (dict(key_indices=ROWS[:, :, :8]), "key_indices.shape"),
+    (dict(key_valid=jnp.ones(ROWS.shape, jnp.int32)), "key_valid.dtype"),
+    (dict(key_valid=jnp.ones((1, 2, 32, 2), bool)), "key_valid.shape"),
+    (dict(impl="fast"), "impl='fast'"),
+    (dict(impl="pallas_gpu", q=Q[..., :12], k=Q[..., :12], v=Q[..., :12]),
+     "D=12"),
+])
+def test_row_sparse_bad_input(over, name):
+  with pytest.raises(ValueError, match=name):
+    _rsa(**over)
+
+
+def test_auto_is_xla_on_cpu_and_aliases():
+  assert jax.default_backend() == "cpu"
+  assert dispatch.resolve_impl("auto") == "xla"
+  assert dispatch.resolve_impl("interpret") == "interpret_gpu"
+  assert dispatch.resolve_impl("interpret_tpu") == "interpret_tpu"
+
+
+def test_choose_block_size():
+  assert block_size.choose_block_size(4096) == 128
+  assert block_size.choose_block_size(96) == 96
+  assert block_size.choose_block_size(3136, preferred=128) == 112
+  assert block_size.choose_block_size(200, preferred=64) == 40
+  with pytest.raises(ValueError, match="length=130"):
+    block_size.choose_block_size(130, preferred=64)
+  assert block_size.choose_num_chunks(64, 10, 100) == 8

@@ -1,0 +1,74 @@
+"""Multi-head attention against a numpy softmax, masks, causality and bias."""
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from common.layers import attention
+
+
+def _numpy_mha(att, xq, xkv, bias=None, mask=None):
+  p = {n: np.asarray(getattr(att, n)[...]) for n in ("query", "key", "value", "out")}
+  b = {n: np.asarray(getattr(att, n + "_bias")[...]) for n in ("query", "key", "value", "out")}
+  q = np.einsum("btd,dhk->bthk", xq, p["query"]) + b["query"]
+  k = np.einsum("btd,dhk->bthk", xkv, p["key"]) + b["key"]
+  v = np.einsum("btd,dhk->bthk", xkv, p["value"]) + b["value"]
+  logits = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(q.shape[-1])
+  if bias is not None:
+    logits = logits + bias
+  if mask is not None:
+    logits = np.where(mask, logits, -1e10)
+  w = np.exp(logits - logits.max(-1, keepdims=True))
+  w /= w.sum(-1, keepdims=True)
+  y = np.einsum("bhqk,bkhd->bqhd", w, v)
+  return np.einsum("bthk,hkd->btd", y, p["out"]) + b["out"]
+
+
+@pytest.fixture(scope="module")
+def att():
+  return attention.MultiHeadAttention(2, 8, bias_init=nnx.initializers.normal(0.1),
+                                      rngs=nnx.Rngs(0))
+
+
+def test_self_and_cross_attention_match_numpy(att):
+  rs = np.random.RandomState(0)
+  xq, xkv = rs.randn(2, 4, 8).astype(np.float32), rs.randn(2, 6, 8).astype(np.float32)
+  bias = rs.randn(1, 2, 4, 6).astype(np.float32)
+  mask = rs.rand(2, 1, 4, 6) > 0.3
+  got = att(jnp.asarray(xq), jnp.asarray(xkv), bias=jnp.asarray(bias), mask=jnp.asarray(mask))
+  np.testing.assert_allclose(np.asarray(got), _numpy_mha(att, xq, xkv, bias, mask),
+                             rtol=1e-4, atol=1e-5)
+  got = att(jnp.asarray(xq))
+  np.testing.assert_allclose(np.asarray(got), _numpy_mha(att, xq, xq), rtol=1e-4, atol=1e-5)
+
+
+def test_causal_outputs_ignore_future_tokens(att):
+  x = np.random.RandomState(1).randn(1, 5, 8).astype(np.float32)
+  y = np.asarray(att(jnp.asarray(x), causal=True))
+  x2 = x.copy()
+  x2[:, 3:] += 10.0
+  y2 = np.asarray(att(jnp.asarray(x2), causal=True))
+  np.testing.assert_allclose(y[:, :3], y2[:, :3], rtol=1e-5, atol=1e-6)
+  assert not np.allclose(y[:, 3:], y2[:, 3:])
+  causal = np.tril(np.ones((5, 5), bool))[None, None]
+  np.testing.assert_allclose(y, _numpy_mha(att, x, x, mask=causal), rtol=1e-4, atol=1e-5)
+
+
+def test_masks_and_fully_masked_rows():
+  np.testing.assert_array_equal(attention.make_causal_mask(3)[0, 0],
+                                [[1, 0, 0], [1, 1, 0], [1, 1, 1]])
+  m = attention.make_attention_mask(jnp.array([[1, 0]]), jnp.array([[1, 1, 0]]))
+  assert m.shape == (1, 1, 2, 3)
+  np.testing.assert_array_equal(m[0, 0], [[1, 1, 0], [0, 0, 0]])
+  q = jnp.ones((1, 2, 1, 4))
+  out = attention.dot_product_attention(q, q, q, scale=1.0, mask=jnp.zeros((1, 1, 2, 2), bool))
+  assert np.all(np.isfinite(np.asarray(out)))
+
+
+def test_axes_and_errors():
+  att = attention.MultiHeadAttention(2, 8, use_bias=False, rngs=nnx.Rngs(0))
+  assert att.query.get_metadata()["out_sharding"] == ("embed", "heads", "kv")
+  assert att.out.get_metadata()["out_sharding"] == ("heads", "kv", "embed")
+  assert att.query_bias is None
+  with pytest.raises(ValueError, match="num_heads=3 must divide in_features=8"):
+    attention.MultiHeadAttention(3, 8, rngs=nnx.Rngs(0))

@@ -1,0 +1,81 @@
+"""The MLP block: numerics, top-k, and the 'act_nonzero' statistic it sows."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from common.layers import activations, intermediates, mlp
+
+
+def _params(block):
+  return {k: np.asarray(v) for k, v in
+          [("wi", block.wi.kernel[...]), ("bi", block.wi.bias[...]),
+           ("wo", block.wo.kernel[...]), ("bo", block.wo.bias[...])]}
+
+
+@pytest.fixture(scope="module")
+def x():
+  return np.random.RandomState(0).randn(3, 5, 8).astype(np.float32)
+
+
+def test_relu_mlp_output_and_nonzero_fraction_match_numpy(x):
+  block = mlp.Mlp(8, 16, bias_init=nnx.initializers.normal(0.5), rngs=nnx.Rngs(0))
+  p = _params(block)
+  y = block(jnp.asarray(x))
+  h = np.maximum(x @ p["wi"] + p["bi"], 0)
+  np.testing.assert_allclose(np.asarray(y), h @ p["wo"] + p["bo"], rtol=1e-5, atol=1e-5)
+  stats = intermediates.pop_layer_stats(block)
+  want = (h != 0).mean(axis=(1, 2))  # per example, over tokens and hidden units
+  np.testing.assert_allclose(np.asarray(stats["root"]), want, rtol=1e-6)
+  assert stats["root"].shape == (3,)
+  assert not nnx.pop(block, nnx.Intermediate)  # popped: the block is clean again
+
+
+def test_top_k_and_token_mask(x):
+  block = mlp.Mlp(8, 16, top_k=3, sow_activations=True, rngs=nnx.Rngs(1))
+  p = _params(block)
+  token_mask = np.array([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]], np.float32)
+  y = block(jnp.asarray(x), token_mask=jnp.asarray(token_mask))
+  h = np.maximum(x @ p["wi"] + p["bi"], 0)
+  kth = np.sort(h, axis=-1)[..., -3:-2]
+  hk = np.where(h >= kth, h, 0)
+  np.testing.assert_allclose(np.asarray(y), hk @ p["wo"] + p["bo"], rtol=1e-5, atol=1e-5)
+  inter = nnx.pop(block, nnx.Intermediate)
+  np.testing.assert_allclose(np.asarray(intermediates.layer_stats(inter, "activations")["root"]),
+                             hk, rtol=1e-5, atol=1e-6)
+  per_token = (hk != 0).mean(-1)
+  want = [(per_token[i] * token_mask[i]).sum() / max(token_mask[i].sum(), 1) for i in range(3)]
+  got = intermediates.layer_stats(inter)["root"]
+  np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6)
+  assert float(got[2]) == 0.0  # no valid token: 0, not NaN
+
+
+@pytest.mark.parametrize("name", sorted(activations.ACTIVATIONS))
+def test_every_activation_builds_and_runs(name):
+  block = mlp.Mlp(4, 8, activation=name, use_bias=False, rngs=nnx.Rngs(0))
+  assert block(jnp.ones((2, 4))).shape == (2, 4)
+  assert (block.wi_linear is not None) == activations.is_gated(name)
+
+
+def test_gelu_is_exact_erf():
+  x = jnp.linspace(-3, 3, 7)
+  want = 0.5 * x * (1 + jax.scipy.special.erf(x / np.sqrt(2)))
+  np.testing.assert_allclose(activations.get_activation("gelu")(x), want, rtol=1e-6, atol=1e-7)
+
+
+def test_bad_values_name_the_field():
+  with pytest.raises(ValueError, match="activation='tanhh'.*allowed"):
+    mlp.Mlp(4, 8, activation="tanhh", rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="top_k=9"):
+    mlp.Mlp(4, 8, top_k=9, rngs=nnx.Rngs(0))
+
+
+def test_partitioning_metadata_and_dtypes():
+  block = mlp.Mlp(4, 8, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+  specs = nnx.get_partition_spec(nnx.state(block, nnx.Param))
+  assert tuple(specs["wi"]["kernel"].get_value()) == ("embed", "mlp")
+  assert tuple(specs["wo"]["kernel"].get_value()) == ("mlp", "embed")
+  assert tuple(specs["wi"]["bias"].get_value()) == ("mlp",)
+  assert block.wi.kernel.dtype == jnp.float32
+  assert block(jnp.ones((2, 4))).dtype == jnp.bfloat16

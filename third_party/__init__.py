@@ -1,0 +1,1 @@
+"""Adapters from artefacts made outside this repo (official checkpoints) to our parameters."""
