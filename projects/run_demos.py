@@ -5,7 +5,9 @@
 A project takes part by having `projects/<name>/demo.py` with
 `run(out_dir: str, *, quick: bool) -> list[dict]`; each row has the keys of `COLUMNS`
 ("paper" is what the paper claims, "measured" what this run measured). The table is printed
-and written to `<out>/demo_results.md` (and `.json`).
+and written to `<out>/demo_results.md` (and `.json`). A demo that sets
+`IN_MAIN_JOB = False` (with a reason in `NOT_IN_MAIN_JOB_BECAUSE`) runs only when named in
+`--only`, e.g. while its CPU cost is still far beyond the main job's budget.
 """
 from __future__ import annotations
 
@@ -26,6 +28,15 @@ def discover() -> list[str]:
                 importlib.util.find_spec(f"projects.{m.name}.demo") is not None)
 
 
+def in_main_job(name: str) -> bool:
+  demo = importlib.import_module(f"projects.{name}.demo")
+  if getattr(demo, "IN_MAIN_JOB", True):
+    return True
+  print(f"=== {name}: not in the main job: {getattr(demo, 'NOT_IN_MAIN_JOB_BECAUSE', '')} "
+        f"(run it with --only {name}) ===", flush=True)
+  return False
+
+
 def to_markdown(rows: list[dict]) -> str:
   lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
   for r in rows:
@@ -39,7 +50,7 @@ def main(argv=None) -> int:
   parser.add_argument("--only", default="", help="comma-separated project names")
   parser.add_argument("--quick", action="store_true", help="seconds-long settings (smoke test)")
   args = parser.parse_args(argv)
-  names = [n for n in args.only.split(",") if n] or discover()
+  names = [n for n in args.only.split(",") if n] or [n for n in discover() if in_main_job(n)]
   os.makedirs(args.out, exist_ok=True)
   rows, failed = [], []
   for name in names:

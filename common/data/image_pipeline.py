@@ -10,6 +10,7 @@ import numpy as np
 from common.data import augment
 from common.data import image_ops
 from common.data import label_noise
+from common.data import process_order
 from common.data import rng as rng_lib
 from common.data import sources
 from common.data import workers
@@ -97,25 +98,28 @@ def _read_options(cfg) -> grain.ReadOptions:
 
 def train_dataset(cfg, *, seed: int, process_index: int, process_count: int,
                   batch_size: int) -> grain.IterDataset:
-  """Shard -> shuffle (reseeded each epoch) -> repeat -> augment -> batch, all index-based.
+  """Shuffle (reseeded each epoch) -> repeat -> augment -> this process's share -> batch.
 
-  Everything up to batching is a MapDataset, so worker processes (which slice the dataset of
-  batches) and threads cannot change what any batch holds.
+  One global stream, shuffled with the run seed and augmented with randomness keyed by the
+  global position, of which each process takes its block of every global batch
+  (common.data.process_order): the global batch at each step is the same whatever the process
+  count. Everything up to batching is a MapDataset, so worker processes (which slice the
+  dataset of batches) and threads cannot change what any batch holds.
   """
   raw = cfg.preprocess == "imagenet"
   source, info = sources.open_split(cfg, cfg.train_split, raw_images=raw)
+  if not len(source):
+    raise ValueError(f"{cfg.name!r} split {cfg.train_split!r} has no examples to train on.")
   ds = grain.MapDataset.source(source)
   if cfg.label_noise:
     noise = label_noise.LabelNoise(len(source), cfg.label_noise, cfg.label_noise_seed,
                                    num_classes(cfg, info))
     ds = ds.map_with_index(_NoisyLabels(cfg, noise))
-  ds = ds[process_index::process_count]
-  if not len(ds):
-    raise ValueError(f"process {process_index} of {process_count} gets no examples of "
-                     f"{cfg.name!r} split {cfg.train_split!r} ({len(source)} examples).")
-  ds = ds.shuffle(seed=rng_lib.derive_seed(seed, "shuffle", process_index)).repeat()
+  ds = ds.shuffle(seed=rng_lib.derive_seed(seed, "shuffle")).repeat()
   ds = ds.random_map(ImageTransform(cfg, info, train=True),
-                     seed=rng_lib.derive_seed(seed, "augment", process_index))
+                     seed=rng_lib.derive_seed(seed, "augment"))
+  ds = process_order.local_share(ds, process_index=process_index, process_count=process_count,
+                                 local_batch=batch_size)
   ds = ds.batch(batch_size, drop_remainder=True)
   return workers.maybe_workers(ds.to_iter_dataset(_read_options(cfg)), cfg.num_workers)
 

@@ -9,11 +9,12 @@ Span corruption: documents are tokenized WITHOUT separators and concatenated int
 of the length `span_corruption.compute_lengths` gives (T5 concatenates documents the same
 way), then each chunk is corrupted with randomness keyed by its position in the stream.
 
-Train streams are sharded by document (process i reads documents i::process_count, shuffled
-per epoch). Eval streams are the whole split in order, read by every process, which keeps the
-chunks whose index is i mod process_count: the chunking then does not depend on the process
-count, and every process knows the global chunk count and so yields the same number of
-batches. (The price: each process tokenizes the whole eval split.)
+Train streams are one global stream (documents shuffled per epoch with the run seed), of
+which each process keeps its block of every global batch (see train_dataset). Eval streams
+are the whole split in order, read by every process, which keeps the chunks whose index is
+i mod process_count: the chunking then does not depend on the process count, and every process
+knows the global chunk count and so yields the same number of batches. (The price, in both:
+each process tokenizes the whole stream.)
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import grain
 import numpy as np
 
 from common.data import packing
+from common.data import process_order
 from common.data import rng as rng_lib
 from common.data import sources
 from common.data import span_corruption
@@ -114,14 +116,24 @@ def _examples(docs: grain.MapDataset, cfg, *, seed: int, tags: tuple) -> grain.I
 
 def train_dataset(cfg, *, seed: int, process_index: int, process_count: int,
                   batch_size: int) -> grain.IterDataset:
+  """Global document shuffle -> tokenize -> pack -> examples -> global batch -> own block.
+
+  Packing is sequential, so a chunk's content depends on every document before it: every
+  process builds the whole global stream and keeps its block of each global batch
+  (common.data.process_order.BlockOfBatch). The global batch then does not depend on the
+  process count, and the iterator state (in global batches) is the same on every process.
+  """
+  process_order.check_share(process_index, process_count, batch_size)
   source, _ = sources.open_split(cfg, cfg.train_split)
-  docs = grain.MapDataset.source(source)[process_index::process_count]
-  if not len(docs):
-    raise ValueError(f"process {process_index} of {process_count} gets no documents of "
-                     f"{cfg.name!r} split {cfg.train_split!r} ({len(source)} documents).")
-  docs = docs.shuffle(seed=rng_lib.derive_seed(seed, "shuffle", process_index)).repeat()
-  ds = _examples(docs, cfg, seed=seed, tags=("train", process_index))
-  return ds.batch(batch_size, drop_remainder=True)
+  if not len(source):
+    raise ValueError(f"{cfg.name!r} split {cfg.train_split!r} has no documents to train on.")
+  docs = grain.MapDataset.source(source)
+  docs = docs.shuffle(seed=rng_lib.derive_seed(seed, "shuffle")).repeat()
+  ds = _examples(docs, cfg, seed=seed, tags=("train",))
+  ds = ds.batch(batch_size * process_count, drop_remainder=True)
+  if process_count > 1:
+    ds = ds.map(process_order.BlockOfBatch(process_index, process_count))
+  return ds
 
 
 def _ceil_div(a: int, b: int) -> int:

@@ -133,6 +133,8 @@ def block_sparse_attention(q, k, v, kv_block_indices, *, block_q: int,
     ValueError: on bad shapes, dtypes, block sizes or impl.
   """
   dispatch.validate_impl(impl)
+  # numpy inputs would reach the XLA path's traced gathers as host arrays and fail there.
+  q, k, v = jnp.asarray(q), jnp.asarray(k), jnp.asarray(v)
   scale = _validate(q, k, v, kv_block_indices, block_q, block_k, q_positions,
                     kv_positions, causal, scale)
   resolved = dispatch.resolve_impl(

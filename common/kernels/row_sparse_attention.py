@@ -114,6 +114,8 @@ def row_sparse_attention(q, k, v, key_indices, *, key_valid=None, scale=None,
     ValueError: on bad shapes, dtypes or impl.
   """
   dispatch.validate_impl(impl)
+  # numpy inputs would reach the XLA path's traced gathers as host arrays and fail there.
+  q, k, v = jnp.asarray(q), jnp.asarray(k), jnp.asarray(v)
   scale = _validate(q, k, v, key_indices, key_valid, scale)
   gpu_fits = validation.triton_fits(q, 16, 16)
   resolved = dispatch.resolve_impl(impl, kernel_fits_gpu=gpu_fits)

@@ -4,8 +4,12 @@ Each step directory holds three items: `state` (the sharded train state), `data`
 per process with its grain iterator position) and `config` (the run's config as JSON, so that
 `python -m common.eval --workdir DIR` can rebuild any project's model from the checkpoint alone).
 Orbax writes into a temporary directory and renames it when complete, so a run killed
-mid-save leaves no step that looks finished; `restore` re-checks that on read and names the
-step and file when something is unreadable.
+mid-save leaves no step that looks finished (the next start deletes the temporary directory);
+`restore` names the step and the damaged file when something is unreadable, and
+`restore_latest(fallback=True)` steps back to the newest readable step.
+
+Restoring onto another mesh or process count: the state is resharded by Orbax onto whatever
+shardings the caller passes; the data position follows the rule in `_restore_data`.
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from common.train import checkpoint_files
+
 ITEMS = ("state", "data", "config")
 
 
@@ -31,6 +37,7 @@ class _IteratorSnapshot:
 
   Orbax may write in a background thread while training goes on; handing grain the live
   iterator would record wherever it has reached by then, not the position at the saved step.
+  (Restoring reads grain's files directly: see `Checkpointer._restore_data`.)
   """
 
   def __init__(self, state: bytes = b""):
@@ -38,12 +45,6 @@ class _IteratorSnapshot:
 
   def get_state(self) -> bytes:
     return self.state
-
-  def set_state(self, state: bytes) -> None:
-    self.state = state
-
-  def start_prefetch(self) -> None:  # called by grain's handler after restore
-    pass
 
 
 def config_to_json(config: ml_collections.ConfigDict) -> dict:
@@ -89,39 +90,110 @@ class Checkpointer:
     self.manager.wait_until_finished()
     self.manager.close()
 
+  def step_dir(self, step: int) -> str:
+    return os.path.join(self.directory, str(step))
+
   def restore(self, step: int, abstract_state: Any, data_iter: Any = None) -> Any:
     """Restores `state` onto the shardings in `abstract_state` (any mesh) and the data position."""
-    step_dir = os.path.join(self.directory, str(step))
-    args = {"state": ocp.args.StandardRestore(abstract_state)}
-    snapshot = _IteratorSnapshot()
-    if data_iter is not None:
-      args["data"] = grain.checkpoint.CheckpointRestore(snapshot)
+    step_dir = self.step_dir(step)
     try:
-      restored = self.manager.restore(step, args=ocp.args.Composite(**args))
+      restored = self.manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state)))
     except Exception as e:  # orbax raises many types for truncated or missing files
+      bad = checkpoint_files.find_bad_file(step_dir, e)
+      where = f"file {bad}" if bad else f"directory {step_dir}"
       raise CheckpointError(
-          f"checkpoint step {step} in {step_dir} could not be restored "
-          f"({type(e).__name__}: {_first_line(e)}). Delete that step directory to resume from the "
-          f"previous one, or pass --restore_fallback to do so automatically.") from e
+          f"checkpoint step {step} could not be restored: {where} is damaged or missing "
+          f"({type(e).__name__}: {_first_line(e)}). Delete {step_dir} to resume from the previous "
+          f"step, or pass --restore_fallback (Checkpointer.restore_latest(fallback=True)) to skip "
+          f"it automatically.") from e
     if data_iter is not None:
-      try:
-        data_iter.set_state(json.loads(snapshot.state.decode()))
-      except Exception as e:
-        raise CheckpointError(f"checkpoint step {step}: the data-iterator position in "
-                              f"{step_dir}/data is unreadable ({_first_line(e)}).") from e
+      self._restore_data(step, data_iter)
     return restored["state"]
+
+  def _restore_data(self, step: int, data_iter: Any) -> None:
+    """Sets `data_iter` to the position saved at `step`, on any process count.
+
+    The rule: each process restores its own file when the process count is unchanged. On
+    another count, the saved positions are used if they are all equal, which they are for
+    every pipeline that follows common.data.process_order (a position counts global batches):
+    the resumed data is then exactly what an uninterrupted run would read. Positions that
+    differ between processes (a task with per-process streams) cannot be mapped onto another
+    process count: the data restarts from its beginning, with a warning.
+    """
+    data_dir = os.path.join(self.step_dir(step), "data")
+    saved = checkpoint_files.saved_data_positions(data_dir)
+    here = (jax.process_index(), jax.process_count())
+    if not saved:
+      raise CheckpointError(f"checkpoint step {step}: no data-iterator position in {data_dir} "
+                            "(expected process_<i>-of-<n>.json); delete the step directory to "
+                            "resume from the previous one.")
+    states = {}
+    for key in ([here] if here in saved else sorted(saved)):
+      try:
+        with open(saved[key]) as f:
+          states[key] = json.load(f)
+      except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint step {step}: the data-iterator position in "
+                              f"{saved[key]} is unreadable ({_first_line(e)}).") from e
+    if here not in saved:
+      counts = sorted({n for _, n in saved})
+      if len({json.dumps(s, sort_keys=True) for s in states.values()}) != 1:
+        logging.warning(
+            "checkpoint step %d was written by %s process(es) whose data positions differ, and "
+            "this run has %d: the data position cannot be mapped, so the data restarts from the "
+            "beginning (examples will repeat). Build the task's train_data on "
+            "common.data.process_order to make positions process-count independent.",
+            step, counts, here[1])
+        return
+      logging.info("checkpoint step %d: data position saved by %s process(es) restored on %d "
+                   "(the global data order does not depend on the process count).",
+                   step, counts, here[1])
+    try:
+      data_iter.set_state(next(iter(states.values())))
+    except Exception as e:
+      raise CheckpointError(f"checkpoint step {step}: the data-iterator position in {data_dir} "
+                            f"does not fit this run's data pipeline ({_first_line(e)}); was the "
+                            "data config changed?") from e
 
   def restore_latest(self, abstract_state: Any, data_iter: Any = None, *,
                      fallback: bool = False) -> tuple[int | None, Any]:
-    """Newest restorable step; with `fallback`, unreadable newer steps are skipped (and logged)."""
+    """Newest restorable step; with `fallback`, unreadable newer steps are skipped.
+
+    Skipped steps are moved to `<workdir>/checkpoints_unreadable/<step>` (kept for inspection,
+    never deleted), so the resumed run can save that step number again.
+    """
+    skipped = []
     for step in reversed(self.all_steps()):
       try:
-        return step, self.restore(step, abstract_state, data_iter)
+        restored = self.restore(step, abstract_state, data_iter)
       except CheckpointError as e:
         if not fallback:
           raise
         logging.error("%s -- falling back to the previous checkpoint.", e)
+        skipped.append(step)
+        continue
+      self._set_aside(skipped)
+      return step, restored
+    self._set_aside(skipped)
     return None, None
+
+  def _set_aside(self, steps: list[int]) -> None:
+    if not steps:
+      return
+    aside = os.path.join(os.path.dirname(self.directory), "checkpoints_unreadable")
+    if jax.process_index() == 0:
+      os.makedirs(aside, exist_ok=True)
+      for step in steps:
+        target = os.path.join(aside, str(step))
+        while os.path.exists(target):
+          target += "_"
+        os.rename(self.step_dir(step), target)
+        logging.warning("moved unreadable checkpoint step %d to %s", step, target)
+    if jax.process_count() > 1:  # nobody saves into the step number before it is free
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices("checkpoint_set_aside")
+    self.manager.reload()
 
 
 def _first_line(e: BaseException) -> str:

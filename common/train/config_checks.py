@@ -69,6 +69,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
                      f"allowed: {optim.DECAY_MASKS}.")
   if not (isinstance(o.learning_rate, (int, float)) and o.learning_rate > 0):
     raise ValueError(f"config.optimizer.learning_rate={o.learning_rate!r}: must be a number > 0.")
+  if o.get("weight_decay_schedule", "constant") not in optim.WD_SCHEDULES:
+    raise ValueError(f"config.optimizer.weight_decay_schedule={o.weight_decay_schedule!r}; "
+                     f"allowed: {optim.WD_SCHEDULES}.")
+  if o.get("weight_decay_schedule", "constant") != "constant" and o.name != "adamw":
+    raise ValueError(f"config.optimizer.weight_decay_schedule={o.weight_decay_schedule!r} is "
+                     f"implemented for adamw only, not config.optimizer.name={o.name!r}.")
   if not 0.0 <= o.ema_decay < 1.0:
     raise ValueError(f"config.optimizer.ema_decay={o.ema_decay!r}: must be in [0, 1).")
   if o.warmup_steps < 0 or o.warmup_steps > t.num_steps:
@@ -101,6 +107,10 @@ def validate_against_devices(config: ml_collections.ConfigDict, batch_shards: in
 
 def check_workdir(workdir: str, min_free_bytes: int = 64 << 20) -> None:
   """Fails before training if checkpoints could not be written."""
+  if "://" in workdir:
+    raise ValueError(f"--workdir={workdir!r}: URLs are not supported (metrics are written with "
+                     "plain file I/O); mount the bucket (e.g. gcsfuse) on every host and pass the "
+                     "mount path.")
   try:
     os.makedirs(workdir, exist_ok=True)
     probe = os.path.join(workdir, f".write_probe_{os.getpid()}")

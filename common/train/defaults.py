@@ -51,6 +51,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.eps = 1e-8
   c.optimizer.momentum = 0.9       # sgd only
   c.optimizer.weight_decay = 0.0
+  c.optimizer.weight_decay_schedule = "constant"  # constant | cosine (weight_decay -> final_weight_decay)
+  c.optimizer.final_weight_decay = 0.0
+  c.optimizer.warmup_init_lr = 0.0  # the linear warm-up starts here (I-JEPA: 2e-4)
   c.optimizer.weight_decay_mask = "no_bias_norm"  # all | no_bias_norm | none
   c.optimizer.grad_clip_norm = 0.0  # 0: off
   c.optimizer.ema_decay = 0.0      # 0: no EMA of parameters; else evaluate the EMA too

@@ -4,14 +4,13 @@
       --workdir DIR [--config.train.num_steps=...] [--mode=train|eval]
 
 On several hosts (a TPU pod slice, or processes started with --coordinator_address /
---num_processes / --process_id) jax.distributed is initialised before anything touches devices.
+--num_processes / --process_id, or --multihost under Slurm / Open MPI) jax.distributed is
+initialised before anything touches devices (common.train.multihost). See docs_multihost.md.
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -27,16 +26,18 @@ _COORD = flags.DEFINE_string("coordinator_address", None, "host:port of process 
 _NPROC = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).")
 _PID = flags.DEFINE_integer("process_id", None, "This process's index (multi-host).")
 _MULTIHOST = flags.DEFINE_bool("multihost", False,
-                               "Initialise jax.distributed from the environment (TPU VM pods).")
+                               "Initialise jax.distributed from the environment (TPU VM pods are "
+                               "detected without it; Slurm and Open MPI need it).")
+_LOCAL_IDS = flags.DEFINE_list("local_device_ids", None,
+                               "Devices this process drives (one process per GPU), e.g. 0.")
 
 
 def _maybe_init_distributed() -> None:
-  import jax
-  if _COORD.value or _NPROC.value:
-    jax.distributed.initialize(coordinator_address=_COORD.value, num_processes=_NPROC.value,
-                               process_id=_PID.value)
-  elif _MULTIHOST.value or os.environ.get("TPU_WORKER_HOSTNAMES", "").count(",") > 0:
-    jax.distributed.initialize()  # TPU pod slice: every worker finds the others itself
+  from common.train import multihost
+  local = [int(i) for i in _LOCAL_IDS.value] if _LOCAL_IDS.value else None
+  multihost.initialize(coordinator_address=_COORD.value, num_processes=_NPROC.value,
+                       process_id=_PID.value, local_device_ids=local,
+                       from_environment=_MULTIHOST.value)
 
 
 def _main(project: str) -> None:
@@ -57,7 +58,9 @@ def _main(project: str) -> None:
     run, state, step = trainer.restore_for_eval(config, _WORKDIR.value, step=_STEP.value)
     final = trainer.evaluate(run, state, step)
     final["step"] = step
-  print(json.dumps(final, indent=1, sort_keys=True))
+  import jax
+  if jax.process_index() == 0:  # every process holds the same (global) results
+    print(json.dumps(final, indent=1, sort_keys=True))
 
 
 def run(project: str) -> None:

@@ -9,6 +9,7 @@ import optax
 SCHEDULES = ("cosine", "rsqrt", "linear", "constant")
 OPTIMIZERS = ("adamw", "adafactor", "sgd")
 DECAY_MASKS = ("all", "no_bias_norm", "none")
+WD_SCHEDULES = ("constant", "cosine")
 
 
 def schedule(opt: ml_collections.ConfigDict, num_steps: int) -> optax.Schedule:
@@ -35,7 +36,22 @@ def schedule(opt: ml_collections.ConfigDict, num_steps: int) -> optax.Schedule:
     raise ValueError(f"config.optimizer.schedule={opt.schedule!r}; allowed: {SCHEDULES}.")
   if warmup == 0:
     return decay
-  return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), decay], [warmup])
+  start = float(opt.get("warmup_init_lr", 0.0))
+  return optax.join_schedules([optax.linear_schedule(start, lr, warmup), decay], [warmup])
+
+
+def weight_decay_schedule(opt: ml_collections.ConfigDict, num_steps: int):
+  """The weight-decay coefficient: a constant, or a cosine from `weight_decay` to
+  `final_weight_decay` over the run (I-JEPA raises it 0.04 -> 0.4 this way)."""
+  wd, kind = float(opt.weight_decay), opt.get("weight_decay_schedule", "constant")
+  if kind == "constant":
+    return wd
+  if kind == "cosine":
+    final = float(opt.final_weight_decay)
+    n = float(max(num_steps, 1))
+    return lambda step: final + (wd - final) * 0.5 * (
+        1.0 + jnp.cos(jnp.pi * jnp.minimum(step, n) / n))
+  raise ValueError(f"config.optimizer.weight_decay_schedule={kind!r}; allowed: {WD_SCHEDULES}.")
 
 
 def decay_mask(kind: str):
@@ -56,7 +72,9 @@ def make_optimizer(opt: ml_collections.ConfigDict, num_steps: int):
   wd = float(opt.weight_decay)
   mask = decay_mask(opt.weight_decay_mask)
   if opt.name == "adamw":
-    tx = optax.adamw(lr, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=wd, mask=mask)
+    # optax scales the decay by the learning rate, as torch's AdamW: p -= lr * wd(t) * p.
+    tx = optax.adamw(lr, b1=opt.b1, b2=opt.b2, eps=opt.eps,
+                     weight_decay=weight_decay_schedule(opt, num_steps), mask=mask)
   elif opt.name == "adafactor":
     tx = optax.adafactor(lr, weight_decay_rate=wd or None, weight_decay_mask=mask,
                          multiply_by_parameter_scale=True)

@@ -86,6 +86,7 @@ def make_train_step(task, spec: ModelSpec, tx: optax.GradientTransformation,
 
     updates, new_opt = tx.update(grads, state["opt_state"], params)
     new_params = optax.apply_updates(params, updates)
+    rest = task.after_update(new_params, rest, step)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(apply, a, b), new, old)
     new_state = dict(state, step=step + 1, params=keep(new_params, params),
                      opt_state=keep(new_opt, state["opt_state"]),

@@ -36,6 +36,14 @@ class Task(abc.ABC):
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
 
+  def validate(self, config: ml_collections.ConfigDict) -> None:
+    """Project-specific config checks, run by `trainer.setup` before anything is built.
+
+    Raise ValueError naming the field, the value and what is allowed, e.g. a sequence length
+    that the attention kernel's block size does not divide. Default: nothing to check.
+    """
+    del config
+
   @abc.abstractmethod
   def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
     """Constructs the model. Called under jax.jit (never materialised unsharded)."""
@@ -48,6 +56,16 @@ class Task(abc.ABC):
     `batch` holds global arrays sharded over the mesh's batch axes. Example weights, when the
     batch carries them ("mask" for padded evaluation batches), are the task's to apply.
     """
+
+  def after_update(self, params: dict, model_state: dict, step: jax.Array) -> dict:
+    """Updates non-parameter model state after the optimiser step (inside the jit step).
+
+    For state that follows the parameters rather than the loss, e.g. I-JEPA's target encoder,
+    an EMA of the context encoder with a scheduled momentum. `params` are the new parameters,
+    `step` the index of the step just taken; returns the new `model_state`. Default: unchanged.
+    """
+    del params, step
+    return model_state
 
   def train_data(self, *, seed: int, process_index: int, process_count: int,
                  batch_size: int) -> Iterator[Batch]:
@@ -71,6 +89,11 @@ class Task(abc.ABC):
     return {}
 
 
+# Tasks that live in common/ rather than projects/: the trainer's own demo task, so that tests
+# (multi-process, faults) can drive `main.run("toy")` and `python -m common.eval` end to end.
+BUILTIN_TASKS = {"toy": "common.train.toy_task"}
+
+
 def load_task(config: ml_collections.ConfigDict) -> Task:
   """Imports `projects.<config.project>.task` by convention and builds its Task."""
   name = config.get("project")
@@ -78,7 +101,7 @@ def load_task(config: ml_collections.ConfigDict) -> Task:
     raise ValueError("config.project is not set: every config must name its project, "
                      "e.g. config.project = 'lazy_neuron'.")
   try:
-    module = importlib.import_module(f"projects.{name}.task")
+    module = importlib.import_module(BUILTIN_TASKS.get(name, f"projects.{name}.task"))
   except ModuleNotFoundError as e:
     if e.name in (f"projects.{name}", f"projects.{name}.task"):
       raise ValueError(f"config.project={name!r} names no project: expected "

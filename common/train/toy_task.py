@@ -14,6 +14,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from common.data import process_order
 from common.train import defaults
 from common.train.task import Task
 
@@ -75,18 +76,26 @@ class ToyTask(Task):
     n = len(self.x)
     idx = np.arange(n)
     idx = idx[: n * 3 // 4] if split == "train" else idx[n * 3 // 4:]
-    return grain.MapDataset.source([{"x": self.x[i], "y": self.y[i]} for i in idx])
+    # "id" (the example's index) lets tests follow exactly which examples each step saw.
+    return grain.MapDataset.source([{"x": self.x[i], "y": self.y[i], "id": np.int32(i)}
+                                    for i in idx])
 
   def train_data(self, *, seed, process_index, process_count, batch_size):
-    ds = self._source("train")[process_index::process_count]
-    return iter(ds.shuffle(seed=seed).repeat().batch(batch_size, drop_remainder=True)
-                .to_iter_dataset())
+    # The shared multi-host order (common.data.process_order): one global shuffle, each process
+    # its block of every global batch, so the run does not depend on the process count.
+    ds = self._source("train").shuffle(seed=seed).repeat()
+    ds = process_order.local_share(ds, process_index=process_index, process_count=process_count,
+                                   local_batch=batch_size)
+    return iter(ds.batch(batch_size, drop_remainder=True).to_iter_dataset())
 
   def eval_data(self, split, *, process_index, process_count, batch_size):
-    ds = self._source(split)[process_index::process_count]
+    source = self._source(split)
+    ds = source[process_index::process_count]
     items = [dict(e, mask=np.float32(1)) for e in ds]
-    pad = (-len(items)) % batch_size
-    items += [dict(items[0], mask=np.float32(0))] * pad
+    # Every process must yield the same number of batches (multi-host steps run in lockstep).
+    per_process = -(-len(source) // process_count)
+    total = -(-per_process // batch_size) * batch_size
+    items += [dict(source[0], mask=np.float32(0))] * (total - len(items))
     for i in range(0, len(items), batch_size):
       chunk = items[i:i + batch_size]
       yield {k: np.stack([c[k] for c in chunk]) for k in chunk[0]}
@@ -112,3 +121,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optimizer.warmup_steps = 2
   c.eval.batch_size = 32
   return c
+
+
+def get_task(config: ml_collections.ConfigDict) -> ToyTask:
+  """`config.project = "toy"` resolves here (common.train.task.BUILTIN_TASKS)."""
+  return ToyTask(config)

@@ -68,11 +68,17 @@ class Run:
 
 
 def setup(config: ml_collections.ConfigDict, task: Task | None = None,
-          devices: list | None = None) -> Run:
-  """Validates the config and builds everything static about a run (nothing is compiled)."""
+          devices: list | None = None, *, check_data: bool = True) -> Run:
+  """Validates the config and builds everything static about a run (nothing is compiled).
+
+  `check_data=False` skips the data-layer check (that the dataset is prepared), for tools that
+  feed their own batches, such as benchmarks on random inputs.
+  """
   config_checks.validate(config)
   task = task or load_task(config)
-  _validate_data(config)
+  task.validate(config)  # project-specific checks (e.g. sequence length vs attention block)
+  if check_data:
+    _validate_data(config)
   mesh = mesh_lib.make_mesh(config.mesh.shape, devices)
   rules = sharding_lib.rules_dict(config.mesh.rules)
   config_checks.validate_against_devices(config, sharding_lib.batch_shards(mesh, rules))
@@ -105,20 +111,38 @@ def restore_target(run: Run) -> Any:
 
 
 class _Preemption:
-  """Turns SIGTERM (TPU VM maintenance, Slurm, `kill`) into a flag the loop checks each step."""
+  """Turns SIGTERM (TPU VM maintenance, Slurm, `kill`) into a stop at an agreed step boundary.
+
+  One process: a Python handler sets a flag the loop checks each step. Several processes: each
+  must save at the SAME step or the collectives deadlock, so the decision comes from JAX's
+  preemption service (`reached_preemption_sync_point`), which hears SIGTERM on any host and
+  names one step for all. The Python handler is then not installed: it would replace the
+  service's own signal handler.
+  """
 
   def __init__(self):
     self.requested = False
     self._previous = None
+    self._multi = jax.process_count() > 1
 
   def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
+    if not self._multi and threading.current_thread() is threading.main_thread():
       self._previous = signal.signal(signal.SIGTERM, self._handle)
     return self
 
   def _handle(self, signum, frame):
     logging.warning("SIGTERM received: saving a checkpoint at the next step boundary, then exiting.")
     self.requested = True
+
+  def check(self, step: int) -> bool:
+    """Called once per step on every process; True when this step must save and exit."""
+    if self._multi and not self.requested:
+      from jax.experimental import multihost_utils
+      try:
+        self.requested = bool(multihost_utils.reached_preemption_sync_point(step))
+      except RuntimeError:  # jax.distributed without the preemption service
+        pass
+    return self.requested
 
   def __exit__(self, *exc):
     if self._previous is not None:
@@ -130,8 +154,11 @@ def _health_check(state: dict, config, writer, step: int) -> None:
   first = int(health["first_nonfinite_step"])
   if first >= 0 and config.train.nonfinite == "stop":
     cause = step_lib.NONFINITE_CAUSES.get(int(health["first_nonfinite_cause"]), "value")
+    metrics = {"loss": "'loss'", "gradient norm": "'grad_norm'",
+               "loss and gradient norm": "'loss' and 'grad_norm'"}.get(cause, "unknown")
     raise NonFiniteError(
-        f"non-finite {cause} at step {first}: training stopped and that update was not applied "
+        f"non-finite {cause} at step {first} (metric {metrics} is NaN or Inf): training stopped "
+        f"and that update was not applied "
         f"(the last checkpoint is from before it). Lower the learning rate, enable "
         f"config.optimizer.grad_clip_norm, or set config.train.nonfinite='skip' to skip such steps.")
   if int(health["skipped_steps"]):
@@ -211,10 +238,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, task: Task | None 
         _health_check(state, cfg, writer, step)
       if t.eval_every and step % t.eval_every == 0 and step != end:
         writer.write(step, evaluate(run, state, step), prefix="eval/")
-      if step % t.checkpoint_every == 0 or step == end or preemption.requested:
+      stop = preemption.check(step)
+      if step % t.checkpoint_every == 0 or step == end or stop:
         _health_check(state, cfg, writer, step)
         ckpt.save(step, state, data_iter, cfg, force=True)
-      if preemption.requested:
+      if stop:
         ckpt.wait()
         logging.warning("preempted: checkpoint of step %d is saved; rerun the same command to "
                         "resume.", step)

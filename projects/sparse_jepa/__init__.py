@@ -10,4 +10,9 @@ Modules:
   sparsity_head.py  the SparseJEPA penalty module and latent-space metrics.
   schedules.py      EMA momentum, warmup-cosine LR, cosine WD, weight-decay mask, EMA update.
   convert.py        CLI for the official-checkpoint converter in third_party/ijepa.
+  jepa.py           the trained model: encoder, predictor, head + the EMA target encoder (state).
+  masked_data.py    batches with reproducible, resumable multi-block masks.
+  task.py           the Task (loss, EMA after_update, data); config_lib.py its config fields.
+  evaluators.py     loss, linear probe, low-level probe, latent sparsity; probes.py ridge solvers.
+  demo.py           I-JEPA vs SparseJEPA on MNIST-5k for the main job; main.py the CLI.
 """

@@ -1,5 +1,6 @@
 """Bad configs fail before anything is compiled, naming the field and the fix."""
 import os
+import shutil
 
 import jax
 import pytest
@@ -79,3 +80,68 @@ def test_schedules():
     assert float(lr(0)) <= 0.11 and abs(float(lr(10)) - 1.0) < 1e-6, name
   c.schedule = "cosine"
   assert float(optim.schedule(c, 100)(100)) < 1e-6
+
+
+def test_full_disk_fails_before_training(tmp_path, monkeypatch):
+  usage = shutil.disk_usage(tmp_path)
+  monkeypatch.setattr(config_checks.shutil, "disk_usage",
+                      lambda path: usage._replace(free=5 << 20))  # 5 MiB left
+
+  class MustNotBuild(toy_task.ToyTask):
+    def build_model(self, rngs):
+      raise AssertionError("the model was built before the disk check")
+
+  c = toy_task.get_config()
+  with pytest.raises(ValueError, match=r"has only 5 MiB free; checkpoints need at least 64 MiB"):
+    trainer.train(c, str(tmp_path / "run"), task=MustNotBuild(c))
+  assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+def test_url_workdir_is_refused(tmp_path):
+  with pytest.raises(ValueError, match="URLs are not supported.*gcsfuse"):
+    config_checks.check_workdir("gs://bucket/run")
+
+
+class _BlockedAttentionTask(toy_task.ToyTask):
+  """Stands for a project whose attention kernel needs seq_len % block == 0."""
+
+  def validate(self, config):
+    seq_len, block = config.model.seq_len, config.model.attention_block
+    if seq_len % block:
+      raise ValueError(f"config.model.seq_len={seq_len} is not divisible by "
+                       f"config.model.attention_block={block}; use a multiple of {block}.")
+
+  def build_model(self, rngs):
+    raise AssertionError("the model was built before Task.validate ran")
+
+
+def test_task_validate_runs_before_anything_is_built(tmp_path):
+  c = toy_task.get_config()
+  c.model.seq_len, c.model.attention_block = 100, 64
+  with pytest.raises(ValueError, match=r"seq_len=100 is not divisible by .*attention_block=64"):
+    _run_with(c, tmp_path, _BlockedAttentionTask(c))
+
+
+def _run_with(c, tmp_path, task):
+  return trainer.train(c, str(tmp_path), task=task)
+
+
+def test_eval_batch_not_divisible_by_data_shards(tmp_path):
+  c = toy_task.get_config()
+  c.eval.batch_size = 20  # 8 data shards
+  with pytest.raises(ValueError, match=r"config.eval.batch_size=20 is not divisible by the 8 data"):
+    _run(c, tmp_path)
+
+
+def test_weight_decay_schedule_and_warmup_start():
+  c = toy_task.get_config().optimizer
+  c.weight_decay, c.final_weight_decay, c.weight_decay_schedule = 0.04, 0.4, "cosine"
+  wd = optim.weight_decay_schedule(c, 100)
+  assert abs(float(wd(0)) - 0.04) < 1e-7 and abs(float(wd(100)) - 0.4) < 1e-6
+  assert abs(float(wd(50)) - 0.22) < 1e-6
+  c.warmup_steps, c.learning_rate, c.warmup_init_lr = 10, 1e-3, 2e-4
+  lr = optim.schedule(c, 100)
+  assert abs(float(lr(0)) - 2e-4) < 1e-9 and abs(float(lr(10)) - 1e-3) < 1e-9
+  c.weight_decay_schedule = "linear"
+  with pytest.raises(ValueError, match="weight_decay_schedule='linear'; allowed"):
+    optim.weight_decay_schedule(c, 100)

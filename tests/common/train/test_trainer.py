@@ -21,17 +21,46 @@ def _params(workdir, config):
   return jax.device_get(state)
 
 
+class _Recording(toy_task.ToyTask):
+  """Records the example ids of every batch the trainer draws (one batch per step)."""
+
+  def __init__(self, config, seen):
+    super().__init__(config)
+    self.seen = seen
+
+  def train_data(self, **kw):
+    return _RecordIds(super().train_data(**kw), self.seen)
+
+
+class _RecordIds:
+
+  def __init__(self, it, seen):
+    self.it, self.seen = it, seen
+
+  def __next__(self):
+    batch = next(self.it)
+    self.seen.append(batch["id"].tolist())
+    return batch
+
+  def get_state(self):
+    return self.it.get_state()
+
+  def set_state(self, s):
+    self.it.set_state(s)
+
+
 @pytest.fixture(scope="module")
 def straight_run(tmp_path_factory):
-  """20 steps in one go; several tests compare against it."""
+  """20 steps in one go; several tests compare against it. Returns also the ids per step."""
   workdir = str(tmp_path_factory.mktemp("straight"))
   c = _config()
-  final = trainer.train(c, workdir, task=toy_task.ToyTask(c))
-  return workdir, c, final
+  ids = []
+  final = trainer.train(c, workdir, task=_Recording(c, ids))
+  return workdir, c, final, ids
 
 
 def test_loss_falls_and_metrics_are_written(straight_run):
-  workdir, _, final = straight_run
+  workdir, _, final, _ = straight_run
   rows = [r for r in metrics.read_jsonl(os.path.join(workdir, "metrics.jsonl")) if "loss" in r]
   assert [r["step"] for r in rows] == [5, 10, 15, 20]
   assert rows[-1]["loss"] < rows[0]["loss"]
@@ -43,7 +72,7 @@ def test_loss_falls_and_metrics_are_written(straight_run):
 
 
 def test_resume_is_exact(straight_run, tmp_path):
-  workdir, c, _ = straight_run
+  workdir, c, _, _ = straight_run
   resumed = str(tmp_path)
   trainer.train(c, resumed, task=toy_task.ToyTask(c), stop_after=10)
   assert checkpoint.Checkpointer(resumed).all_steps() == [10]
@@ -71,17 +100,22 @@ class _SigtermAt:
     self.it.set_state(s)
 
 
-def test_sigterm_saves_and_resume_matches(straight_run, tmp_path):
-  workdir, c, _ = straight_run
+def test_sigterm_mid_epoch_saves_and_resumes_the_same_data_order(straight_run, tmp_path):
+  workdir, c, _, straight_ids = straight_run
+  seen = []
 
-  class Preempted(toy_task.ToyTask):
+  class Preempted(_Recording):
     def train_data(self, **kw):
       return _SigtermAt(super().train_data(**kw), 7)
 
-  trainer.train(c, str(tmp_path), task=Preempted(c))
+  # 384 training examples / 32 = 12 steps per epoch: step 7 is mid-epoch, and the resumed run
+  # crosses into the next (reshuffled) epoch.
+  trainer.train(c, str(tmp_path), task=Preempted(c, seen))
   # SIGTERM arrived while drawing batch 7, so step 7 completes and is saved.
   assert checkpoint.Checkpointer(str(tmp_path)).all_steps() == [7]
-  trainer.train(c, str(tmp_path), task=toy_task.ToyTask(c))
+  trainer.train(c, str(tmp_path), task=_Recording(c, seen))
+  # No example skipped or repeated: the ids seen across the interruption are the straight run's.
+  assert seen == straight_ids and len(seen) == 20
   jax.tree.map(np.testing.assert_array_equal, _params(workdir, c), _params(str(tmp_path), c))
 
 
@@ -89,7 +123,8 @@ def test_nonfinite_stop_names_the_step(tmp_path):
   c = _config()
   c.model.nan_at_step = 0
   c.model.nan_threshold = 0.05  # the running mean crosses this after a few steps
-  with pytest.raises(trainer.NonFiniteError, match=r"non-finite loss at step \d+"):
+  with pytest.raises(trainer.NonFiniteError,
+                     match=r"non-finite loss at step \d+ \(metric 'loss' is NaN or Inf\)"):
     trainer.train(c, str(tmp_path), task=toy_task.ToyTask(c))
 
 

@@ -1,0 +1,98 @@
+"""Converted official weights -> a trainer checkpoint that `main.py --mode=eval` restores.
+
+  write_checkpoint(model, config, workdir)   # model: a BiFormer holding converted weights
+
+The checkpoint is an ordinary one of common.train (step 0, state layout of
+common/train/state.py: {step, params, model_state, opt_state, health}, plus the config), so
+`python projects/biformer/main.py --config <the same config> --workdir DIR --mode=eval` and
+`python -m common.eval --workdir DIR` evaluate it. The config is made eval-only: no drop path
+and no EMA (there is no training history; the official 'model_ema' weights can be converted
+as a second checkpoint instead).
+
+Configs: `imagenet_config(preset)` for released ImageNet weights (evaluation needs the prepared
+'tfds:imagenet2012'); `case_config(kwargs, model, input_size)` for a golden case or any
+official kwargs, with the demo dataset's config (channels and classes from the kwargs) so that it
+restores without ImageNet.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from common.train import checkpoint as ckpt_lib
+from common.train import config_io
+from common.train import state as state_lib
+from common.train import trainer
+
+CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+
+def eval_only(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy without drop path and EMA (the converted state has neither)."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.model.drop_path_rate = 0.0
+  config.optimizer.ema_decay = 0.0
+  return config
+
+
+def imagenet_config(preset: str) -> ml_collections.ConfigDict:
+  return eval_only(config_io.load_config(f"{CONFIGS}/imagenet.py:{preset}"))
+
+
+def case_config(kwargs: Mapping[str, Any], model: str, input_size: int
+                ) -> ml_collections.ConfigDict:
+  """A config whose model is the official `<model>(**kwargs)`; restores without ImageNet."""
+  from third_party.biformer import official_kwargs  # the kwargs mapping and its checks
+  arch = official_kwargs.config_from_kwargs(kwargs, model, drop_path_rate=0.0)
+  config = eval_only(config_io.load_config(f"{CONFIGS}/mnist_demo.py:biformer"))
+  config.data.channels = arch.in_chans
+  config.data.num_classes = arch.num_classes
+  config.data.image_size = int(input_size)
+  config.data.mean = config.data.std = (0.5,) * arch.in_chans
+  skip = ("num_classes", "in_chans", "drop_path_rate", "attention_impl")
+  config.model.arch = ml_collections.ConfigDict(
+      {f.name: getattr(arch, f.name) for f in dataclasses.fields(arch)
+       if f.name not in skip and getattr(arch, f.name) is not None})
+  config.model.preset = ""
+  return config
+
+
+def write_checkpoint(model: nnx.Module, config: ml_collections.ConfigDict, workdir: str) -> str:
+  """Saves `model`'s variables as step 0 of a checkpoint in `workdir`; returns its directory.
+
+  Raises ValueError when the config builds a model of another structure or shape (so a
+  mismatched --config fails here, not at evaluation time).
+  """
+  run = trainer.setup(config)
+  _, params, rest = nnx.split(model, nnx.Param, state_lib.non_param_filter())
+  params, rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
+  expected = run.abstract_state
+  for name, ours, want in (("params", params, expected["params"]),
+                           ("model_state", rest, expected["model_state"])):
+    got_shapes = jax.tree.map(lambda x: tuple(x.shape), ours)
+    want_shapes = jax.tree.map(lambda x: tuple(x.shape), want)
+    if got_shapes != want_shapes:
+      raise ValueError(f"the converted model's {name} do not match the model of config "
+                       f"(project {config.project!r}, model {config.model.to_dict()}); "
+                       "pass the config the weights were trained with.")
+  params = jax.tree.map(jnp.asarray, params)
+  rest = jax.tree.map(jnp.asarray, rest)
+  state = {
+      "step": jnp.zeros((), jnp.int32),
+      "params": params,
+      "model_state": rest,
+      "opt_state": run.tx.init(params),
+      "health": {"first_nonfinite_step": jnp.full((), -1, jnp.int32),
+                 "first_nonfinite_cause": jnp.zeros((), jnp.int32),
+                 "skipped_steps": jnp.zeros((), jnp.int32)},
+  }
+  ckpt = ckpt_lib.Checkpointer(workdir, async_save=False)
+  ckpt.save(0, state, None, config, force=True)
+  ckpt.close()
+  return ckpt.directory

@@ -1,0 +1,1 @@
+"""Routing Transformer (Roy et al., TACL 2021): content-routed sparse attention."""

@@ -1,0 +1,87 @@
+r"""The official Routing Transformer hparam sets (TF sparse_transformer.py; spec §1.5).
+
+Command (a TPU/GPU slice; data prepared as TFDS array_record first):
+
+  python projects/routing_transformer/main.py \
+    --config projects/routing_transformer/configs/paper.py:wikitext103_4k --workdir DIR
+
+Variants: wikitext103_4k (default) | wikitext103_1k | pg19_8k | enwik8_8k | imagenet64 | cifar10;
+override steps=<int>.
+
+Expected results (paper abstract; which set gave which number is inferred from names, [U]):
+WT103 15.8 test perplexity (wikitext103_4k), PG-19 33.2 test perplexity (pg19_8k, 22 layers),
+ImageNet-64 3.43 bits/dim (imagenet64). Hardware and time: to be measured (the paper used TPUs).
+
+Data (by TFDS name, `config.data.manual_dir` for manual downloads):
+  pg19        'tfds:pg19' (TFDS catalog; text feature 'book_text').
+  wikitext103 'tfds:wikitext103' and enwik8 'tfds:enwik8': no TFDS catalog builder is known to
+              us [U]; register one (array_record) or point data_dir at a prepared copy.
+  Tokenizer: official runs used T2T SubwordTextEncoder vocabularies (PG-19:
+  vocab.pg19_length8k.32768.subwords); here 'sentencepiece:32768' trained on the train split
+  (not the official vocabulary, so perplexities are not directly comparable); enwik8: bytes.
+  imagenet64 / cifar10: NOT IMPLEMENTED yet (need the per-channel pixel embedding, the learned
+  n-d positional embedding and a pixel-LM data pipeline); get_config raises ValueError.
+
+Optimiser (sparse_transformer_local): Adafactor (beta1 0, decay 'pow' 0.8, clipping 1.0,
+parameter scale) = optax.adafactor defaults via optimizer.name='adafactor'; lr 0.01 with
+`constant*rsqrt_normalized_decay`, warm-up 10k. Differences to T2T that remain: the trainer's
+'rsqrt' ramps linearly over the warm-up where T2T holds 0.01 constant, and T2T's weight_decay is
+an L2 term in the loss where optax's adafactor decays weights in the update.
+
+Fields of `config.model` (read by projects/routing_transformer/model.py):
+  vocab_size, embedding_dims, hidden_size   embedding rows / width, model width
+  num_layers, filter_size, ffn              depth; FFN width; 'geglu' (text) | 'relu' (images)
+  num_local_heads, num_routing_heads        heads per layer (routing heads come first)
+  skip_first                                layers [0, skip_first) have only local heads
+  num_clusters, window                      K centroids per routing head; w tokens per cluster
+  query_block, memory_flange                local heads: block size, look-back (multiple of it)
+  local_relative, routing_relative, max_relative_position   Shaw relative positions (513)
+  attention_dropout, relu_dropout, embedding_dropout, residual_dropout, target_dropout
+  kmeans_decay (0.999), beta (1e-4)         k-means EMA decay; commitment loss weight
+  initializer_gain                          uniform_unit_scaling gain (0.2)
+  attention_impl   'auto' (block-sparse kernel where it can express the head, else the windowed
+                   jnp path) | 'kernel' | 'windowed'; kernel_impl: the kernel's impl= switch.
+"""
+import ml_collections
+
+from common.data import config as data_config
+from common.train import defaults
+from projects.routing_transformer import config_variants, hparams
+
+_DATA = {
+    "wikitext103_4k": dict(name="tfds:wikitext103", tokenizer="sentencepiece:32768"),
+    "wikitext103_1k": dict(name="tfds:wikitext103", tokenizer="sentencepiece:32768"),
+    "pg19_8k": dict(name="tfds:pg19", tokenizer="sentencepiece:32768", text_key="book_text"),
+    "enwik8_8k": dict(name="tfds:enwik8", tokenizer="bytes"),
+}
+_VOCAB = {"sentencepiece:32768": 32768, "bytes": 258}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  flags, values = config_variants.parse(arg, groups=(hparams.PRESETS,), keys={"steps": int})
+  (name,) = flags
+  if name in hparams.IMAGE_PRESETS:
+    raise ValueError(f"config variant {name!r}: the pixel-LM presets are not implemented yet "
+                     "(per-channel embeddings, n-d positions, pixel data pipeline); allowed now: "
+                     f"{[p for p in hparams.PRESETS if p not in hparams.IMAGE_PRESETS]}.")
+  p = hparams.preset(name)
+  c = defaults.base_config()
+  c.project = "routing_transformer"
+  c.data = data_config.text_data_config(
+      eval_split="validation", seq_len=p.pop("seq_len"), num_workers=16, **_DATA[name])
+  weight_decay = p.pop("weight_decay")
+  c.model.update(hparams.defaults())
+  c.model.update(p)
+  c.model.vocab_size = _VOCAB[c.data.tokenizer]
+  c.model.dtype = "bfloat16"
+
+  c.train.update(dict(batch_size=8, num_steps=500_000, log_every=100, eval_every=10_000,
+                      checkpoint_every=5_000, progress_bar=False))
+  c.optimizer.update(dict(name="adafactor", learning_rate=0.01, schedule="rsqrt",
+                          warmup_steps=10_000, weight_decay=weight_decay, grad_clip_norm=0.0,
+                          weight_decay_mask="all"))
+  c.eval.update(dict(batch_size=8, splits=("validation",), max_batches=0))
+  if "steps" in values:
+    c.train.num_steps = values["steps"]
+    c.optimizer.warmup_steps = min(c.optimizer.warmup_steps, values["steps"] // 10)
+  return c

@@ -1,0 +1,97 @@
+"""Routing heads: balanced top-w per cluster, attention in the sorted windows, scatter back.
+
+Port of TF `clustered_local_attention_helper` (google-research routing_transformer/utils.py) for
+1-D causal decoding with shared QK (spec §1.2):
+
+  1. x = LN(q) (no scale, no bias), k = x (share_qk), scores = x . mu  [B,H,n,K]
+  2. idx[c] = sort(top_w over positions of scores[..., c])             [B,H,K,w]
+     (balanced: every cluster takes exactly w tokens; a token can be in 0, 1 or many)
+  3. windows Q' = K' = x[idx], V' = v[idx]; logits = Q'K'^T with no 1/sqrt(d) (LN undid it);
+     causal = lower-triangular on the sorted window index, which is true causality because
+     the window is sorted by position and queries and keys share the indices.
+  4. scatter back: out_i = sum of the window outputs at i / (count_i + 1e-2)   (TF constant)
+
+Two implementations of step 3, equal up to float rounding (tests/.../test_routing_attention.py):
+  'kernel'   common.kernels.block_sparse_attention over the cluster-sorted sequence [B,H,K*w,d]:
+             block c attends to block c only, with the gathered token positions as explicit
+             q/kv positions for the causal mask, scale 1. No relative positions, no dropout.
+  'windowed' window_attention.attend on [B,H,K,w,d]: Shaw relative positions over the window
+             index (as TF: the relative "distance" is the index difference inside the sorted
+             window, not the token distance) and attention dropout.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from common.kernels import block_sparse_attention as bsa
+from projects.routing_transformer import window_attention
+
+SCATTER_EPS = 1e-2  # TF scatter_cluster_items: / (count + 1e-2)
+
+
+def select_windows(scores: jax.Array, window: int) -> jax.Array:
+  """Top-`window` positions of each cluster, sorted by position: int32 [B, H, K, w]."""
+  _, idx = jax.lax.top_k(jnp.swapaxes(scores, -1, -2), window)
+  return jnp.sort(idx, axis=-1).astype(jnp.int32)
+
+
+def gather_windows(x: jax.Array, idx: jax.Array) -> jax.Array:
+  """x [B, H, n, d] at idx [B, H, K, w] -> [B, H, K, w, d]."""
+  b, h, k, w = idx.shape
+  flat = jnp.take_along_axis(x, idx.reshape(b, h, k * w, 1), axis=2)
+  return flat.reshape(b, h, k, w, x.shape[-1])
+
+
+def scatter_windows(o: jax.Array, idx: jax.Array, seq_len: int) -> jax.Array:
+  """Window outputs [B, H, K, w, d] -> [B, H, n, d], averaged as TF (÷ count + 1e-2)."""
+  b, h, k, w, d = o.shape
+  bi = jnp.arange(b)[:, None, None, None]
+  hi = jnp.arange(h)[None, :, None, None]
+  sums = jnp.zeros((b, h, seq_len, d), jnp.float32).at[bi, hi, idx].add(o.astype(jnp.float32))
+  counts = jnp.zeros((b, h, seq_len), jnp.float32).at[bi, hi, idx].add(1.0)
+  return (sums / (counts[..., None] + SCATTER_EPS)).astype(o.dtype)
+
+
+def window_causal_mask(window: int) -> np.ndarray:
+  return np.tril(np.ones((window, window), bool))
+
+
+def routed_attention(x: jax.Array, v: jax.Array, idx: jax.Array, *, causal: bool = True,
+                     impl: str = "kernel", rel_keys=None, rel_values=None,
+                     max_relative_position: int = 0, dropout=None,
+                     kernel_impl: str = "auto") -> jax.Array:
+  """Attention of the routed windows; x is the layer-normed shared q/k [B, H, n, d].
+
+  Returns the scattered output [B, H, n, d].
+  """
+  x, v = jnp.asarray(x), jnp.asarray(v)
+  b, h, n, d = x.shape
+  num_clusters, window = idx.shape[2], idx.shape[3]
+  if impl == "kernel":
+    if rel_keys is not None or dropout is not None:
+      raise ValueError("routed_attention(impl='kernel') supports neither relative positions nor "
+                       "attention dropout; use impl='windowed'.")
+    xs = gather_windows(x, idx).reshape(b, h, num_clusters * window, d)
+    vs = gather_windows(v, idx).reshape(b, h, num_clusters * window, d)
+    pos = idx.reshape(b, h, num_clusters * window)
+    own_block = jnp.broadcast_to(jnp.arange(num_clusters, dtype=jnp.int32)[:, None],
+                                 (b, h, num_clusters, 1))
+    o = bsa.block_sparse_attention(xs, xs, vs, own_block, block_q=window, block_k=window,
+                                   q_positions=pos, kv_positions=pos, causal=causal,
+                                   scale=1.0, impl=kernel_impl)
+    o = o.reshape(b, h, num_clusters, window, d)
+  elif impl == "windowed":
+    xw = gather_windows(x, idx)
+    vw = gather_windows(v, idx)
+    mask = window_causal_mask(window) if causal else np.ones((window, window), bool)
+    rel_index = None
+    if rel_keys is not None:
+      ar = np.arange(window)
+      rel_index = window_attention.relative_index(ar, ar, max_relative_position)
+    o = window_attention.attend(xw, xw, vw, mask, rel_index=rel_index, rel_keys=rel_keys,
+                                rel_values=rel_values, dropout=dropout)
+  else:
+    raise ValueError(f"impl={impl!r} is not supported; allowed: ['kernel', 'windowed'].")
+  return scatter_windows(o, idx, n)

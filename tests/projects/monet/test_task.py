@@ -1,0 +1,110 @@
+"""The Monet task: loss and metrics on synthetic batches, a 3-step trainer run on the 'tiny'
+config (router running statistics move), sampling from its checkpoint, and config errors."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from common.train import config_io, trainer
+from projects.monet import model_config, presets, sample, task
+
+CONFIGS = "projects/monet/configs"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  return config_io.load_config(f"{CONFIGS}/stdlib_demo.py:tiny")
+
+
+def _batch(b=3, t=32, pad=0, seed=0, pad_seed=1):
+  rs = np.random.RandomState(seed)
+  tokens = rs.randint(2, 258, (b, t + 1)).astype(np.int32)
+  # Padding rows hold different garbage per pad_seed: with mask 0 they must not count.
+  garbage = np.random.RandomState(pad_seed).randint(2, 258, (pad, t + 1)).astype(np.int32)
+  tokens = np.concatenate([tokens, garbage])
+  weights = np.ones((b + pad, t), np.float32)
+  weights[0, -5:] = 0.0  # the data layer's padding at the end of the stream
+  mask = np.r_[np.ones(b), np.zeros(pad)].astype(np.float32)
+  return {"inputs": jnp.asarray(tokens[:, :-1]), "targets": jnp.asarray(tokens[:, 1:]),
+          "weights": jnp.asarray(weights), "mask": jnp.asarray(mask)}
+
+
+def test_loss_metrics_padding_and_aux_weights(tiny):
+  t = task.get_task(tiny)
+  model = t.build_model(nnx.Rngs(0))
+  model.train()
+  loss_fn = nnx.jit(lambda m, b: t.loss(m, b, train=True, rngs=None))
+  loss, metrics = jax.device_get(loss_fn(model, _batch()))
+  assert set(metrics) == {"ce", "ppl", "accuracy", "uniformity", "ambiguity",
+                          "routing/usage_entropy", "routing/token_entropy", "routing/selected",
+                          "routing/utilisation"}
+  assert abs(metrics["ce"] - np.log(258)) < 0.1  # N(0, 0.02) weights: near-uniform logits
+  np.testing.assert_allclose(metrics["ppl"], np.exp(metrics["ce"]), rtol=1e-5)
+  m = tiny.model
+  np.testing.assert_allclose(loss, metrics["ce"] + m.unif_weight * metrics["uniformity"]
+                             + m.amb_weight * metrics["ambiguity"], rtol=1e-6)
+  # Train-mode BN picks about k experts per (token, head) whatever the logits' scale.
+  assert 1.0 <= metrics["routing/selected"] <= 2 * tiny.model.moe_topk
+  assert 0.0 < metrics["routing/utilisation"] <= 1.0
+  assert metrics["routing/usage_entropy"] <= np.log(tiny.model.moe_experts) + 1e-5
+
+  model.eval()  # padding examples (mask 0) must not count; eval mode so batch stats do not mix
+  eval_fn = nnx.jit(lambda m, b: t.loss(m, b, train=False, rngs=None))
+  plain = jax.device_get(eval_fn(model, _batch(pad=2, pad_seed=1)))
+  padded = jax.device_get(eval_fn(model, _batch(pad=2, pad_seed=2)))
+  np.testing.assert_allclose(padded[0], plain[0], rtol=1e-5)
+  for k in ("ce", "uniformity", "ambiguity", "routing/selected"):
+    np.testing.assert_allclose(padded[1][k], plain[1][k], rtol=1e-5, atol=1e-6)
+
+  no_aux = task.get_task(config_io.load_config(
+      f"{CONFIGS}/stdlib_demo.py:tiny", **{"model.unif_weight": 0.0, "model.amb_weight": 0.0}))
+  assert (no_aux.unif_weight, no_aux.amb_weight) == (0.0, 0.0)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("monet_tiny"))
+  final = trainer.train(tiny, workdir)
+  return final, workdir
+
+
+def test_trainer_run_updates_router_running_statistics(tiny, trained):
+  final, workdir = trained
+  assert np.isfinite(final["train/loss"]) and np.isfinite(final["eval/loss/validation/ce"])
+  assert final["eval/loss/validation/ppl"] == pytest.approx(
+      np.exp(final["eval/loss/validation/ce"]), rel=1e-5)
+  run, state, step = trainer.restore_for_eval(tiny, workdir)
+  assert step == tiny.train.num_steps
+  router = state["model_state"]["layers"][0]["router"]
+  # Initial running stats are mean 0 / var 1; 3 train-mode steps with momentum 0.1 move them.
+  assert np.abs(np.asarray(router["mean1"])).max() > 1e-6
+  assert np.abs(np.asarray(router["var1"]) - 1.0).max() > 1e-3
+  assert "mean1" not in str(jax.tree_util.tree_structure(state["params"]))
+
+
+def test_sample_restores_and_continues_the_prompt(trained):
+  _, workdir = trained
+  text = sample.sample(workdir, "def f(", max_new_tokens=5)
+  assert text.startswith("def f(")
+  with pytest.raises(ValueError, match="--prompt"):
+    sample.sample(workdir, "")
+
+
+def test_paper_configs_and_errors():
+  c = config_io.load_config(f"{CONFIGS}/paper.py:vd-1.4B")
+  assert model_config.from_config(c.model) == presets.get_preset("vd-1.4B", dtype=jnp.bfloat16)
+  assert c.data.name.startswith("tfds:") and c.train.batch_size * c.data.seq_len == 2 ** 21
+  assert dict(c.mesh.rules)["expert"] == "expert"
+  hd = config_io.load_config(f"{CONFIGS}/paper.py:hd-850M-groups1")
+  assert model_config.from_config(hd.model).moe_groups == 1
+  with pytest.raises(ValueError, match="preset"):
+    config_io.load_config(f"{CONFIGS}/paper.py:vd-2B")
+  bad = config_io.load_config(f"{CONFIGS}/stdlib_demo.py:tiny", **{"model.moe_decompose": "diag"})
+  with pytest.raises(ValueError, match="moe_decompose='diag'"):
+    task.get_task(bad)
+  bad = config_io.load_config(f"{CONFIGS}/stdlib_demo.py:tiny", **{"model.aux_reduce": "max"})
+  with pytest.raises(ValueError, match="config.model.aux_reduce='max'"):
+    task.get_task(bad)
+  with pytest.raises(ValueError, match="unknown"):
+    config_io.load_config(f"{CONFIGS}/stdlib_demo.py:tiny,big")

@@ -1,0 +1,37 @@
+"""CI must import every project (scenic's lesson): each main.py, task.py and config file loads.
+
+A config file that no longer builds, or a task module with a broken import, fails here rather
+than on a researcher's TPU slice.
+"""
+import importlib
+import pathlib
+
+import pytest
+
+from common.train import config_checks, config_io
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+PROJECTS = sorted(p.parent.name for p in (ROOT / "projects").glob("*/__init__.py"))
+MAINS = [n for n in PROJECTS if (ROOT / "projects" / n / "main.py").exists()]
+CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "projects").glob("*/configs/*.py")
+                 if not p.name.startswith("_"))
+
+
+def test_every_project_is_found():
+  assert "lazy_neuron" in MAINS
+
+
+@pytest.mark.parametrize("name", MAINS)
+def test_main_and_task_import(name):
+  main = importlib.import_module(f"projects.{name}.main")
+  assert hasattr(main, "main"), f"projects/{name}/main.py must call common.train.main.run"
+  task = importlib.import_module(f"projects.{name}.task")
+  assert callable(task.get_task)
+
+
+@pytest.mark.parametrize("path", CONFIGS)
+def test_config_files_build_and_validate(path, monkeypatch):
+  monkeypatch.chdir(ROOT)
+  config = config_io.load_config(path)
+  config_checks.validate(config)
+  assert path.split("/")[1] == config.project, f"{path} names project {config.project!r}"
