@@ -265,7 +265,9 @@ def _progress(t, start: int, end: int):
   if not t.progress_bar or jax.process_index() != 0 or end - start < 2:
     return None
   from tqdm import tqdm
-  return tqdm(total=end, initial=start, unit="step", mininterval=5.0, dynamic_ncols=True)
+  # disable=None: no bar when stderr is not a terminal (CI logs, nohup), where it is only noise.
+  return tqdm(total=end, initial=start, unit="step", mininterval=5.0, dynamic_ncols=True,
+              disable=None)
 
 
 def restore_for_eval(config: ml_collections.ConfigDict, workdir: str, *, step: int | None = None,

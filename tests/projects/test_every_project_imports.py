@@ -4,6 +4,7 @@ A config file that no longer builds, or a task module with a broken import, fail
 than on a researcher's TPU slice.
 """
 import importlib
+import importlib.util
 import pathlib
 
 import pytest
@@ -29,9 +30,19 @@ def test_main_and_task_import(name):
   assert callable(task.get_task)
 
 
+def _test_args(path: str) -> tuple:
+  """A config file that needs an argument lists examples in `TEST_ARGS` (default: no arg)."""
+  spec = importlib.util.spec_from_file_location("_cfg_probe", ROOT / path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  assert hasattr(module, "get_config"), f"{path}: every file in configs/ must define get_config"
+  return tuple(getattr(module, "TEST_ARGS", (None,)))
+
+
 @pytest.mark.parametrize("path", CONFIGS)
 def test_config_files_build_and_validate(path, monkeypatch):
   monkeypatch.chdir(ROOT)
-  config = config_io.load_config(path)
-  config_checks.validate(config)
-  assert path.split("/")[1] == config.project, f"{path} names project {config.project!r}"
+  for arg in _test_args(path):
+    config = config_io.load_config(f"{path}:{arg}" if arg else path)
+    config_checks.validate(config)
+    assert path.split("/")[1] == config.project, f"{path} names project {config.project!r}"

@@ -42,7 +42,7 @@ import ml_collections
 
 from common.data import config as data_config
 from common.train import defaults
-from projects.biformer import config_variants
+from common.train import config_variants
 
 IMAGENET_TRAIN_IMAGES = 1_281_167
 PRESETS = ("BiFormer-T", "BiFormer-S", "BiFormer-B", "BiFormer-STL")

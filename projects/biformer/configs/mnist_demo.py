@@ -35,7 +35,7 @@ import ml_collections
 
 from common.data import config as data_config
 from common.train import defaults
-from projects.biformer import config_variants
+from common.train import config_variants
 
 IMAGE_SIZE = 32
 

@@ -54,7 +54,7 @@ Extra `config.eval` fields: evaluators (loss | sparsity for T5), split_for_train
 import ml_collections
 
 from common.train import defaults
-from projects.lazy_neuron import config_variants
+from common.train import config_variants
 
 TOPK_DIVISOR = 48  # k = d_ff // 48, see the module docstring
 # T5's SentencePiece model (32,000 pieces; the data layer adds 100 sentinels on top).

@@ -36,7 +36,7 @@ Fields: as vit_mnist.py's docstring.
 import ml_collections
 
 from common.train import defaults
-from projects.lazy_neuron import config_variants
+from common.train import config_variants
 
 TOPK = 128
 IMAGENET_TRAIN_IMAGES = 1_281_167

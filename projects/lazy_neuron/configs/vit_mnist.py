@@ -63,7 +63,7 @@ see projects/lazy_neuron/evaluators.py), split_for_train_stats (training split f
 import ml_collections
 
 from common.train import defaults
-from projects.lazy_neuron import config_variants
+from common.train import config_variants
 
 TOPK_DIVISOR = 24  # k = mlp_dim // 24, see the module docstring
 

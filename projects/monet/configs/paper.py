@@ -33,13 +33,15 @@ import ml_collections
 from common.data.config import text_data_config
 from common.train import defaults
 from projects.monet import model_config, presets, sharding
-from projects.monet.configs import variants
+from common.train import config_variants as variants
 
 FINEWEB_EDU = "tfds:huggingface:huggingfacefw__fineweb_edu/sample-100BT"
 LLAMA_SPM = "~/.cache/sparse_monorepo/tokenizers/llama/tokenizer.model"
 TOKENS_PER_BATCH = 2 ** 21  # "2M tokens" [P App. B.1]
 SEQ_LEN = 2048
 TOTAL_TOKENS = 100_000_000_000
+# What tests/projects/test_every_project_imports.py builds (this file needs a preset name).
+TEST_ARGS = ("vd-850M", "hd-4.1B-groups1")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -28,7 +28,7 @@ import ml_collections
 from common.data.config import text_data_config
 from common.train import defaults
 from projects.monet import model_config
-from projects.monet.configs import variants
+from common.train import config_variants as variants
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

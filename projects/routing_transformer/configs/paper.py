@@ -46,7 +46,8 @@ import ml_collections
 
 from common.data import config as data_config
 from common.train import defaults
-from projects.routing_transformer import config_variants, hparams
+from common.train import config_variants
+from projects.routing_transformer import hparams
 
 _DATA = {
     "wikitext103_4k": dict(name="tfds:wikitext103", tokenizer="sentencepiece:32768"),

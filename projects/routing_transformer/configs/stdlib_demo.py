@@ -26,7 +26,8 @@ import ml_collections
 
 from common.data import config as data_config
 from common.train import defaults
-from projects.routing_transformer import config_variants, hparams
+from common.train import config_variants
+from projects.routing_transformer import hparams
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

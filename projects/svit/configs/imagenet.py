@@ -48,7 +48,8 @@ import ml_collections
 
 from common.data import config as data_config
 from common.train import defaults
-from projects.svit import config_variants, presets
+from common.train import config_variants
+from projects.svit import presets
 
 IMAGENET_TRAIN_IMAGES = 1_281_167
 

@@ -1,19 +1,24 @@
-"""Parsing of the `get_config(arg)` variant string, e.g. 'demo,local_only,steps=200'.
+"""Parsing a config file's `get_config(arg)` variant string: 'demo,topk,label_noise=0.2'.
 
-Bare words are flags from exclusive groups (a group's first member is its default);
-`key=value` words are typed overrides. Unknown words raise ValueError listing what is allowed.
+Shared by every project's config files.
+
+Bare words are flags; `key=value` words are typed overrides. At most one flag from each
+exclusive group may be given; a group's first member is its default.
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
+import ml_collections
+from ml_collections import config_dict
+
 
 def parse(arg: str | None, groups: Sequence[Sequence[str]],
           keys: Mapping[str, Callable[[str], Any]]) -> tuple[set[str], dict[str, Any]]:
+  """Returns (chosen flags, one per group, defaults filled in; {key: typed value})."""
   words = [w.strip() for w in (arg or "").split(",") if w.strip()]
+  flags, values = set(), {}
   allowed = sorted({f for g in groups for f in g}) + [f"{k}=..." for k in keys]
-  flags: set[str] = set()
-  values: dict[str, Any] = {}
   for word in words:
     if "=" in word:
       key, raw = word.split("=", 1)
@@ -35,3 +40,18 @@ def parse(arg: str | None, groups: Sequence[Sequence[str]],
     if not chosen:
       flags.add(group[0])
   return flags, values
+
+
+def int_or_tuple(value: int) -> config_dict.FieldReference:
+  """A config field that holds an int or a tuple (e.g. top_k: one k, or one per layer).
+
+  ConfigDict fields are type-locked to their first value; `object` lifts the lock, and
+  `--config.model.top_k='(32, 32, 0, 0)'` then parses as a Python literal.
+  """
+  return config_dict.FieldReference(value, field_type=object)
+
+
+def set_steps(config: ml_collections.ConfigDict, steps: int) -> None:
+  """The 'steps=<n>' override: shorter runs keep the warm-up to at most a tenth of them."""
+  config.train.num_steps = steps
+  config.optimizer.warmup_steps = min(config.optimizer.warmup_steps, steps // 10)
