@@ -125,6 +125,11 @@ def _validate_image(cfg) -> None:
   if cfg.get("preprocess") not in PREPROCESS:
     _fail("preprocess", cfg.get("preprocess"), f"one of {PREPROCESS}")
   _float(cfg, "crop_fraction", lambda v: 0 < v <= 1, "a fraction in (0, 1]")
+  if cfg.get("interpolation", "bilinear") not in ("bilinear", "bicubic"):
+    _fail("interpolation", cfg.get("interpolation"), "'bilinear' or 'bicubic'")
+  scale = tuple(cfg.get("crop_scale", (0.08, 1.0)))
+  if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+    _fail("crop_scale", scale, "(low, high) with 0 < low <= high <= 1")
   if cfg.preprocess == "imagenet" and not size:
     _fail("image_size", size, "> 0 when preprocess='imagenet' (images differ in size)")
 

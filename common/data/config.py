@@ -43,6 +43,8 @@ Image fields (batches: 'image' float32 [B,H,W,C], 'label' int32 [B])
                   'imagenet' (decode JPEG bytes; resize the shorter side to
                   image_size / crop_fraction and centre-crop, unless 'inception_crop' crops).
   crop_fraction   0.875: eval centre crop covers this fraction of the resized image (imagenet).
+  interpolation   'bilinear' | 'bicubic': the resize filter of the imagenet path and inception crop.
+  crop_scale      (0.08, 1.0): area fraction range of 'inception_crop' (I-JEPA uses (0.3, 1.0)).
 
 Text fields
   task_format     'lm' -> 'inputs', 'targets' int32 [B,T], 'weights' float32 [B,T]: documents
@@ -94,6 +96,8 @@ IMAGE_DEFAULTS: dict[str, Any] = {
     "label_key": "label",
     "preprocess": "simple",
     "crop_fraction": 0.875,
+    "interpolation": "bilinear",
+    "crop_scale": (0.08, 1.0),
 }
 
 TEXT_DEFAULTS: dict[str, Any] = {

@@ -18,6 +18,8 @@ import numpy as np
 from PIL import Image
 
 _RESAMPLE = Image.BILINEAR
+# Config name -> PIL filter ('bicubic' is what timm/DeiT-style official vision code uses).
+INTERPOLATIONS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 
 
 def to_hwc(image: np.ndarray) -> np.ndarray:
@@ -70,7 +72,7 @@ def decode(data: bytes) -> Image.Image:
 def random_resized_crop(img: Image.Image, size: int, rng: np.random.Generator, *,
                         scale: tuple[float, float] = (0.08, 1.0),
                         ratio: tuple[float, float] = (3 / 4, 4 / 3),
-                        attempts: int = 10) -> Image.Image:
+                        attempts: int = 10, resample: int = _RESAMPLE) -> Image.Image:
   """Inception crop: a box of random area fraction and aspect ratio, resized to size x size.
 
   After `attempts` misses, falls back to the largest centred box with the aspect ratio clipped
@@ -87,7 +89,7 @@ def random_resized_crop(img: Image.Image, size: int, rng: np.random.Generator, *
     if 0 < cw <= w and 0 < ch <= h:
       x = int(rng.integers(0, w - cw + 1))
       y = int(rng.integers(0, h - ch + 1))
-      return img.resize((size, size), _RESAMPLE, box=(x, y, x + cw, y + ch))
+      return img.resize((size, size), resample, box=(x, y, x + cw, y + ch))
   in_ratio = w / h
   if in_ratio < ratio[0]:
     cw, ch = w, int(round(w / ratio[0]))
@@ -96,10 +98,11 @@ def random_resized_crop(img: Image.Image, size: int, rng: np.random.Generator, *
   else:
     cw, ch = w, h
   x, y = (w - cw) // 2, (h - ch) // 2
-  return img.resize((size, size), _RESAMPLE, box=(x, y, x + cw, y + ch))
+  return img.resize((size, size), resample, box=(x, y, x + cw, y + ch))
 
 
-def resize_center_crop(img: Image.Image, size: int, crop_fraction: float) -> Image.Image:
+def resize_center_crop(img: Image.Image, size: int, crop_fraction: float, *,
+                       resample: int = _RESAMPLE) -> Image.Image:
   """Shorter side to round(size / crop_fraction), then the central size x size."""
   w, h = img.size
   short = int(round(size / crop_fraction))
@@ -107,7 +110,7 @@ def resize_center_crop(img: Image.Image, size: int, crop_fraction: float) -> Ima
     nw, nh = short, max(short, int(round(h * short / w)))
   else:
     nw, nh = max(short, int(round(w * short / h))), short
-  img = img.resize((nw, nh), _RESAMPLE)
+  img = img.resize((nw, nh), resample)
   x, y = (nw - size) // 2, (nh - size) // 2
   return img.crop((x, y, x + size, y + size))
 
@@ -126,19 +129,20 @@ def _open(data: Any) -> Image.Image:
   return _pil(to_hwc(np.asarray(data, np.uint8)))
 
 
-def inception_crop(data: Any, height: int, width: int,
-                   rng: np.random.Generator) -> np.ndarray:
+def inception_crop(data: Any, height: int, width: int, rng: np.random.Generator, *,
+                   scale: tuple[float, float] = (0.08, 1.0),
+                   resample: int = _RESAMPLE) -> np.ndarray:
   """Random-resized-crop of encoded bytes or an array to uint8 [height, width, C]."""
   if height != width:
     raise ValueError(f"inception_crop makes square images; got {height}x{width}.")
-  img = random_resized_crop(_open(data), height, rng)
+  img = random_resized_crop(_open(data), height, rng, scale=tuple(scale), resample=resample)
   return _array(img, _keeps_channels(data))
 
 
-def decode_resize_center_crop(data: Any, height: int, width: int,
-                              crop_fraction: float) -> np.ndarray:
+def decode_resize_center_crop(data: Any, height: int, width: int, crop_fraction: float, *,
+                              resample: int = _RESAMPLE) -> np.ndarray:
   """ImageNet eval geometry for encoded bytes or an array -> uint8 [height, width, C]."""
   if height != width:
     raise ValueError(f"centre crops are square; got {height}x{width}.")
-  img = resize_center_crop(_open(data), height, crop_fraction)
+  img = resize_center_crop(_open(data), height, crop_fraction, resample=resample)
   return _array(img, _keeps_channels(data))

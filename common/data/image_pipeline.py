@@ -61,10 +61,13 @@ class ImageTransform:
 
   def _geometry(self, raw: Any, rng: np.random.Generator | None) -> np.ndarray:
     h, w, _ = self.shape
+    resample = image_ops.INTERPOLATIONS[self.cfg.get("interpolation", "bilinear")]
     if self.inception_crop:
-      return image_ops.inception_crop(raw, h, w, rng)
+      return image_ops.inception_crop(raw, h, w, rng, resample=resample,
+                                      scale=tuple(self.cfg.get("crop_scale", (0.08, 1.0))))
     if self.cfg.preprocess == "imagenet":
-      return image_ops.decode_resize_center_crop(raw, h, w, self.cfg.crop_fraction)
+      return image_ops.decode_resize_center_crop(raw, h, w, self.cfg.crop_fraction,
+                                                 resample=resample)
     return image_ops.resize(image_ops.to_hwc(np.asarray(raw, np.uint8)), h, w)
 
   def __call__(self, element: dict[str, Any], rng: np.random.Generator | None = None):

@@ -39,6 +39,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.nonfinite = "stop"       # "stop" | "skip": what to do with a non-finite loss/gradient
   c.train.profile_steps = ()       # e.g. (10, 12): capture a profiler trace of steps [10, 12)
   c.train.progress_bar = True
+  # Start a new run from another run's weights (fine-tuning): a workdir with checkpoints, or
+  # 'WORKDIR:STEP'. Parameters (the EMA ones if that run kept them) and non-parameter model state
+  # are copied; optimiser state and step start fresh. Ignored when this run resumes itself.
+  c.train.init_from = ""
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "adamw"       # adamw | adafactor | sgd

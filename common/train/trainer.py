@@ -200,6 +200,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, task: Task | None 
     state, start = init_state(run), 0
     logging.info("initialised %s parameters",
                  f"{state_lib.count_params(run.abstract_state['params']):,}")
+    if t.get("init_from"):
+      state = _init_from(run, state, t.init_from)
   else:
     logging.info("resumed from step %d in %s", start, ckpt.directory)
 
@@ -259,6 +261,37 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, task: Task | None 
         json.dump({"step": step, **final}, f, indent=1, sort_keys=True)
   writer.close()
   return final
+
+
+def _init_from(run: Run, state: dict, source: str) -> dict:
+  """Copies another run's weights into a fresh state (config.train.init_from; fine-tuning).
+
+  The source's own saved config rebuilds its state layout, so any run of the same model restores
+  onto this run's mesh; every parameter must match in shape (a clear error lists those that do
+  not), which is the contract of e.g. SViT's 224 -> 384 fine-tune (no position table).
+  """
+  workdir, _, step = source.rpartition(":") if source.rpartition(":")[2].isdigit() else (
+      source, "", "")
+  step = int(step) if step else None
+  src_step, src_config = ckpt_lib.read_config(workdir, step)
+  src_run = setup(src_config, check_data=False)
+  src = ckpt_lib.Checkpointer(workdir, read_only=True, async_save=False).restore(
+      src_step, restore_target(src_run))
+  params = src.get("ema_params", src["params"])
+  for key, new, old in (("params", params, state["params"]),
+                        ("model_state", src["model_state"], state["model_state"])):
+    if jax.tree.structure(new) != jax.tree.structure(old):
+      raise ValueError(f"config.train.init_from={source!r}: its {key} tree differs from this "
+                       "model's; init_from needs the same architecture.")
+    bad = [jax.tree_util.keystr(p) for (p, a), b in zip(jax.tree_util.tree_flatten_with_path(new)[0],
+                                                        jax.tree.leaves(old)) if a.shape != b.shape]
+    if bad:
+      raise ValueError(f"config.train.init_from={source!r}: shapes differ for {bad[:10]}.")
+  copied = dict(state, params=params, model_state=src["model_state"])
+  if "ema_params" in state:
+    copied["ema_params"] = params
+  logging.info("initialised from %s step %d", workdir, src_step)
+  return jax.device_put(copied, run.shardings)
 
 
 def _progress(t, start: int, end: int):

@@ -3,10 +3,10 @@ r"""BiFormer-T/S/B/STL on ImageNet-1k with the official (DeiT-style) recipe.
 Command (TPU VM; every host runs the same command):
 
   python projects/biformer/main.py --config projects/biformer/configs/imagenet.py:BiFormer-T \
-    --workdir gs://<bucket>/biformer_t
+    --workdir /mnt/runs/biformer_t
   # evaluate a run, or converted official weights (projects/biformer/convert.py --to_checkpoint):
   python projects/biformer/main.py --config projects/biformer/configs/imagenet.py:BiFormer-T \
-    --workdir gs://<bucket>/biformer_t --mode=eval
+    --workdir /mnt/runs/biformer_t --mode=eval
 
 Variants: BiFormer-T (default) | BiFormer-S | BiFormer-B | BiFormer-STL; steps=<int>;
 impl=gather|block_sparse (routed attention backend; block_sparse is the shared Pallas kernel
@@ -26,7 +26,7 @@ Recipe (shared/specs/vision.md §2.5; the DeiT script "with no modification of t
   - AdamW, eps 1e-8, wd 0.05 on matrices/kernels only, no clipping; lr 5e-4 x batch / 512,
     5 warm-up epochs, cosine to min_lr 1e-5, 300 epochs. Deviations: per-step schedule
     (official: per epoch), warm-up from 0 (official 1e-6), no 10-epoch cooldown.
-  - Augmentation: Inception crop (bilinear here; official bicubic) + flip + RandAugment
+  - Augmentation: Inception crop (bicubic, as official) + flip + RandAugment
     rand-m9-mstd0.5-inc1 + random erasing 0.25 (common/data/augment_imagenet.py), Mixup 0.8 /
     CutMix 1.0 / switch 0.5 / label smoothing 0.1 (common/data/mixup.py, on device). Colour
     jitter is inactive in timm when RandAugment is on. Repeated augmentation is NOT implemented
@@ -34,8 +34,8 @@ Recipe (shared/specs/vision.md §2.5; the DeiT script "with no modification of t
   - EMA 0.99996 per step; eval reports raw and EMA parameters.
   - Stochastic depth: T 0.1 (issue #32, accepted by the author), S 0.15 (README/train.sh),
     STL 0.1 (train.sh); B is not stated anywhere: 0.3 here is an assumption.
-  - Eval: shorter side to 256/224 x 224, centre crop 224 (crop_pct 0.875), bilinear here
-    (official bicubic).
+  - Eval: shorter side to 256/224 x 224, centre crop 224 (crop_pct 0.875), bicubic
+    as official.
   - bfloat16 compute (official AMP float16), float32 parameters.
 """
 import ml_collections
@@ -60,6 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data = data_config.image_data_config(
       "tfds:imagenet2012", train_split="train", eval_split="validation", image_size=224,
       channels=3, num_classes=1000, crop_fraction=0.875,
+      interpolation="bicubic",  # official timm transforms
       augment=("inception_crop", "flip", "randaugment", "random_erasing"), num_workers=16)
 
   m = c.model

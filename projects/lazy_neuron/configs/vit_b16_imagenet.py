@@ -4,7 +4,7 @@ Command (TPU VM, every host runs the same command):
 
   python projects/lazy_neuron/main.py \
     --config projects/lazy_neuron/configs/vit_b16_imagenet.py:topk \
-    --workdir gs://<bucket>/ln_b16_topk
+    --workdir /mnt/runs/ln_b16_topk
 
 Variants: relu (default, dense ReLU) | topk (ReLU + top-k, k = 128 of 3072) | gelu (dense GELU
 baseline); overrides label_noise=<fraction>, k=<int>, steps=<int>.

@@ -3,7 +3,7 @@ r"""Monet pretraining as in the paper (Park et al., ICLR 2025, App. B.1): the Ta
 Command (TPU v4-64 slice = 32 chips, 4 hosts; run on every host):
 
   python projects/monet/main.py --config projects/monet/configs/paper.py:vd-1.4B \
-    --workdir gs://BUCKET/monet/vd-1.4B --multihost
+    --workdir /mnt/runs/monet/vd-1.4B --multihost
 
 Variants: one preset name, {vd,hd}-{850M,1.4B,4.1B}[-groups1] (groups1 = a router in every
 layer, the Tab. 8 ablation); optional steps=<int>.

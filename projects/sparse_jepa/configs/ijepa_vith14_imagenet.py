@@ -3,7 +3,7 @@ r"""The official I-JEPA ViT-H/14 ImageNet-1k preset (ijepa configs/in1k_vith14_e
 Command (TPU v4-128 / 16 x A100-80GB class; the same file runs anywhere it fits):
 
   python projects/sparse_jepa/main.py \
-    --config projects/sparse_jepa/configs/ijepa_vith14_imagenet.py --workdir gs://BUCKET/vith14
+    --config projects/sparse_jepa/configs/ijepa_vith14_imagenet.py --workdir /mnt/runs/vith14
 
 Variants: ijepa (default) | sparse (SparseJEPA: the same plus the SparsityHead, a guess).
 
@@ -46,6 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = config_lib.base_config()
   c.data = ml_collections.ConfigDict(dict(
       name="tfds:imagenet2012", image_size=224, channels=3, augment=("inception_crop",),
+      crop_scale=(0.3, 1.0),  # official RandomResizedCrop scale
       train_split="train", eval_split="validation", num_workers=8))
 
   m = c.model

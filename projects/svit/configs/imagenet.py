@@ -3,10 +3,10 @@ r"""SViT-S/B/L on ImageNet-1k with the official (DeiT-style) recipe; 384 fine-tu
 Command (TPU VM; every host runs the same command):
 
   python projects/svit/main.py --config projects/svit/configs/imagenet.py:SViT-S \
-    --workdir gs://<bucket>/svit_s_224
+    --workdir /mnt/runs/svit_s_224
   # evaluate a run, or converted official weights (projects/svit/convert.py --to_checkpoint):
   python projects/svit/main.py --config projects/svit/configs/imagenet.py:SViT-S \
-    --workdir gs://<bucket>/svit_s_224 --mode=eval
+    --workdir /mnt/runs/svit_s_224 --mode=eval
 
 Variants: SViT-S (default) | SViT-B | SViT-L; 224 (default) | 384 (fine-tune);
 steps=<int> (shorter runs, warm-up capped at a tenth).
@@ -25,7 +25,7 @@ Recipe (shared/specs/vision.md §1.5, the official main.py defaults and README c
     biases and norm vectors), no clipping; lr 5e-4 x batch / 512 = 1e-3, 5 warm-up epochs,
     cosine to min_lr 1e-5, 300 epochs. Deviations: the schedule here is per step (official:
     per epoch), warm-up starts at 0 (official warmup_lr 1e-6), no 10-epoch cooldown.
-  - Augmentation: Inception crop (bilinear here; official bicubic) + flip + RandAugment
+  - Augmentation: Inception crop (bicubic, as official) + flip + RandAugment
     rand-m9-mstd0.5-inc1 + random erasing 0.25 ('pixel') (common/data/augment_imagenet.py),
     Mixup 0.8 / CutMix 1.0 / switch 0.5 / label smoothing 0.1 (common/data/mixup.py, on
     device). Colour jitter 0.4 is inactive in timm when RandAugment is on, so it is absent.
@@ -36,12 +36,12 @@ Recipe (shared/specs/vision.md §1.5, the official main.py defaults and README c
   - Stochastic depth per variant: S 0.1 (README; run.sh uses 0.3), B 0.4, L 0.6 (README; it
     ran 0.4 until epoch 260).
   - Eval: resize the shorter side to 256/224 x size and centre-crop (crop_pct 0.875) at 224;
-    at 384 resize to 384 and centre-crop (crop_pct 1.0). Bilinear here (official bicubic).
+    at 384 resize to 384 and centre-crop (crop_pct 1.0). Bicubic, as official.
   - 384 fine-tune: batch 512, 30 epochs, constant lr 5e-6 (= min_lr), no warm-up, wd 1e-8, same
     drop_path, model kept in eval mode during training (official `set_training_mode=False`:
     BN running statistics, no drop path) via config.model.train_mode=False. Start it from the
-    224 run's parameters (same shapes: SViT has no position table); the trainer has no
-    'initialise from another workdir' option yet, see the project README.
+    224 run's parameters (same shapes: SViT has no position table) with
+    `--config.train.init_from=<224 workdir>` (its EMA parameters when it kept them).
   - bfloat16 compute (the official runs used AMP float16), float32 parameters.
 """
 import ml_collections
@@ -67,6 +67,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data = data_config.image_data_config(
       "tfds:imagenet2012", train_split="train", eval_split="validation", image_size=size,
       channels=3, num_classes=1000, crop_fraction=1.0 if finetune else 0.875,
+      interpolation="bicubic",  # official timm transforms
       augment=("inception_crop", "flip", "randaugment", "random_erasing"), num_workers=16)
 
   m = c.model

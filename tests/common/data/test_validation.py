@@ -40,6 +40,8 @@ def test_defaults_are_valid():
     (_image, "num_workers", -1),
     (_image, "preprocess", "inception"),
     (_image, "crop_fraction", 0.0),
+    (_image, "interpolation", "lanczos"),
+    (_image, "crop_scale", (0.5, 0.2)),
     (_text, "seq_len", 0),
     (_text, "seq_len", -8),
     (_text, "task_format", "mlm"),

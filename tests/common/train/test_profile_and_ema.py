@@ -22,3 +22,21 @@ def test_profile_trace_and_ema(tmp_path):
   ema, params = jax.device_get(state["ema_params"]), jax.device_get(state["params"])
   diff = [np.abs(a - b).max() for a, b in zip(jax.tree.leaves(ema), jax.tree.leaves(params))]
   assert max(diff) > 0  # EMA lags the parameters
+
+
+def test_init_from_copies_weights_and_starts_fresh(tmp_path):
+  c = toy_task.get_config()
+  c.train.num_steps = c.train.checkpoint_every = 4
+  src = str(tmp_path / "src")
+  trainer.train(c, src, task=toy_task.ToyTask(c))
+  _, src_state, _ = trainer.restore_for_eval(c, src, task=toy_task.ToyTask(c))
+  ft = toy_task.get_config()
+  ft.train.num_steps = ft.train.checkpoint_every = 1
+  ft.optimizer.warmup_steps = 0
+  ft.optimizer.learning_rate = 1e-12  # the copied weights must survive one (near-zero) step
+  ft.train.init_from = f"{src}:4"
+  trainer.train(ft, str(tmp_path / "ft"), task=toy_task.ToyTask(ft))
+  _, ft_state, step = trainer.restore_for_eval(ft, str(tmp_path / "ft"), task=toy_task.ToyTask(ft))
+  assert step == 1
+  a, b = jax.device_get(src_state["params"]), jax.device_get(ft_state["params"])
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-6), a, b)
