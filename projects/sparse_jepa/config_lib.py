@@ -24,7 +24,7 @@ import dataclasses
 
 import ml_collections
 
-from common.train import defaults
+from common.train import config_variants, defaults
 from projects.sparse_jepa.sparsity_head import SparsityConfig
 
 
@@ -71,32 +71,6 @@ def finish(c: ml_collections.ConfigDict, sparse: bool) -> ml_collections.ConfigD
 
 
 def parse_variants(arg: str | None, groups: tuple[tuple[str, ...], ...],
-                   keys: dict[str, type] | None = None) -> tuple[set[str], dict]:
-  """'tiny,sparse,steps=300' -> ({'tiny', 'sparse'}, {'steps': 300}); one flag per group (its
-  first member is the default); unknown words raise ValueError naming what is allowed."""
-  keys = keys or {}
-  flags, values = set(), {}
-  allowed = sorted({f for g in groups for f in g}) + [f"{k}=..." for k in keys]
-  for word in (w.strip() for w in (arg or "").split(",")):
-    if not word:
-      continue
-    if "=" in word:
-      key, raw = word.split("=", 1)
-      if key not in keys:
-        raise ValueError(f"config variant {word!r}: unknown key {key!r}; allowed: {allowed}.")
-      try:
-        values[key] = keys[key](raw)
-      except ValueError as e:
-        raise ValueError(f"config variant {word!r}: bad value for {key!r} ({e}).") from e
-    elif any(word in g for g in groups):
-      flags.add(word)
-    else:
-      raise ValueError(f"config variant {word!r} is unknown; allowed: {allowed}.")
-  for group in groups:
-    chosen = flags.intersection(group)
-    if len(chosen) > 1:
-      raise ValueError(f"config variants {sorted(chosen)} exclude each other; pick one of "
-                       f"{list(group)}.")
-    if not chosen:
-      flags.add(group[0])
-  return flags, values
+                   keys: dict | None = None) -> tuple[set[str], dict]:
+  """'tiny,sparse,steps=300' -> ({'tiny', 'sparse'}, {'steps': 300}) (common.train.config_variants)."""
+  return config_variants.parse(arg, groups=groups, keys=keys or {})
