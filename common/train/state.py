@@ -54,7 +54,11 @@ def _pure(state: nnx.State) -> dict:
 
 def init_state(build_model, tx, *, seed: int, ema: bool):
   """Builds a fresh state (traceable: call under jax.jit)."""
-  model = build_model(nnx.Rngs(seed))
+  return state_from_model(build_model(nnx.Rngs(seed)), tx, ema=ema)
+
+
+def state_from_model(model: nnx.Module, tx, *, ema: bool = False) -> dict:
+  """Step 0 of a run whose weights are `model`'s (fresh optimiser, clean health record)."""
   _, params, rest = nnx.split(model, nnx.Param, non_param_filter())
   params, rest = _pure(params), _pure(rest)
   state = {

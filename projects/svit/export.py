@@ -19,15 +19,10 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
-import jax
-import jax.numpy as jnp
 import ml_collections
-from flax import nnx
 
-from common.train import checkpoint as ckpt_lib
 from common.train import config_io
-from common.train import state as state_lib
-from common.train import trainer
+from common.train.export import write_checkpoint  # noqa: F401  (re-exported for convert.py)
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
@@ -60,38 +55,3 @@ def case_config(kwargs: Mapping[str, Any], input_size: int) -> ml_collections.Co
       {f: getattr(arch, f) for f in fields if getattr(arch, f) is not None})
   config.model.preset = ""
   return config
-
-
-def write_checkpoint(model: nnx.Module, config: ml_collections.ConfigDict, workdir: str) -> str:
-  """Saves `model`'s variables as step 0 of a checkpoint in `workdir`; returns its directory.
-
-  Raises ValueError when the config builds a model of another structure or shape (so a
-  mismatched --config fails here, not at evaluation time).
-  """
-  run = trainer.setup(config)
-  _, params, rest = nnx.split(model, nnx.Param, state_lib.non_param_filter())
-  params, rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
-  expected = run.abstract_state
-  for name, ours, want in (("params", params, expected["params"]),
-                           ("model_state", rest, expected["model_state"])):
-    got_shapes = jax.tree.map(lambda x: tuple(x.shape), ours)
-    want_shapes = jax.tree.map(lambda x: tuple(x.shape), want)
-    if got_shapes != want_shapes:
-      raise ValueError(f"the converted model's {name} do not match the model of config "
-                       f"(project {config.project!r}, model {config.model.to_dict()}); "
-                       "pass the config the weights were trained with.")
-  params = jax.tree.map(jnp.asarray, params)
-  rest = jax.tree.map(jnp.asarray, rest)
-  state = {
-      "step": jnp.zeros((), jnp.int32),
-      "params": params,
-      "model_state": rest,
-      "opt_state": run.tx.init(params),
-      "health": {"first_nonfinite_step": jnp.full((), -1, jnp.int32),
-                 "first_nonfinite_cause": jnp.zeros((), jnp.int32),
-                 "skipped_steps": jnp.zeros((), jnp.int32)},
-  }
-  ckpt = ckpt_lib.Checkpointer(workdir, async_save=False)
-  ckpt.save(0, state, None, config, force=True)
-  ckpt.close()
-  return ckpt.directory
