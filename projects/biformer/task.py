@@ -28,7 +28,7 @@ from common.data import augment_imagenet  # noqa: F401  (registers 'randaugment'
 from common.data import mixup as mixup_lib
 from common.layers import dtypes, vit
 from common.train import task as task_lib
-from projects.biformer import evaluators as evaluators_lib
+from common.eval import image_classification as evaluators_lib
 from projects.biformer import presets
 from projects.biformer.model import BiFormer
 from projects.biformer.model_config import BiFormerConfig

@@ -1,4 +1,4 @@
-"""Evaluators chosen by name in `config.eval.evaluators`.
+"""Evaluators of image classifiers, chosen by name in `config.eval.evaluators` (svit, biformer).
 
   'classification'  top-1 / top-5 accuracy, loss and ECE on config.eval.splits
                     (common.eval.classification).
