@@ -140,8 +140,15 @@ def _validate_text(cfg) -> None:
     _fail("task_format", task, f"one of {TASK_FORMATS}")
   spec = cfg.get("tokenizer")
   if not isinstance(spec, str):
-    _fail("tokenizer", spec, "'bytes' or 'sentencepiece:<vocab size or path>'")
+    _fail("tokenizer", spec, "'bytes', 'chess' or 'sentencepiece:<vocab size or path>'")
   kind, arg = tokenizers.parse_spec(spec)
+  if kind == "chess":
+    # chess-GPT's 32-character vocabulary has no EOS and no room for sentinels.
+    if task != "lm":
+      _fail("task_format", task, "'lm' with tokenizer='chess' (span corruption needs sentinel "
+            "ids, which the 32-character chess vocabulary does not have)")
+    if cfg.get("extra_ids") != 0:
+      _fail("extra_ids", cfg.get("extra_ids"), "0 with tokenizer='chess'")
   if kind == "sentencepiece":
     if isinstance(arg, int) and arg < tokenizers.MIN_SENTENCEPIECE_VOCAB:
       _fail("tokenizer", spec, f"a vocab size >= {tokenizers.MIN_SENTENCEPIECE_VOCAB}")

@@ -7,7 +7,9 @@ infers `kind` (every entry point resolves first). Fields use '' and 0 for "unset
 instead of None, so command-line overrides keep a type.
 
 Common fields
-  name            'mnist5k' | 'digits' | 'pystdlib_text' (demo datasets, built on first use), or
+  name            'mnist5k' | 'digits' | 'pystdlib_text' | 'chess_games' (demo datasets, built
+                  on first use; chess_games needs Debian's stockfish) | 'chess_lichess' (Lichess
+                  games from manual_dir), or
                   'tfds:<tfds name>' for a prepared TFDS dataset, e.g. 'tfds:imagenet2012',
                   'tfds:cifar100', 'tfds:c4/en:3.1.0', 'tfds:openwebtext'.
   kind            'image' | 'text' (set by the helper; must match a demo dataset's kind).
@@ -52,7 +54,8 @@ Text fields
                   'span_corruption' -> T5 span corruption: 'encoder_input_tokens' [B,Te],
                   'decoder_input_tokens', 'decoder_target_tokens' [B,Td],
                   'decoder_loss_weights' float32 [B,Td].
-  tokenizer       'bytes' | 'sentencepiece:<vocab size>' | 'sentencepiece:<path>'.
+  tokenizer       'bytes' | 'sentencepiece:<vocab size>' | 'sentencepiece:<path>' | 'chess'
+                  (chess-GPT's 32 characters; no EOS: every game starts with ';').
   tokenizer_train_docs  10000: documents of train_split used to train 'sentencepiece:<N>'.
   extra_ids       sentinel ids at the top of the vocabulary: 0 for 'lm', 100 for
                   'span_corruption' (T5).

@@ -59,7 +59,8 @@ def builder_for(data_config) -> Any:
   if not is_tfds(name):
     from common.data import builders  # pylint: disable=g-import-not-at-top
     from common.data.builders import base  # pylint: disable=g-import-not-at-top
-    return base.load_builder(builders.get(name), root)
+    return base.load_builder(builders.get(name), root,
+                             manual_dir=paths.manual_dir(data_config))
   key = (name, root, paths.is_explicit(data_config))
   with _LOCK:
     if key not in _BUILDERS:

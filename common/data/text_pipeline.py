@@ -36,7 +36,11 @@ DOC_PREFETCH = 64  # documents tokenized ahead by the read threads
 
 
 class _Tokenize:
-  """Document -> int32 ids (+ EOS for LM). The tokenizer is rebuilt lazily in worker processes."""
+  """Document -> int32 ids (+ EOS for LM). The tokenizer is rebuilt lazily in worker processes.
+
+  Tokenizers without an EOS id ('chess': every game starts with ';', as in chess-GPT) are
+  concatenated as they are.
+  """
 
   def __init__(self, cfg, append_eos: bool):
     self.cfg = cfg
@@ -50,7 +54,7 @@ class _Tokenize:
     if self._tokenizer is None:
       self._tokenizer = tokenizers.from_config(self.cfg)
     ids = self._tokenizer.encode(element[self.cfg.text_key])
-    if self.append_eos:
+    if self.append_eos and self._tokenizer.eos_id is not None:
       ids = np.append(ids, np.int32(self._tokenizer.eos_id)).astype(np.int32)
     return ids
 

@@ -4,10 +4,14 @@
   'sentencepiece:<N>'         a SentencePiece unigram model with N pieces, trained locally
                               (once, then cached) on the config's train split.
   'sentencepiece:<path>'      an existing SentencePiece model file.
+  'chess'                     ChessTokenizer: chess-GPT's 32 PGN characters (no specials).
 
-Both reserve `extra_ids` sentinel ids at the TOP of the vocabulary (T5 convention):
-sentinel i is `vocab_size - 1 - i`. Both use pad 0 and eos 1, so padding and packing code
-never needs to know which tokenizer it has.
+'bytes' and 'sentencepiece' reserve `extra_ids` sentinel ids at the TOP of the vocabulary (T5
+convention): sentinel i is `vocab_size - 1 - i`. Both use pad 0 and eos 1, so padding and
+packing code never needs to know which of them it has. 'chess' keeps chess-GPT's exact ids
+(Karvonen's meta.pkl), so its vocabulary stays at 32: pad is id 0 (the space character; padding
+is masked by the LM 'weights', so it is never trained on), there is no EOS (`eos_id` is None:
+games are separated by the ';' each game starts with) and no sentinels.
 """
 from __future__ import annotations
 
@@ -100,6 +104,56 @@ class ByteTokenizer(Tokenizer):
     return raw.decode("utf-8", errors="replace")
 
 
+CHESS_VOCAB = " #+-.0123456789;=BKNOQRabcdefghx"
+
+
+class ChessTokenizer(Tokenizer):
+  """chess-GPT characters: id i is CHESS_VOCAB[i] (the order of chess-GPT's meta.pkl `stoi`).
+
+  Strict: a character outside the 32 raises, naming it, instead of mapping to an unknown id
+  (there is none; a stray character means the text is not a chess-GPT transcript).
+  """
+
+  pad_id = 0       # ' ': chess-GPT has no pad token; padded positions carry zero weight.
+  eos_id = None    # chess-GPT has no EOS; each game starts with ';', which separates games.
+  _LOOKUP = np.full(256, -1, np.int32)
+  _LOOKUP[np.frombuffer(CHESS_VOCAB.encode("ascii"), np.uint8)] = np.arange(len(CHESS_VOCAB))
+
+  def __init__(self, extra_ids: int = 0):
+    if extra_ids:
+      raise ValueError(f"extra_ids={extra_ids}: the 'chess' tokenizer has no sentinel ids (its "
+                       "vocabulary is chess-GPT's 32 characters); set config.data.extra_ids=0.")
+    super().__init__(0)
+
+  @property
+  def base_vocab_size(self) -> int:
+    return len(CHESS_VOCAB)
+
+  def encode(self, text: str | bytes) -> np.ndarray:
+    data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    ids = self._LOOKUP[np.frombuffer(data, np.uint8)]
+    if (ids < 0).any():
+      raw = data.decode("utf-8", errors="replace")
+      bad = sorted({c for c in raw if c not in CHESS_VOCAB})
+      first = next(i for i, c in enumerate(raw) if c not in CHESS_VOCAB)
+      raise ValueError(f"character(s) {bad} (first at index {first} of {raw[:40]!r}...) are not "
+                       f"in the chess vocabulary {CHESS_VOCAB!r}; chess-GPT transcripts look "
+                       "like ';1.e4 e5 2.Nf3' (SAN moves, no comments, no results).")
+    return ids
+
+  def _decode_base(self, ids: Sequence[int]) -> str:
+    return "".join(CHESS_VOCAB[int(i)] for i in ids)
+
+  def decode(self, ids: Iterable[int]) -> str:
+    """Every id is a character here (pad is ' '), so nothing is dropped."""
+    ids = [int(i) for i in ids]
+    bad = [i for i in ids if not 0 <= i < len(CHESS_VOCAB)]
+    if bad:
+      raise ValueError(f"ids {sorted(set(bad))[:10]} are outside the chess vocabulary "
+                       f"[0, {len(CHESS_VOCAB)}).")
+    return self._decode_base(ids)
+
+
 class SentencePieceTokenizer(Tokenizer):
   """A SentencePiece model with pad=0, eos=1 (as `train_sentencepiece` makes them)."""
 
@@ -182,12 +236,12 @@ _LOCK = threading.Lock()
 
 
 def parse_spec(spec: str) -> tuple[str, int | str | None]:
-  """('bytes', None) | ('sentencepiece', vocab_size:int) | ('sentencepiece', path:str)."""
-  if spec == "bytes":
-    return "bytes", None
-  m = _SPEC.match(spec or "")
+  """('bytes'|'chess', None) | ('sentencepiece', vocab_size:int) | ('sentencepiece', path:str)."""
+  if spec in ("bytes", "chess"):
+    return spec, None
+  m = _SPEC.match(spec or "") if isinstance(spec, str) else None
   if not m:
-    raise ValueError(f"config.data.tokenizer={spec!r} is not allowed; use 'bytes', "
+    raise ValueError(f"config.data.tokenizer={spec!r} is not allowed; use 'bytes', 'chess', "
                      "'sentencepiece:<vocab size>' or 'sentencepiece:<path to .model>'.")
   arg = m.group(1)
   if arg.isdigit():
@@ -203,6 +257,8 @@ def from_config(data_config) -> Tokenizer:
   extra_ids = int(data_config.extra_ids)
   if kind == "bytes":
     return ByteTokenizer(extra_ids)
+  if kind == "chess":
+    return ChessTokenizer(extra_ids)
   if isinstance(arg, str):
     path = arg
   else:

@@ -8,10 +8,9 @@ or re-evaluated with `python -m common.eval --workdir <out>/<run>`.
 """
 from __future__ import annotations
 
-import json
 import os
 
-from common.train import config_io, metrics as metrics_lib, trainer
+from common.train import config_io, demo_runs, metrics as metrics_lib, trainer
 
 CONFIGS = "projects/lazy_neuron/configs"
 # name -> (config spec, steps); `quick` swaps the size variant for `tiny` (seconds per run).
@@ -34,12 +33,7 @@ def _config(spec: str, quick: bool):
 def _train(name: str, out_dir: str, quick: bool) -> tuple[dict, list[dict]]:
   spec, _ = RUNS[name]
   workdir = os.path.join(out_dir, name)
-  final_path = os.path.join(workdir, "final_metrics.json")
-  config = _config(spec, quick)
-  if not os.path.exists(final_path):  # finished runs are reused: the main job can be re-run
-    trainer.train(config, workdir)
-  with open(final_path) as f:
-    final = json.load(f)
+  final = demo_runs.train_or_reuse(_config(spec, quick), workdir)
   rows = metrics_lib.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
   return final, rows
 

@@ -18,7 +18,7 @@ import json
 import os
 
 from common.data import tokenizers
-from common.train import config_io, trainer
+from common.train import config_io, demo_runs, trainer
 
 CONFIG = "projects/monet/configs/stdlib_demo.py"
 
@@ -27,11 +27,7 @@ def train(out_dir: str, *, quick: bool) -> tuple[dict, str]:
   """Trains (or reuses) the demo model; returns (final metrics, workdir)."""
   config = config_io.load_config(f"{CONFIG}:{'tiny' if quick else 'demo'}")
   workdir = os.path.join(out_dir, "train")
-  final_path = os.path.join(workdir, "final_metrics.json")
-  if not os.path.exists(final_path):  # finished runs are reused: the main job can be re-run
-    trainer.train(config, workdir)
-  with open(final_path) as f:
-    return json.load(f), workdir
+  return demo_runs.train_or_reuse(config, workdir), workdir
 
 
 def analyse(workdir: str, *, max_windows: int, random_controls: int = 2) -> dict:

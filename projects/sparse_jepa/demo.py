@@ -9,11 +9,10 @@ paper's numbers are not retrievable (shared/specs/sequence.md §4.1).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 
-from common.train import config_io, trainer
+from common.train import config_io, demo_runs, trainer
 
 CONFIG = "projects/sparse_jepa/configs/mnist_demo.py"
 RUNS = {"ijepa": "ijepa", "sparse_jepa": "sparse"}
@@ -26,11 +25,7 @@ def config_for(run: str, *, quick: bool):
 def train(run: str, out_dir: str, *, quick: bool) -> dict:
   """Trains `run` in <out_dir>/<run> (a finished run is reused) and returns final_metrics.json."""
   workdir = os.path.join(out_dir, run)
-  final_path = os.path.join(workdir, "final_metrics.json")
-  if not os.path.exists(final_path):
-    trainer.train(config_for(run, quick=quick), workdir)
-  with open(final_path) as f:
-    return json.load(f)
+  return demo_runs.train_or_reuse(config_for(run, quick=quick), workdir)
 
 
 def init_probe(*, quick: bool) -> dict[str, float]:

@@ -13,57 +13,21 @@ run (checkpoints, metrics.jsonl), resumable and re-evaluable with
 """
 from __future__ import annotations
 
-import json
 import os
 
 from flax import nnx
 
-from common.train import config_io, state as state_lib, trainer
+from common.train import config_io, demo_runs, state as state_lib
 
 CONFIG = "projects/svit/configs/mnist_demo.py"
 BASELINE_DIR = "vit_baseline_mnist"
 # Trainable parameters of the official factories at 1000 classes (shared/golden/param_counts).
 OFFICIAL_PARAMS = {"SViT-S": 25_495_624, "SViT-B": 51_691_288, "SViT-L": 94_971_096}
 PAPER_TOP1 = {"SViT-S": 83.6, "SViT-B": 84.8, "SViT-L": 85.3}
-# Sections that must agree for a baseline trained by another project to count as ours.
-_SAME = ("data", "train", "optimizer", "eval")
 
 
 def _config(variant: str, quick: bool):
   return config_io.load_config(f"{CONFIG}:{variant},{'tiny' if quick else 'demo'}")
-
-
-def _train(config, workdir: str) -> dict:
-  final_path = os.path.join(workdir, "final_metrics.json")
-  if not os.path.exists(final_path):  # finished runs are reused: the main job can be re-run
-    trainer.train(config, workdir)
-  with open(final_path) as f:
-    return json.load(f)
-
-
-def _comparable(config, workdir: str) -> bool:
-  """Whether `workdir` is free or holds a baseline run of the same settings as `config`."""
-  saved = os.path.join(workdir, "baseline_config.json")
-  if not os.path.exists(workdir):
-    return True
-  if not os.path.exists(saved):
-    return False
-  with open(saved) as f:
-    other = json.load(f)
-  ours = json.loads(config.to_json_best_effort())
-  return (all(other.get(k) == ours.get(k) for k in _SAME)
-          and other["model"].get("vit") == ours["model"].get("vit"))
-
-
-def train_baseline(config, out_dir: str) -> dict:
-  """The ViT baseline: shared with the other project's demo when the settings agree."""
-  shared = os.path.join(os.path.dirname(os.path.abspath(out_dir)), BASELINE_DIR)
-  workdir = shared if _comparable(config, shared) else os.path.join(out_dir, "vit")
-  os.makedirs(workdir, exist_ok=True)
-  # Written first, so that an interrupted baseline is resumed by either project's demo.
-  with open(os.path.join(workdir, "baseline_config.json"), "w") as f:
-    f.write(config.to_json_best_effort())
-  return _train(config, workdir)
 
 
 def preset_params(name: str) -> int:
@@ -73,16 +37,12 @@ def preset_params(name: str) -> int:
   return state_lib.count_params(nnx.state(model, nnx.Param))
 
 
-def _count(config) -> int:
-  run = trainer.setup(config)
-  return state_lib.count_params(run.abstract_state["params"])
-
-
 def run(out_dir: str, *, quick: bool = False) -> list[dict]:
   os.makedirs(out_dir, exist_ok=True)
   svit_cfg, vit_cfg = _config("svit", quick), _config("vit", quick)
-  svit = _train(svit_cfg, os.path.join(out_dir, "svit"))
-  vit = train_baseline(vit_cfg, out_dir)
+  svit = demo_runs.train_or_reuse(svit_cfg, os.path.join(out_dir, "svit"))
+  vit = demo_runs.train_shared(vit_cfg, out_dir, BASELINE_DIR, local_name="vit",
+                                model_key="vit")
   acc = lambda r: f"{100 * r['eval/classification/test/accuracy']:.1f}%"
   ips = lambda r: f"{r['eval/throughput/images_per_s']:.0f}"
   row = lambda exp, metric, paper, measured: dict(project="svit", experiment=exp, metric=metric,
@@ -91,7 +51,7 @@ def run(out_dir: str, *, quick: bool = False) -> list[dict]:
       row("SViT vs ViT, MNIST-5k (32x32)", "test top-1 SViT / ViT",
           "SViT-S 83.6% vs DeiT-S 79.8% (ImageNet-1k)", f"{acc(svit)} / {acc(vit)}"),
       row("SViT vs ViT, MNIST-5k (32x32)", "parameters SViT / ViT", "same-size comparison",
-          f"{_count(svit_cfg):,} / {_count(vit_cfg):,}"),
+          f"{demo_runs.count_params(svit_cfg):,} / {demo_runs.count_params(vit_cfg):,}"),
       row("SViT vs ViT, MNIST-5k (32x32)", "eval images/s on this CPU, SViT / ViT",
           "SViT-S 677 FPS (code comment, GPU)", f"{ips(svit)} / {ips(vit)}"),
   ]

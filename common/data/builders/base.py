@@ -99,8 +99,13 @@ def _remove_version_dir(spec: DemoDataset, root: str) -> None:
   shutil.rmtree(target, ignore_errors=True)
 
 
-def load_builder(spec: DemoDataset, root: str | None = None) -> tfds.core.DatasetBuilder:
-  """Returns the prepared, verified builder; builds it on first use, rebuilds it if corrupt."""
+def load_builder(spec: DemoDataset, root: str | None = None, *,
+                 manual_dir: str | None = None) -> tfds.core.DatasetBuilder:
+  """Returns the prepared, verified builder; builds it on first use, rebuilds it if corrupt.
+
+  `manual_dir` (config.data.manual_dir) is where builders that read local files look
+  (chess_lichess); None means TFDS's `<root>/downloads/manual`.
+  """
   root = os.path.abspath(root or paths.default_data_dir())
   key = (spec.name, root)
   with _THREAD_LOCK:
@@ -112,7 +117,10 @@ def load_builder(spec: DemoDataset, root: str | None = None) -> tfds.core.Datase
           builder = spec.builder_class()(data_dir=root)
           if not builder.is_prepared():
             log.info("Building demo dataset %r into %s (first use).", spec.name, root)
-            builder.download_and_prepare(file_format="array_record")
+            download_config = (tfds.download.DownloadConfig(manual_dir=manual_dir)
+                               if manual_dir else None)
+            builder.download_and_prepare(file_format="array_record",
+                                         download_config=download_config)
           _verify(builder, spec)
           break
         except Exception as e:  # pylint: disable=broad-except
