@@ -121,7 +121,8 @@ def _validate_image(cfg) -> None:
   _int(cfg, "label_noise_seed", lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
   _int(cfg, "num_classes", lambda v: v >= 0, "an integer >= 0 (0: from the dataset)")
   _str(cfg, "image_key")
-  _str(cfg, "label_key")
+  if not _str(cfg, "label_key") and cfg.label_noise:
+    _fail("label_noise", cfg.label_noise, "0 when label_key='' (the dataset has no labels)")
   if cfg.get("preprocess") not in PREPROCESS:
     _fail("preprocess", cfg.get("preprocess"), f"one of {PREPROCESS}")
   _float(cfg, "crop_fraction", lambda v: 0 < v <= 1, "a fraction in (0, 1]")

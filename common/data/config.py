@@ -40,7 +40,8 @@ Image fields (batches: 'image' float32 [B,H,W,C], 'label' int32 [B])
   label_noise_seed 0; which examples and which wrong labels (fixed across training seeds, so
                   several runs see the same corrupted dataset).
   num_classes     0 -> read from the dataset's ClassLabel; if set, must match it.
-  image_key, label_key  'image', 'label': feature names in the TFDS dataset.
+  image_key, label_key  'image', 'label': feature names in the TFDS dataset; label_key=''
+                  reads no label (unlabelled sets such as downsampled_imagenet): 'label' is 0.
   preprocess      'simple' (decoded arrays: resize to image_size, convert channels) |
                   'imagenet' (decode JPEG bytes; resize the shorter side to
                   image_size / crop_fraction and centre-crop, unless 'inception_crop' crops).

@@ -17,6 +17,8 @@ from common.data import workers
 
 
 def num_classes(cfg, info) -> int:
+  if not cfg.label_key:
+    return int(cfg.num_classes or 1)  # unlabelled: every example carries label 0
   feature = info.features[cfg.label_key]
   found = getattr(feature, "num_classes", None)
   if cfg.num_classes and found and cfg.num_classes != found:
@@ -77,7 +79,7 @@ class ImageTransform:
     for op in self.ops:
       image = op(image, rng, cfg)
     return {"image": image_ops.normalize(image, cfg.mean, cfg.std),
-            "label": np.int32(element[cfg.label_key])}
+            "label": np.int32(element[cfg.label_key] if cfg.label_key else 0)}
 
 
 class _NoisyLabels:

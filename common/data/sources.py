@@ -81,6 +81,8 @@ def open_split(data_config, split: str, *, raw_images: bool = False):
                      f"allowed: {sorted(info.splits)} (TFDS slicing like 'train[:10%]' is fine).")
   keys = (("image_key", "label_key") if data_config.kind == "image" else ("text_key",))
   for field in keys:
+    if field == "label_key" and not data_config[field]:
+      continue  # '' reads no label (unlabelled image sets, e.g. pixel language models)
     if data_config[field] not in info.features:
       raise ValueError(f"config.data.{field}={data_config[field]!r} is not a feature of "
                        f"{data_config.name!r}; allowed: {sorted(info.features.keys())}.")

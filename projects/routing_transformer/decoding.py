@@ -92,7 +92,7 @@ def _attention_step(a, x_t, cache, t):
 def decode_step(model: model_lib.RoutingTransformerLM, token: jax.Array, cache: list[dict],
                 t) -> tuple[jax.Array, list[dict]]:
   """Logits [B, V] for the next token after `token` [B] at position t; returns the new cache."""
-  x = model.emb_dense(model.embed(token[:, None]))
+  x = model.embed_inputs(token[:, None], jnp.reshape(t, (1,)))
   new_cache = []
   for layer, layer_cache in zip(model.layers, cache):
     y, layer_cache = _attention_step(layer.attention, x, layer_cache, t)
@@ -116,3 +116,38 @@ def decode_logits(model: model_lib.RoutingTransformerLM, tokens: jax.Array) -> j
 
   _, logits = jax.lax.scan(body, init_cache(model, b, n), (jnp.arange(n), tokens.T))
   return jnp.swapaxes(logits, 0, 1)
+
+
+def sample(model: model_lib.RoutingTransformerLM, prompt: jax.Array, length: int, *,
+           key: jax.Array, temperature: float = 1.0) -> jax.Array:
+  """Continues `prompt` [B, p] to `length` tokens: int32 [B, length] (prompt included).
+
+  One `decode_step` per position (a lax.scan), feeding the prompt's own next token while inside
+  it and a draw from softmax(logits / temperature) after it; temperature 0 takes the argmax.
+  Jit it with `nnx.jit(sample, static_argnames=('length', 'temperature'))`.
+  """
+  b, p = prompt.shape
+  if not 1 <= p < length:
+    raise ValueError(f"sample: the prompt has {p} tokens; it needs 1 <= prompt length < "
+                     f"length={length}.")
+  if temperature < 0:
+    raise ValueError(f"sample: temperature={temperature} must be >= 0 (0 = greedy).")
+  tokens = jnp.zeros((b, length), jnp.int32).at[:, :p].set(prompt.astype(jnp.int32))
+  graphdef, state = nnx.split(model)
+
+  def body(carry, t):
+    cache, tokens, key = carry
+    logits, cache = decode_step(nnx.merge(graphdef, state), tokens[:, t], cache, t)
+    key, sub = jax.random.split(key)
+    if temperature == 0:
+      drawn = jnp.argmax(logits, axis=-1)
+    else:
+      drawn = jax.random.categorical(sub, logits / temperature, axis=-1)
+    given = jax.lax.dynamic_index_in_dim(tokens, t + 1, axis=1, keepdims=False)
+    nxt = jnp.where(t + 1 < p, given, drawn.astype(jnp.int32))
+    tokens = jax.lax.dynamic_update_index_in_dim(tokens, nxt, t + 1, axis=1)
+    return (cache, tokens, key), None
+
+  init = (init_cache(model, b, length), tokens, key)
+  (_, tokens, _), _ = jax.lax.scan(body, init, jnp.arange(length - 1))
+  return tokens

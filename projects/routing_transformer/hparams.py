@@ -19,8 +19,8 @@ def defaults() -> dict[str, Any]:
       window=512, query_block=256, memory_flange=256, local_relative=True,
       routing_relative=True, max_relative_position=513, attention_dropout=0.0,
       relu_dropout=0.0, embedding_dropout=0.0, residual_dropout=0.1, target_dropout=0.0,
-      kmeans_decay=0.999, beta=1e-4, initializer_gain=0.2, attention_impl="auto",
-      kernel_impl="auto")
+      kmeans_decay=0.999, beta=1e-4, initializer_gain=0.2, positions="none", image_shape=(),
+      attention_impl="auto", kernel_impl="auto")
 
 
 _SETS: dict[str, dict[str, Any]] = {
@@ -43,17 +43,21 @@ _SETS: dict[str, dict[str, Any]] = {
     "enwik8_8k": dict(
         seq_len=8192, num_layers=12, hidden_size=1024, embedding_dims=1024, filter_size=3072,
         num_local_heads=4, num_routing_heads=4, num_clusters=16, window=512, weight_decay=0.0),
-    # Pixel LMs: relu FFN with biases, no relative positions, residual dropout 0.3 ("dan").
+    # Pixel LMs (imagenet_local_cluster, cifar10_local_cluster): relu FFN with biases, no
+    # relative positions, residual dropout 0.3 ("dan"), hparams.dropout 0, per-channel pixel
+    # embeddings + learned n-d positions (add_positional_emb True), 256 intensities.
     "imagenet64": dict(
         seq_len=64 * 64 * 3, num_layers=24, hidden_size=1024, embedding_dims=1024,
         filter_size=2048, ffn="relu", num_local_heads=12, num_routing_heads=4, num_clusters=8,
         window=2048, local_relative=False, routing_relative=False, max_relative_position=0,
-        residual_dropout=0.3, weight_decay=0.0),
+        residual_dropout=0.3, weight_decay=0.0, vocab_size=256, positions="learned_nd",
+        image_shape=(64, 64, 3)),
     "cifar10": dict(
         seq_len=32 * 32 * 3, num_layers=12, hidden_size=1024, embedding_dims=1024,
         filter_size=2048, ffn="relu", num_local_heads=4, num_routing_heads=4, num_clusters=6,
         window=512, local_relative=False, routing_relative=False, max_relative_position=0,
-        residual_dropout=0.3, weight_decay=0.0),
+        residual_dropout=0.3, weight_decay=0.0, vocab_size=256, positions="learned_nd",
+        image_shape=(32, 32, 3)),
 }
 PRESETS = tuple(_SETS)
 IMAGE_PRESETS = ("imagenet64", "cifar10")

@@ -7,13 +7,18 @@
     -> Dense(hidden -> emb, bias) if they differ -> Dense(emb -> V, bias)   (not tied: the TF body
        never reads shared_embedding_and_softmax_weights)
 
-No absolute positions: position information comes from the Shaw relative attention only.
+Positions (config.model.positions, input_embedding.py): 'none' = the official text body (no
+absolute positions; only the Shaw relative attention knows about order), 'sinusoidal' = a T2T
+timing signal added after emb_dense (our choice for relative-position-free CPU runs),
+'learned_nd' = the official image body: `PixelEmbedding` (per-channel pixel embeddings and
+learned n-d positions) replaces Embed + emb_dense (TF `SparseImagetransformer.prepare_decoder`).
 Layers below `skip_first` have only local heads (TF: local_heads += cluster_heads there).
 FFN: 'geglu' = (gelu_tanh(x W1) * x W2) W3 without biases (text), 'relu' = dense-relu-dense with
 biases (images). `__call__` returns (logits, summed clustering loss over layers).
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -23,7 +28,7 @@ from flax import nnx
 
 import common  # noqa: F401  (switches off eager variable sharding before any Param exists)
 from common.layers import dtypes, norms, validation
-from projects.routing_transformer import attention, local_attention
+from projects.routing_transformer import attention, input_embedding, local_attention
 
 FFNS = ("geglu", "relu")
 LN_EPS = 1e-6  # T2T layer_norm epsilon
@@ -95,15 +100,14 @@ class RoutingTransformerLM(nnx.Module):
   def __init__(self, *, vocab_size: int, embedding_dims: int, hidden: int, num_layers: int,
                filter_size: int, ffn: str, skip_first: int, attn_kwargs: dict,
                embedding_dropout: float, relu_dropout: float, residual_dropout: float,
-               target_dropout: float, initializer_gain: float, dtype: Any = None,
+               target_dropout: float, initializer_gain: float, positions: str = "none",
+               image_shape: tuple[int, ...] = (), dtype: Any = None,
                param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
     # T2T `uniform_unit_scaling`: variance_scaling(gain, fan_avg, uniform) for every variable.
     init = nnx.initializers.variance_scaling(initializer_gain, "fan_avg", "uniform")
     self.target_dropout, self.embedding_dropout = target_dropout, embedding_dropout
     self.residual_dropout = residual_dropout
-    self.embed = nnx.Embed(vocab_size, embedding_dims, dtype=dtype, param_dtype=param_dtype,
-                           embedding_init=nnx.with_partitioning(init, ("vocab", "embed")),
-                           rngs=rngs)
+    self.positions = positions
 
     def dense(n_in, n_out, axes):
       return nnx.Linear(n_in, n_out, use_bias=True, dtype=dtype, param_dtype=param_dtype,
@@ -111,7 +115,17 @@ class RoutingTransformerLM(nnx.Module):
                         bias_init=nnx.with_partitioning(nnx.initializers.zeros, (axes[1],)),
                         rngs=rngs)
 
-    self.emb_dense = dense(embedding_dims, hidden, (None, "embed"))
+    if positions == "learned_nd":
+      self.pixels = input_embedding.PixelEmbedding(
+          tuple(image_shape), hidden, kernel_init=init, dtype=dtype, param_dtype=param_dtype,
+          rngs=rngs)
+      self.embed = self.emb_dense = None
+    else:
+      self.pixels = None
+      self.embed = nnx.Embed(vocab_size, embedding_dims, dtype=dtype, param_dtype=param_dtype,
+                             embedding_init=nnx.with_partitioning(init, ("vocab", "embed")),
+                             rngs=rngs)
+      self.emb_dense = dense(embedding_dims, hidden, (None, "embed"))
     layers = []
     for i in range(num_layers):
       kw = dict(attn_kwargs)
@@ -134,10 +148,7 @@ class RoutingTransformerLM(nnx.Module):
         raise ValueError("target_dropout in train mode needs `rngs` with a 'dropout' stream.")
       drop = jax.random.bernoulli(rngs.dropout(), self.target_dropout, tokens.shape)
       tokens = jnp.where(drop, 0, tokens)
-    x = self.embed(tokens)
-    x = _dropout(x, self.embedding_dropout, train, rngs)
-    x = self.emb_dense(x)
-    x = _dropout(x, self.residual_dropout, train, rngs)
+    x = self.embed_inputs(tokens, jnp.arange(tokens.shape[1]), train=train, rngs=rngs)
     aux = jnp.zeros((), jnp.float32)
     for layer in self.layers:
       x, loss = layer(x, train=train, rngs=rngs)
@@ -145,6 +156,19 @@ class RoutingTransformerLM(nnx.Module):
     if self.final_dense_1 is not None:
       x = self.final_dense_1(x)
     return self.final_dense_2(x).astype(jnp.float32), aux
+
+  def embed_inputs(self, tokens: jax.Array, positions: jax.Array, *, train: bool = False,
+                   rngs: nnx.Rngs | None = None) -> jax.Array:
+    """tokens [B, n] at sequence `positions` [n] -> decoder input [B, n, hidden] (also used by
+    decoding.py, one position at a time)."""
+    if self.pixels is not None:
+      x = _dropout(self.pixels(tokens, positions), self.embedding_dropout, train, rngs)
+    else:
+      x = _dropout(self.embed(tokens), self.embedding_dropout, train, rngs)
+      x = self.emb_dense(x)
+      if self.positions == "sinusoidal":
+        x = x + input_embedding.timing_signal(positions, x.shape[-1]).astype(x.dtype)[None]
+    return _dropout(x, self.residual_dropout, train, rngs)  # TF: decoder input dropout
 
 
 def attention_kwargs(m: ml_collections.ConfigDict) -> dict:
@@ -175,6 +199,7 @@ def check_config(config: ml_collections.ConfigDict, seq_len: int) -> None:
                 "target_dropout"):
     validation.check_rate(f"config.model.{field}", m[field])
   validation.check_choice("config.model.attention_impl", m.attention_impl, attention.IMPLS)
+  check_inputs(m)
   if m.num_local_heads + (m.num_routing_heads if m.skip_first > 0 else 0) > 0:
     local_attention.check_blocks(seq_len, m.query_block, m.memory_flange)
   if m.num_routing_heads and m.skip_first < m.num_layers:
@@ -190,16 +215,46 @@ def check_config(config: ml_collections.ConfigDict, seq_len: int) -> None:
       raise ValueError(f"config.model.kmeans_decay={m.kmeans_decay} must lie in (0, 1).")
 
 
+def sequence_length(config: ml_collections.ConfigDict) -> int:
+  """Tokens per example: H*W*C for the pixel LM (image data has no seq_len), else data.seq_len."""
+  if config.model.get("positions", "none") == "learned_nd":
+    check_inputs(config.model)
+    return math.prod(config.model.image_shape)
+  return config.data.seq_len
+
+
+def check_inputs(m: ml_collections.ConfigDict) -> None:
+  """config.model.positions / image_shape against the vocabulary and the width."""
+  positions = m.get("positions", "none")
+  validation.check_choice("config.model.positions", positions, input_embedding.POSITIONS)
+  image_shape = tuple(m.get("image_shape", ()))
+  if positions != "learned_nd":
+    if image_shape:
+      raise ValueError(f"config.model.image_shape={image_shape} is only read with "
+                       "positions='learned_nd' (the pixel LM); set positions='learned_nd' or "
+                       "image_shape=().")
+    return
+  if len(image_shape) != 3 or any(not isinstance(s, int) or s <= 0 for s in image_shape):
+    raise ValueError(f"config.model.image_shape={image_shape!r} must be (height, width, "
+                     "channels) of positive ints for positions='learned_nd'.")
+  if m.vocab_size != input_embedding.PIXEL_VALUES:
+    raise ValueError(f"config.model.vocab_size={m.vocab_size} must be "
+                     f"{input_embedding.PIXEL_VALUES} for the pixel LM (one class per intensity).")
+  if m.embedding_dims != m.hidden_size:
+    raise ValueError(f"config.model.embedding_dims={m.embedding_dims} must equal hidden_size="
+                     f"{m.hidden_size} for the pixel LM (TF embeds pixels at the model width).")
+
+
 def build_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> RoutingTransformerLM:
   """RoutingTransformerLM from config.model (fields documented in configs/paper.py)."""
   m = config.model
-  seq_len = config.data.seq_len
-  check_config(config, seq_len)
+  check_config(config, sequence_length(config))
   return RoutingTransformerLM(
       vocab_size=m.vocab_size, embedding_dims=m.embedding_dims, hidden=m.hidden_size,
       num_layers=m.num_layers, filter_size=m.filter_size, ffn=m.ffn, skip_first=m.skip_first,
       attn_kwargs=attention_kwargs(m), embedding_dropout=m.embedding_dropout,
       relu_dropout=m.relu_dropout, residual_dropout=m.residual_dropout,
       target_dropout=m.target_dropout, initializer_gain=m.initializer_gain,
+      positions=m.get("positions", "none"), image_shape=tuple(m.get("image_shape", ())),
       dtype=dtypes.resolve_dtype(m.dtype, "config.model.dtype"),
       param_dtype=dtypes.resolve_dtype(m.param_dtype, "config.model.param_dtype"), rngs=rngs)

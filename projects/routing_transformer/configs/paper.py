@@ -19,8 +19,16 @@ Data (by TFDS name, `config.data.manual_dir` for manual downloads):
   Tokenizer: official runs used T2T SubwordTextEncoder vocabularies (PG-19:
   vocab.pg19_length8k.32768.subwords); here 'sentencepiece:32768' trained on the train split
   (not the official vocabulary, so perplexities are not directly comparable); enwik8: bytes.
-  imagenet64 / cifar10: NOT IMPLEMENTED yet (need the per-channel pixel embedding, the learned
-  n-d positional embedding and a pixel-LM data pipeline); get_config raises ValueError.
+  imagenet64  'tfds:downsampled_imagenet/64x64' (train / validation; 64x64x3, n = 12288);
+  cifar10     'tfds:cifar10' (train / test; 32x32x3, n = 3072). Read by the common image
+              pipeline with mean 0, std 1 and no augmentation, so the task gets uint8 / 255 back
+              and recovers exact intensities (task.py: raster order row, column, channel; inputs
+              = the targets shifted right by one with a 0 in front; vocabulary 256; metric
+              bits/dim). Model as `sparse_image_transformer.py`: per-channel pixel embeddings
+              [256 * 3, hidden] * sqrt(hidden) and learned n-d (row, column) positional
+              embeddings (input_embedding.PixelEmbedding), no relative positions, no emb_dense,
+              relu FFN, residual dropout 0.3, unconditional. downsampled_imagenet has no labels:
+              label_key='' (the pipeline then reads none).
 
 Optimiser (sparse_transformer_local): Adafactor (beta1 0, decay 'pow' 0.8, clipping 1.0,
 parameter scale) = optax.adafactor defaults via optimizer.name='adafactor'; lr 0.01 with
@@ -39,9 +47,14 @@ Fields of `config.model` (read by projects/routing_transformer/model.py):
   attention_dropout, relu_dropout, embedding_dropout, residual_dropout, target_dropout
   kmeans_decay (0.999), beta (1e-4)         k-means EMA decay; commitment loss weight
   initializer_gain                          uniform_unit_scaling gain (0.2)
+  positions, image_shape                    'none' (text: relative positions only) |
+                                            'sinusoidal' | 'learned_nd' with (H, W, C) for the
+                                            pixel LM (input_embedding.py)
   attention_impl   'auto' (block-sparse kernel where it can express the head, else the windowed
                    jnp path) | 'kernel' | 'windowed'; kernel_impl: the kernel's impl= switch.
 """
+import math
+
 import ml_collections
 
 from common.data import config as data_config
@@ -56,24 +69,33 @@ _DATA = {
     "enwik8_8k": dict(name="tfds:enwik8", tokenizer="bytes"),
 }
 _VOCAB = {"sentencepiece:32768": 32768, "bytes": 258}
+_IMAGE_DATA = {"imagenet64": "tfds:downsampled_imagenet/64x64", "cifar10": "tfds:cifar10"}
+_IMAGE_EVAL_SPLIT = {"imagenet64": "validation", "cifar10": "test"}
+# Unconditional pixel LMs never read labels; downsampled_imagenet has none.
+_IMAGE_LABEL_KEY = {"imagenet64": "", "cifar10": "label"}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = config_variants.parse(arg, groups=(hparams.PRESETS,), keys={"steps": int})
   (name,) = flags
-  if name in hparams.IMAGE_PRESETS:
-    raise ValueError(f"config variant {name!r}: the pixel-LM presets are not implemented yet "
-                     "(per-channel embeddings, n-d positions, pixel data pipeline); allowed now: "
-                     f"{[p for p in hparams.PRESETS if p not in hparams.IMAGE_PRESETS]}.")
   p = hparams.preset(name)
   c = defaults.base_config()
   c.project = "routing_transformer"
-  c.data = data_config.text_data_config(
-      eval_split="validation", seq_len=p.pop("seq_len"), num_workers=16, **_DATA[name])
+  seq_len = p.pop("seq_len")
   weight_decay = p.pop("weight_decay")
   c.model.update(hparams.defaults())
   c.model.update(p)
-  c.model.vocab_size = _VOCAB[c.data.tokenizer]
+  if name in hparams.IMAGE_PRESETS:
+    c.data = data_config.image_data_config(
+        _IMAGE_DATA[name], kind="image", channels=3, mean=(0.0,), std=(1.0,), augment=(),
+        eval_split=_IMAGE_EVAL_SPLIT[name], label_key=_IMAGE_LABEL_KEY[name], num_workers=16)
+    assert math.prod(c.model.image_shape) == seq_len
+    eval_split = c.data.eval_split
+  else:
+    c.data = data_config.text_data_config(
+        eval_split="validation", seq_len=seq_len, num_workers=16, **_DATA[name])
+    c.model.vocab_size = _VOCAB[c.data.tokenizer]
+    eval_split = "validation"
   c.model.dtype = "bfloat16"
 
   c.train.update(dict(batch_size=8, num_steps=500_000, log_every=100, eval_every=10_000,
@@ -81,7 +103,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optimizer.update(dict(name="adafactor", learning_rate=0.01, schedule="rsqrt",
                           warmup_steps=10_000, weight_decay=weight_decay, grad_clip_norm=0.0,
                           weight_decay_mask="all"))
-  c.eval.update(dict(batch_size=8, splits=("validation",), max_batches=0))
+  c.eval.update(dict(batch_size=8, splits=(eval_split,), max_batches=0))
   if "steps" in values:
     c.train.num_steps = values["steps"]
     c.optimizer.warmup_steps = min(c.optimizer.warmup_steps, values["steps"] // 10)

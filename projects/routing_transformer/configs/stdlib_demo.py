@@ -1,22 +1,33 @@
 r"""Byte-level Routing Transformer on the Python standard library's sources (CPU demo).
 
-Command:
+Command (the README's main-job demo runs all three attention variants this way):
 
   python projects/routing_transformer/main.py \
-    --config projects/routing_transformer/configs/stdlib_demo.py:demo,routing --workdir /tmp/rt
+    --config projects/routing_transformer/configs/stdlib_demo.py:demo,routing,sinusoidal \
+    --workdir /tmp/rt
 
-Variants (comma-separated): demo (default) | tiny (CI: seconds);
-routing (default: 2 local + 2 routing heads) | local_only (4 local heads) | dense (4 heads of
-full causal attention: one local block spanning the sequence); overrides steps=<int>.
+Variants (comma-separated, one per group):
+  demo (default) | tiny (CI: seconds)
+  routing (default: 2 local + 2 routing heads) | local_only (4 local heads) | dense (4 heads of
+      full causal attention, as local heads whose look-back spans the whole sequence:
+      query_block 128 with memory_flange = seq_len - 128, so the kernel skips the blocks above
+      the diagonal)
+  relative (default: Shaw relative positions as the official text sets; these heads run the
+      windowed jnp path) | sinusoidal (NOT the official text setting: no relative positions,
+      a T2T sinusoidal timing signal added after emb_dense instead, so every head runs
+      common.kernels.block_sparse_attention; this is what demo.py uses, because the [n, n]
+      relative terms made the dense baseline ~30 s/step on 2 CPU cores)
+  steps=<int> overrides the number of steps.
 
 demo: 2 layers, width 128 (emb 128), GEGLU 256, 4 heads of 32, n = 2048 bytes, K = 8 clusters of
-w = 256, local blocks of 128 with a 128 flange, Shaw relative positions up to 128, Adafactor with
-the official schedule shape (lr 0.01, rsqrt, warm-up 20), batch 2, 200 steps. Hardware: 2 CPU
-cores. Time: a 4-layer batch-4 version of this took 6.6 s (routing), 6.9 s (local_only) and
-31 s (dense: the [n, n] Shaw terms dominate) per train step on a 2-core VM shared with a load
-average of ~12, so expect minutes per variant on an idle machine; end-to-end time and result: to
-be measured (demo.py compares the three variants at equal steps on validation bits/byte; the
-paper's ordering on long runs is routing better than local).
+w = 256, local blocks of 128 with a 128 flange, Adafactor with the official schedule shape
+(lr 0.01, rsqrt, warm-up 20), batch 2, 150 steps; validation on 16 batches of 2 x 2048 bytes.
+Hardware: 2 CPU cores. Time per train step with 'sinusoidal' (measured on an idle 2-core VM,
+jit step incl. Adafactor): routing 0.75 s, local_only 0.40 s, dense 1.5 s, so the three-way
+demo needs ~8 minutes on an idle machine (estimated from those; one measured run on a VM shared
+at load average 8-10 took 22.5 min wall, 373 s user CPU). With 'relative' the dense step took
+~30 s (a 4-layer batch-4 version).
+Result: see README.md ("CPU demo").
 
 tiny: seq_len 64, 2 layers of width 32, 2 + 2 heads of 8, K = 4, w = 16, batch 8 (a multiple of
 the 8 CPU devices the test suite forces), 3 steps.
@@ -32,7 +43,8 @@ from projects.routing_transformer import hparams
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = config_variants.parse(
-      arg, groups=(("demo", "tiny"), ("routing", "local_only", "dense")), keys={"steps": int})
+      arg, groups=(("demo", "tiny"), ("routing", "local_only", "dense"),
+                   ("relative", "sinusoidal")), keys={"steps": int})
   c = defaults.base_config()
   c.project = "routing_transformer"
   c.data = data_config.text_data_config("pystdlib_text", tokenizer="bytes", seq_len=2048,
@@ -43,8 +55,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                 filter_size=256, num_local_heads=2, num_routing_heads=2, num_clusters=8,
                 window=256, query_block=128, memory_flange=128, max_relative_position=128,
                 residual_dropout=0.0))
-  c.train.update(dict(batch_size=2, num_steps=200, log_every=25, eval_every=0,
-                      checkpoint_every=200))
+  c.train.update(dict(batch_size=2, num_steps=150, log_every=25, eval_every=0,
+                      checkpoint_every=150))
   c.optimizer.update(dict(name="adafactor", learning_rate=0.01, schedule="rsqrt",
                           warmup_steps=20, weight_decay=0.0, grad_clip_norm=0.0))
   c.eval.update(dict(batch_size=2, splits=("validation",), max_batches=16))
@@ -59,12 +71,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.optimizer.warmup_steps = 1
     c.eval.update(dict(batch_size=8, max_batches=1))
 
+  if "sinusoidal" in flags:
+    # No Shaw terms: every head then runs common.kernels.block_sparse_attention ('auto').
+    m.update(dict(local_relative=False, routing_relative=False, max_relative_position=0,
+                  positions="sinusoidal"))
   heads = m.num_local_heads + m.num_routing_heads
   if "local_only" in flags:
     m.update(dict(num_local_heads=heads, num_routing_heads=0))
   elif "dense" in flags:
-    m.update(dict(num_local_heads=heads, num_routing_heads=0, query_block=c.data.seq_len,
-                  memory_flange=0))
+    m.update(dict(num_local_heads=heads, num_routing_heads=0,
+                  memory_flange=c.data.seq_len - m.query_block))
   if "steps" in values:
     c.train.num_steps = values["steps"]
     c.train.checkpoint_every = values["steps"]

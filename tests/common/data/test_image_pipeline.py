@@ -44,6 +44,17 @@ def test_resize_and_channels(digits_config):
   assert pipeline.num_classes(cfg) == 10
 
 
+def test_label_key_empty_reads_no_labels(digits_config):
+  """Unlabelled image sets (downsampled_imagenet for pixel LMs) set label_key=''."""
+  labelled = next(_train(digits_config(), batch=8))
+  unlabelled = next(_train(digits_config(label_key=""), batch=8))
+  np.testing.assert_array_equal(unlabelled["image"], labelled["image"])
+  assert labelled["label"].any() and not unlabelled["label"].any()
+  assert pipeline.num_classes(digits_config(label_key="")) == 1
+  with pytest.raises(ValueError, match="label_noise"):
+    next(_train(digits_config(label_key="", label_noise=0.1), batch=8))
+
+
 def test_same_seed_same_batches_different_seed_different(digits_config):
   cfg = digits_config(augment=("random_crop", "flip", "noise"))
   a = _take(_train(cfg, seed=1), 3)

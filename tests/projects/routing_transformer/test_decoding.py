@@ -1,4 +1,5 @@
 """Incremental decoding with a cache against the full forward."""
+import jax
 import numpy as np
 import pytest
 from flax import nnx
@@ -39,3 +40,17 @@ def test_routing_decoding_equals_full_forward_on_the_prefix(routing_decoded, pre
   full = np.asarray(nnx.jit(lambda m, x: m(x)[0])(model, tokens[:, :prefix]))
   np.testing.assert_allclose(dec[:, prefix - 1], full[:, -1], atol=2e-4, rtol=2e-4)
   assert np.all(np.isfinite(dec))
+
+
+def test_greedy_sample_keeps_the_prompt_and_follows_the_full_forward():
+  """temperature 0: every generated token is the argmax of the full forward at the step before
+  (local heads only, so membership plays no part)."""
+  model, tokens = _model_and_tokens("local_only")
+  prompt = tokens[:, :10]
+  sample = nnx.jit(decoding.sample, static_argnames=("length", "temperature"))
+  out = np.asarray(sample(model, prompt, length=32, key=jax.random.key(0), temperature=0.0))
+  np.testing.assert_array_equal(out[:, :10], prompt)
+  full = np.asarray(nnx.jit(lambda m, x: m(x)[0])(model, out))
+  np.testing.assert_array_equal(out[:, 10:], full[:, 9:-1].argmax(-1))
+  with pytest.raises(ValueError, match="prompt"):
+    decoding.sample(model, tokens, length=8, key=jax.random.key(0))

@@ -110,19 +110,19 @@ def test_bad_config_raises_naming_the_field(tiny_config, override, match):
 
 def test_paper_presets_load():
   for name in hparams.PRESETS:
-    spec = f"{CONFIGS}/paper.py:{name}"
-    if name in hparams.IMAGE_PRESETS:
-      with pytest.raises(ValueError, match="not implemented"):
-        config_io.load_config(spec)
-      continue
-    c = config_io.load_config(spec)
+    c = config_io.load_config(f"{CONFIGS}/paper.py:{name}")  # image presets: test_pixels.py
     assert c.optimizer.name == "adafactor" and c.optimizer.schedule == "rsqrt"
     assert c.model.kmeans_decay == 0.999 and c.model.beta == 1e-4
   c = config_io.load_config(f"{CONFIGS}/paper.py:pg19_8k")
   assert (c.model.num_layers, c.model.skip_first, c.data.seq_len) == (22, 21, 8192)
   for variant in ("demo,routing", "demo,local_only", "demo,dense"):
-    c = config_io.load_config(f"{CONFIGS}/stdlib_demo.py:{variant}")
+    c = config_io.load_config(f"{CONFIGS}/stdlib_demo.py:{variant},sinusoidal")
     assert c.data.seq_len >= 2048
+    assert (c.model.positions, c.model.local_relative, c.model.routing_relative) == (
+        "sinusoidal", False, False)
+  dense = config_io.load_config(f"{CONFIGS}/stdlib_demo.py:demo,dense")
+  # Full causal attention: the look-back of every block reaches position 0.
+  assert dense.model.query_block + dense.model.memory_flange == dense.data.seq_len
   with pytest.raises(ValueError, match="unknown"):
     config_io.load_config(f"{CONFIGS}/stdlib_demo.py:huge")
 

@@ -1,0 +1,29 @@
+"""routing_probe's dense attention maps reproduce the heads' outputs (what the notebook plots)."""
+import numpy as np
+from flax import nnx
+
+from common.train import config_io
+from projects.routing_transformer import local_attention, routing_attention
+from projects.routing_transformer import routing_probe, task as task_lib
+
+
+def test_attention_maps_times_values_equal_the_head_outputs():
+  config = config_io.load_config(
+      "projects/routing_transformer/configs/stdlib_demo.py:tiny,routing,sinusoidal")
+  model = task_lib.get_task(config).build_model(nnx.Rngs(0))
+  tokens = np.random.RandomState(0).randint(2, 258, (2, 64)).astype(np.int32)
+  layer = 1
+  attn = model.layers[layer].attention
+  maps = routing_probe.attention_maps(model, tokens, layer, example=1)
+  inputs = routing_probe.head_inputs(model, tokens, layer)
+  q, k, v, x, idx = (inputs[name] for name in ("q", "k", "v", "x", "idx"))
+  hr = attn.num_routing_heads
+  routed = routing_attention.routed_attention(x, v[:, :hr], idx, impl="windowed")
+  local = local_attention.local_attention(q[:, hr:], k[:, hr:], v[:, hr:],
+                                          block=attn.query_block, flange=attn.memory_flange,
+                                          impl="windowed")
+  want = np.concatenate([np.asarray(routed[1]), np.asarray(local[1])], axis=0)
+  got = np.einsum("hij,hjd->hid", maps, np.asarray(v[1]))
+  np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+  assert np.allclose(maps[hr:].sum(-1), 1.0, atol=1e-5)        # local rows are distributions
+  assert np.all(np.triu(maps, 1) == 0)                          # causal for every head
