@@ -75,6 +75,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if o.get("weight_decay_schedule", "constant") != "constant" and o.name != "adamw":
     raise ValueError(f"config.optimizer.weight_decay_schedule={o.weight_decay_schedule!r} is "
                      f"implemented for adamw only, not config.optimizer.name={o.name!r}.")
+  optim.parse_lr_multipliers(o.get("lr_multipliers", ()))
   if not 0.0 <= o.ema_decay < 1.0:
     raise ValueError(f"config.optimizer.ema_decay={o.ema_decay!r}: must be in [0, 1).")
   if o.warmup_steps < 0 or o.warmup_steps > t.num_steps:

@@ -60,6 +60,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.warmup_init_lr = 0.0  # the linear warm-up starts here (I-JEPA: 2e-4)
   c.optimizer.weight_decay_mask = "no_bias_norm"  # all | no_bias_norm | none
   c.optimizer.grad_clip_norm = 0.0  # 0: off
+  # Per-group learning rates: ((regex on the parameter path, multiplier), ...); the first match
+  # scales that parameter's update (lr and decoupled decay), unmatched ones keep 1. SEA's official
+  # groups: (('(^|/)sea/', 10.0), ('.*', 0.2)). Paths look like 'layers/0/attn/sea/gates/kernel'.
+  c.optimizer.lr_multipliers = ()
   c.optimizer.ema_decay = 0.0      # 0: no EMA of parameters; else evaluate the EMA too
 
   c.eval = ml_collections.ConfigDict()

@@ -1,6 +1,9 @@
 """Optimisers and learning-rate schedules from `config.optimizer`."""
 from __future__ import annotations
 
+import re
+from typing import Any, NamedTuple
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -66,6 +69,57 @@ def decay_mask(kind: str):
   raise ValueError(f"config.optimizer.weight_decay_mask={kind!r}; allowed: {DECAY_MASKS}.")
 
 
+def _path_str(path) -> str:
+  return "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
+
+
+def parse_lr_multipliers(value: Any) -> tuple[tuple[re.Pattern, float], ...]:
+  """config.optimizer.lr_multipliers: ((regex, multiplier), ...) -> compiled, checked pairs."""
+  rules = []
+  for item in value or ():
+    if (not isinstance(item, (tuple, list)) or len(item) != 2 or not isinstance(item[0], str)
+        or isinstance(item[1], bool) or not isinstance(item[1], (int, float)) or item[1] < 0):
+      raise ValueError(
+          f"config.optimizer.lr_multipliers entry {item!r} is not allowed: each entry is "
+          "(regex on the parameter path, multiplier >= 0), e.g. (('(^|/)sea/', 10.0), ('.*', 0.2)).")
+    try:
+      rules.append((re.compile(item[0]), float(item[1])))
+    except re.error as e:
+      raise ValueError(f"config.optimizer.lr_multipliers regex {item[0]!r} is invalid: {e}.") from e
+  return tuple(rules)
+
+
+def lr_multiplier_tree(params, rules) -> Any:
+  """Per-parameter multipliers: the first rule whose regex `search`es the path ('a/b/0/kernel')."""
+  def pick(path, _):
+    name = _path_str(path)
+    return next((m for pattern, m in rules if pattern.search(name)), 1.0)
+  return jax.tree_util.tree_map_with_path(pick, params)
+
+
+class _Empty(NamedTuple):
+  pass
+
+
+def scale_by_lr_multipliers(rules) -> optax.GradientTransformation:
+  """Multiplies each parameter's final update by its multiplier: a per-group learning rate.
+
+  Applied after the optimiser, so the whole step -lr * (direction + decoupled decay) is scaled,
+  which is what a torch param group's `lr` does for AdamW/SGD. Adam is invariant to gradient
+  scale, so scaling gradients instead would change nothing; clipping still sees the raw gradients.
+  """
+  def init(params):
+    del params
+    return _Empty()
+
+  def update(updates, state, params=None):
+    del params
+    multipliers = lr_multiplier_tree(updates, rules)
+    return jax.tree.map(lambda u, m: u if m == 1.0 else u * jnp.asarray(m, u.dtype),
+                        updates, multipliers), state
+  return optax.GradientTransformation(init, update)
+
+
 def make_optimizer(opt: ml_collections.ConfigDict, num_steps: int):
   """Returns (optax transformation, schedule)."""
   lr = schedule(opt, num_steps)
@@ -83,6 +137,9 @@ def make_optimizer(opt: ml_collections.ConfigDict, num_steps: int):
     tx = optax.chain(*parts, optax.sgd(lr, momentum=opt.momentum or None))
   else:
     raise ValueError(f"config.optimizer.name={opt.name!r}; allowed: {OPTIMIZERS}.")
+  rules = parse_lr_multipliers(opt.get("lr_multipliers", ()))
+  if rules:
+    tx = optax.chain(tx, scale_by_lr_multipliers(rules))
   if opt.grad_clip_norm and opt.grad_clip_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(float(opt.grad_clip_norm)), tx)
   return tx, lr

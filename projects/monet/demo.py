@@ -80,6 +80,35 @@ def run(out_dir: str, *, quick: bool = False) -> list[dict]:
         f"[{r.get('random_delta_target', float('nan')):+.3f} / "
         f"{r.get('random_delta_others', float('nan')):+.3f}] "
         f"({100 * r['purged_fraction']:.1f}%, {100 * r['purged_mass_target']:.0f}%)"))
+  return rows + chess_rows(out_dir, quick=quick)
+
+
+CHESS_CONFIG = "projects/monet/configs/chess.py"
+# MoE-X paper, Tab. 1 (8 layers, d 512, Lichess): coverage / reconstruction of Monet's units.
+CHESS_PAPER = {"hd": "0.312 / 0.528", "vd": "0.283 / 0.482"}
+
+
+def chess_rows(out_dir: str, *, quick: bool) -> list[dict]:
+  """Monet-HD/VD on the generated chess games, scored like projects/moex's demo models.
+
+  Same data, size, steps and board protocol as the MoE-X demo (configs/chess.py), so these rows
+  sit beside its dense / Switch / MoE-X rows in the results table.
+  """
+  from projects.monet.interpret import board  # pylint: disable=g-import-not-at-top
+  rows = []
+  for kind in ("hd", "vd"):
+    config = config_io.load_config(f"{CHESS_CONFIG}:{'tiny' if quick else 'demo'},{kind}")
+    workdir = os.path.join(out_dir, f"chess_{kind}")
+    final = demo_runs.train_or_reuse(config, workdir)
+    scores = board.evaluate(workdir, num_games=16 if quick else board.NUM_GAMES)
+    rows.append(dict(
+        project="monet", experiment=f"Monet-{kind.upper()}, generated chess games (MoE-X Tab. 1 "
+        f"setting, demo size), layer {int(scores['layer'])}",
+        metric="val CE (nats/char); BSP coverage / reconstruction of the expert hidden code",
+        paper=f"n/r; {CHESS_PAPER[kind]}",
+        measured=f"{final.get('eval/loss/validation/ce', float('nan')):.3f}; "
+                 f"{scores['coverage']:.3f} / {scores['reconstruction']:.3f} "
+                 f"({int(scores['features'])} units)"))
   return rows
 
 

@@ -7,7 +7,15 @@ Port of gmlwns2000/sea-attention@5609413b (`PerlinAttention`, causal OPT variant
   masks.py             grouped top-k across heads, per-row budget, nearest bin map
   sparse_attention.py  dense reference and row-sparse attention implementations
   convert.py           CLI: run an official golden case from converted weights
-Weight conversion lives in third_party/sea_attention.
+  losses.py            the distillation losses (spec §2.4)
+  opt.py               HF OPT decoder, dense or SEA per layer (presets opt-125m, opt-1.3b)
+  weights.py           dense OPT weight trees in and out of models
+  task.py              get_task: distillation (frozen teacher -> SEA student) or plain LM
+  perplexity.py        strided perplexity (the official Wikitext-2 protocol), its evaluator
+  wikitext.py          Wikitext-2 training windows (OPT BPE)
+  export_opt.py        CLI: step 0 of a run from an HF OPT checkpoint or a dense run
+  visualize.py, demo.py, colab.ipynb   true vs estimated attention; the CPU demo
+Weight conversion lives in third_party/sea_attention (SEA layers) and third_party/hf_opt (OPT).
 """
 
 # Switches off Flax eager variable sharding so parameters can carry logical-axis metadata

@@ -41,14 +41,21 @@ def upsample_estimated_scores(score: jax.Array) -> jax.Array:
   return masks.nearest_to_keys(score.astype(jnp.float32), FP_MIN)
 
 
-def causal_attention_kd(student_scores: jax.Array, teacher_scores: jax.Array) -> jax.Array:
-  """0.1 KL(teacher || student) + MSE of the causal softmaxes; scores [N, H, T, T] logits."""
+def causal_attention_kd_terms(student_scores: jax.Array,
+                              teacher_scores: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(KL(teacher || student) batchmean, MSE) of the causal softmaxes of [N, H, T, T] logits."""
   t = student_scores.shape[-1]
   causal = jnp.tril(jnp.ones((student_scores.shape[-2], t), bool))
   student = jnp.where(causal, student_scores.astype(jnp.float32), FP_MIN)
   target = jax.nn.softmax(jnp.where(causal, teacher_scores.astype(jnp.float32), FP_MIN), axis=-1)
   kl = kl_batchmean(jax.nn.log_softmax(student, axis=-1), target)
   mse = jnp.mean((jax.nn.softmax(student, axis=-1) - target) ** 2)
+  return kl, mse
+
+
+def causal_attention_kd(student_scores: jax.Array, teacher_scores: jax.Array) -> jax.Array:
+  """0.1 KL(teacher || student) + MSE of the causal softmaxes; scores [N, H, T, T] logits."""
+  kl, mse = causal_attention_kd_terms(student_scores, teacher_scores)
   return ATTENTION_KL_WEIGHT * kl + mse
 
 

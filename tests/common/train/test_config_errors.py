@@ -145,3 +145,37 @@ def test_weight_decay_schedule_and_warmup_start():
   c.weight_decay_schedule = "linear"
   with pytest.raises(ValueError, match="weight_decay_schedule='linear'; allowed"):
     optim.weight_decay_schedule(c, 100)
+
+
+def test_lr_multipliers_equal_separate_learning_rates():
+  """A group multiplier m gives exactly the AdamW step of learning rate m * lr (decay included)."""
+  import jax.numpy as jnp
+  import numpy as np
+  import optax
+  c = toy_task.get_config().optimizer
+  c.update(dict(name="adamw", learning_rate=1e-2, schedule="constant", warmup_steps=0,
+                weight_decay=0.1, weight_decay_mask="all"))
+  c.lr_multipliers = (("(^|/)sea/", 10.0), (".*", 0.2))
+  params = {"sea": {"w": jnp.ones((2, 2))}, "layers": {0: {"w": jnp.full((2, 2), 2.0)}}}
+  grads = jax.tree.map(lambda p: 0.5 * p + 0.25, params)
+  tx, _ = optim.make_optimizer(c, 10)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  for path, lr in ((("sea", "w"), 0.1), (("layers", 0, "w"), 0.002)):
+    ref = optax.adamw(lr, b1=c.b1, b2=c.b2, eps=c.eps, weight_decay=0.1)
+    sub = lambda t: t[path[0]][path[1]] if len(path) == 2 else t[path[0]][path[1]][path[2]]
+    want, _ = ref.update(sub(grads), ref.init(sub(params)), sub(params))
+    np.testing.assert_allclose(sub(updates), want, rtol=1e-6)
+  paths = optim.lr_multiplier_tree(params, optim.parse_lr_multipliers(c.lr_multipliers))
+  assert paths == {"sea": {"w": 10.0}, "layers": {0: {"w": 0.2}}}
+
+
+@pytest.mark.parametrize("value,match", [
+    ((("sea", -1.0),), "multiplier >= 0"),
+    (("sea",), "each entry is"),
+    ((("(", 2.0),), "regex '\\(' is invalid"),
+])
+def test_bad_lr_multipliers(tmp_path, value, match):
+  c = toy_task.get_config()
+  c.optimizer.lr_multipliers = value
+  with pytest.raises(ValueError, match=match):
+    _run(c, tmp_path)

@@ -1,0 +1,215 @@
+"""Chess board-state coverage and reconstruction of a Monet layer's expert hidden code (MoE-X Tab. 1).
+
+  python -m projects.monet.interpret.board --workdir /tmp/monet_chess_hd [--layer 2]
+
+The features ("MLP hidden units") are what the layer's down projections read: the
+routing-weighted expert hidden activations, over ALL experts. Monet computes every expert's
+hidden units densely and applies the routing weights g1, g2 before the down projection, so this
+code is exact, costs no extra expert compute, and is zero where the router sends no mass. It is
+the analogue of MoE-X's routing-weighted M*D expert units, and the layer's output is linear in it:
+
+  HD: q[j] = sum_h g2_hj sum_i g1_hi relu2(U_i u + c_i)              F = E * m
+      moe(u) = q @ V + sum_h g2_h @ b
+  VD: a1 = relu2(U1 u + c1), a2 = relu2(U2 u + c2) (each E x m/2); s1 = sum_h g1_h, s2 = sum_h g2_h
+      code = [a1 * s1, cross(a2; g2 -> g1), cross(a1; g1 -> g2), a2 * s2]   F = 2 * E * m
+      moe(u) = [code[:2] @ [V11; V12] + s1 @ b1,  code[2:] @ [V21; V22] + s2 @ b2]
+  (`down_projection`, `output_bias`; projects/monet/experts.py has the same contractions.)
+
+VD has twice HD's features because each half of its hidden units feeds two down projections
+(its own half of the output and, routed to the other sub-router's experts, the other half);
+coverage takes the best feature per property, so VD gets more candidates at equal width.
+
+Protocol, as projects/moex/board_eval.py (not imported: projects do not import each other):
+layer -1 = num_layers // 2 (layer 2 of the 4-layer demo); the first 160 games of the config's
+evaluation split, each cut to config.data.seq_len characters; the first half fits the
+reconstruction's feature labels, the second half is scored for both metrics; batches of 16.
+The model must be in eval mode (router BatchNorm running statistics), so a token's code does not
+depend on the other games of its batch.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from common.data import sources
+from common.eval import board_state
+from projects.monet.experts import MonetMoHDE, MonetMoVDE, _cross, _up
+from projects.monet.generate import _check_eval
+from projects.monet.model import MonetForCausalLM
+
+NUM_GAMES = 160   # projects/moex/configs/chess.py: c.eval.board_games (demo)
+BATCH_SIZE = 16   # ... c.eval.board_batch_size
+
+
+def resolve_layer(layer: int, num_layers: int) -> int:
+  """-1 -> the middle layer num_layers // 2, as MoE-X's board_layer."""
+  if layer == -1:
+    return num_layers // 2
+  if not 0 <= layer < num_layers:
+    raise ValueError(f"layer={layer}: allowed -1 (the middle layer) or 0..{num_layers - 1}.")
+  return layer
+
+
+def hidden_code(experts: nnx.Module, u: jax.Array, g1: jax.Array, g2: jax.Array) -> jax.Array:
+  """(B, T, F) routing-weighted hidden code of a MonetMoHDE / MonetMoVDE (module docstring)."""
+  dt = experts.dtype
+  u, g1, g2 = u.astype(dt), g1.astype(dt), g2.astype(dt)
+  flat = lambda h: h.reshape(*h.shape[:2], -1)  # (B, T, E, m) -> (B, T, E*m), expert-major
+  if isinstance(experts, MonetMoHDE):
+    return flat(_cross(_up(u, experts.u, experts.u_bias, experts.act, dt), g1, g2))
+  if isinstance(experts, MonetMoVDE):
+    a1 = _up(u, experts.u1, experts.u1_bias, experts.act, dt)
+    a2 = _up(u, experts.u2, experts.u2_bias, experts.act, dt)
+    s1, s2 = jnp.sum(g1, axis=2)[..., None], jnp.sum(g2, axis=2)[..., None]
+    return jnp.concatenate([flat(a1 * s1), flat(_cross(a2, g2, g1)),
+                            flat(_cross(a1, g1, g2)), flat(a2 * s2)], axis=-1)
+  raise ValueError(f"experts={type(experts).__name__}: expected MonetMoHDE or MonetMoVDE.")
+
+
+def down_projection(experts: nnx.Module) -> jax.Array:
+  """(F, d) matrix W with moe(u) = hidden_code @ W + output_bias (float32)."""
+  if isinstance(experts, MonetMoHDE):
+    v = experts.v[...]
+    return v.reshape(-1, v.shape[-1]).astype(jnp.float32)
+  if isinstance(experts, MonetMoVDE):
+    rows = lambda *vs: jnp.concatenate([v[...].reshape(-1, v.shape[-1]) for v in vs])
+    top, bottom = rows(experts.v11, experts.v12), rows(experts.v21, experts.v22)
+    zeros = jnp.zeros_like(top)
+    return jnp.block([[top, zeros], [zeros, bottom]]).astype(jnp.float32)
+  raise ValueError(f"experts={type(experts).__name__}: expected MonetMoHDE or MonetMoVDE.")
+
+
+def output_bias(experts: nnx.Module, g1: jax.Array, g2: jax.Array) -> jax.Array:
+  """(B, T, d) routed expert output biases: the part of moe(u) not linear in the code."""
+  if isinstance(experts, MonetMoHDE):
+    return jnp.einsum("bthj,jd->btd", g2, experts.b[...])
+  if isinstance(experts, MonetMoVDE):
+    return jnp.concatenate([jnp.einsum("bthi,id->btd", g1, experts.b1[...]),
+                            jnp.einsum("bthj,jd->btd", g2, experts.b2[...])], axis=-1)
+  raise ValueError(f"experts={type(experts).__name__}: expected MonetMoHDE or MonetMoVDE.")
+
+
+def num_features(model: MonetForCausalLM) -> int:
+  cfg = model.config
+  return cfg.moe_experts * cfg.moe_dim * (2 if cfg.moe_decompose == "vertical" else 1)
+
+
+def layer_terms(model: MonetForCausalLM, ids: jax.Array, layer: int
+                ) -> tuple[jax.Array, jax.Array, jax.Array, tuple[jax.Array, jax.Array]]:
+  """(code, moe output, layer output h, (g1, g2)) of decoder layer `layer` on ids (B, T).
+
+  Runs the decoder only up to `layer` and repeats MonetDecoderLayer's body there, because the
+  code is an intermediate of the experts' forward; tests/projects/monet/test_board.py checks
+  that h equals the full model's hidden state, so a change to the layer cannot go unnoticed.
+  """
+  b, t = ids.shape
+  positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+  h = jnp.take(model.embed_tokens[...], ids, axis=0).astype(model.config.dtype)
+  probs = None
+  for block in model.layers[:layer]:
+    h, probs, _ = block(h, positions, probs)
+  block = model.layers[layer]
+  h = h + block.attn(block.input_layernorm(h), positions)[0].astype(h.dtype)
+  u = block.post_attention_layernorm(h)
+  probs = block.router(u) if block.router is not None else probs
+  out = block.moe(u, *probs)
+  return hidden_code(block.moe, u, *probs), out, h + out.astype(h.dtype), probs
+
+
+def hidden_fn(model: MonetForCausalLM, layer: int) -> Callable[[np.ndarray], np.ndarray]:
+  """tokens int32 [B, T] -> float32 code [B, T, F] of `layer` (F = num_features), jitted."""
+  _check_eval(model)
+  layer = resolve_layer(layer, model.config.num_hidden_layers)
+  graphdef, state = nnx.split(model)
+
+  @jax.jit
+  def run(state, tokens):
+    return layer_terms(nnx.merge(graphdef, state), tokens, layer)[0].astype(jnp.float32)
+
+  return lambda tokens: np.asarray(run(state, jnp.asarray(tokens, jnp.int32)))
+
+
+def load_games(data_config, split: str, n: int) -> list[str]:
+  """The first `n` transcripts of `split`."""
+  source, _ = sources.open_split(data_config, split)
+  if len(source) < n:
+    raise ValueError(f"num_games={n} but split {split!r} of {data_config.name!r} has "
+                     f"{len(source)} games; pass fewer games.")
+  return [sources.as_text(source[i][data_config.text_key]) for i in range(n)]
+
+
+def _restore(workdir: str, step: int | None):
+  from common.train import checkpoint, trainer  # pylint: disable=g-import-not-at-top
+  step, config = checkpoint.read_config(workdir, step)
+  # Any saved mesh becomes plain data parallelism over whatever devices are here.
+  config.mesh.shape = {"data": -1, **{k: 1 for k in config.mesh.shape if k != "data"}}
+  run, state, _ = trainer.restore_for_eval(config, workdir, step=step)
+  return run.model(state), config  # eval mode: routers use their running statistics
+
+
+def evaluate(workdir_or_model, games: list[str] | None = None, layer: int = -1, *,
+             seq_len: int | None = None, batch_size: int = BATCH_SIZE, num_games: int = NUM_GAMES,
+             step: int | None = None) -> dict[str, float]:
+  """{'coverage', 'reconstruction', 'positions', 'features', 'layer'} of one Monet layer.
+
+  Args:
+    workdir_or_model: a run directory (its config and newest or `step` checkpoint) or a
+      MonetForCausalLM in eval mode.
+    games: transcripts; default (workdir only) the first `num_games` of the evaluation split.
+    layer: decoder layer, -1 = num_layers // 2.
+    seq_len: characters per game; default the workdir config's data.seq_len (needed for a model).
+  """
+  if isinstance(workdir_or_model, str):
+    model, config = _restore(workdir_or_model, step)
+    if config.data.get("tokenizer") != "chess":
+      raise ValueError(f"{workdir_or_model}: config.data.tokenizer="
+                       f"{config.data.get('tokenizer')!r}; board states need a model trained on "
+                       "chess transcripts (projects/monet/configs/chess.py).")
+    seq_len = seq_len or int(config.data.seq_len)
+    if games is None:
+      games = load_games(config.data, config.data.eval_split, num_games)
+  else:
+    model = workdir_or_model
+    if games is None or seq_len is None:
+      raise ValueError("evaluate(model, ...) needs games= and seq_len=; only a workdir supplies "
+                       "them from its config.")
+  if not isinstance(model, MonetForCausalLM):
+    raise ValueError(f"model={type(model).__name__}: expected a MonetForCausalLM.")
+  if len(games) < 2:
+    raise ValueError(f"board-state evaluation needs >= 2 games (a fit and a test half); got "
+                     f"{len(games)}.")
+  layer = resolve_layer(layer, model.config.num_hidden_layers)
+  fn = hidden_fn(model, layer)
+  half = len(games) // 2
+  acts_fit, tgt_fit = board_state.collect(games[:half], fn, seq_len=seq_len,
+                                          batch_size=batch_size)
+  acts_test, tgt_test = board_state.collect(games[half:], fn, seq_len=seq_len,
+                                            batch_size=batch_size)
+  return {"coverage": board_state.coverage(acts_test, tgt_test),
+          "reconstruction": board_state.reconstruction(acts_fit, tgt_fit, acts_test, tgt_test),
+          "positions": float(len(acts_test)), "features": float(acts_test.shape[1]),
+          "layer": float(layer)}
+
+
+def main(argv=None) -> dict:
+  parser = argparse.ArgumentParser(prog="python -m projects.monet.interpret.board",
+                                   description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--workdir", required=True, help="a chess run directory (checkpoints/)")
+  parser.add_argument("--layer", type=int, default=-1, help="-1: num_layers // 2")
+  parser.add_argument("--num_games", type=int, default=NUM_GAMES)
+  parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+  args = parser.parse_args(argv)
+  out = evaluate(args.workdir, layer=args.layer, num_games=args.num_games, step=args.step)
+  print(json.dumps(out, indent=1, sort_keys=True))
+  return out
+
+
+if __name__ == "__main__":
+  main()
