@@ -264,3 +264,22 @@ def collect(games: list[str], hidden_fn: Callable[[np.ndarray], np.ndarray], *, 
     raise ValueError(f"no '.' positions within the first seq_len={seq_len} characters of any "
                      "game: nothing to evaluate.")
   return acts, targets
+
+
+def score_games(games: list[str], hidden_fn: Callable[[np.ndarray], np.ndarray], *,
+                seq_len: int, batch_size: int) -> dict[str, float]:
+  """The protocol the MoE-X and Monet chess evaluations share, so their numbers compare.
+
+  The first half of `games` labels features for reconstruction (the fit set); coverage and
+  reconstruction are scored on the second half. Returns {'coverage', 'reconstruction',
+  'positions' (scored positions), 'features' (hidden units)}.
+  """
+  if len(games) < 2:
+    raise ValueError(f"board-state evaluation needs >= 2 games (a fit and a test half); got "
+                     f"{len(games)}.")
+  half = len(games) // 2
+  acts_fit, tgt_fit = collect(games[:half], hidden_fn, seq_len=seq_len, batch_size=batch_size)
+  acts_test, tgt_test = collect(games[half:], hidden_fn, seq_len=seq_len, batch_size=batch_size)
+  return {"coverage": coverage(acts_test, tgt_test),
+          "reconstruction": reconstruction(acts_fit, tgt_fit, acts_test, tgt_test),
+          "positions": float(len(acts_test)), "features": float(acts_test.shape[1])}

@@ -60,18 +60,8 @@ def load_games(data_config, split: str, n: int) -> list[str]:
 def evaluate(model, games: list[str], *, layer: int, seq_len: int,
              batch_size: int) -> dict[str, float]:
   """{'coverage', 'reconstruction', 'positions', 'features'} for `games` (fit half, test half)."""
-  if len(games) < 2:
-    raise ValueError(f"board-state evaluation needs >= 2 games (a fit and a test half); got "
-                     f"{len(games)}.")
-  fn = hidden_fn(model, layer)
-  half = len(games) // 2
-  acts_fit, tgt_fit = board_state.collect(games[:half], fn, seq_len=seq_len,
-                                          batch_size=batch_size)
-  acts_test, tgt_test = board_state.collect(games[half:], fn, seq_len=seq_len,
-                                            batch_size=batch_size)
-  return {"coverage": board_state.coverage(acts_test, tgt_test),
-          "reconstruction": board_state.reconstruction(acts_fit, tgt_fit, acts_test, tgt_test),
-          "positions": float(len(acts_test)), "features": float(acts_test.shape[1])}
+  return board_state.score_games(games, hidden_fn(model, layer), seq_len=seq_len,
+                                 batch_size=batch_size)
 
 
 class BoardStateEvaluator:

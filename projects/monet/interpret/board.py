@@ -19,7 +19,7 @@ VD has twice HD's features because each half of its hidden units feeds two down 
 (its own half of the output and, routed to the other sub-router's experts, the other half);
 coverage takes the best feature per property, so VD gets more candidates at equal width.
 
-Protocol, as projects/moex/board_eval.py (not imported: projects do not import each other):
+Protocol, as projects/moex/board_eval.py (both score through common.eval.board_state.score_games):
 layer -1 = num_layers // 2 (layer 2 of the 4-layer demo); the first 160 games of the config's
 evaluation split, each cut to config.data.seq_len characters; the first half fits the
 reconstruction's feature labels, the second half is scored for both metrics; batches of 16.
@@ -181,20 +181,10 @@ def evaluate(workdir_or_model, games: list[str] | None = None, layer: int = -1, 
                        "them from its config.")
   if not isinstance(model, MonetForCausalLM):
     raise ValueError(f"model={type(model).__name__}: expected a MonetForCausalLM.")
-  if len(games) < 2:
-    raise ValueError(f"board-state evaluation needs >= 2 games (a fit and a test half); got "
-                     f"{len(games)}.")
   layer = resolve_layer(layer, model.config.num_hidden_layers)
-  fn = hidden_fn(model, layer)
-  half = len(games) // 2
-  acts_fit, tgt_fit = board_state.collect(games[:half], fn, seq_len=seq_len,
-                                          batch_size=batch_size)
-  acts_test, tgt_test = board_state.collect(games[half:], fn, seq_len=seq_len,
-                                            batch_size=batch_size)
-  return {"coverage": board_state.coverage(acts_test, tgt_test),
-          "reconstruction": board_state.reconstruction(acts_fit, tgt_fit, acts_test, tgt_test),
-          "positions": float(len(acts_test)), "features": float(acts_test.shape[1]),
-          "layer": float(layer)}
+  scores = board_state.score_games(games, hidden_fn(model, layer), seq_len=seq_len,
+                                   batch_size=batch_size)
+  return dict(scores, layer=float(layer))
 
 
 def main(argv=None) -> dict:
