@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any, Callable
 
 from common.train import state as state_lib
 from common.train import trainer
@@ -59,3 +60,20 @@ def count_params(config) -> int:
   """Parameters of the model `config` builds, counted abstractly (nothing is initialised)."""
   run = trainer.setup(config, check_data=False)
   return state_lib.count_params(run.abstract_state["params"])
+
+
+def export_once(workdir: str, export: Callable[[], Any]) -> str:
+  """Runs `export()` (which writes a step-0 checkpoint into `workdir`) unless one is there.
+
+  Checks for a finished checkpoint rather than for the folder, so an export killed midway
+  (Orbax leaves only a temporary directory) is redone on the next run.
+  """
+  from common.train import checkpoint  # pylint: disable=g-import-not-at-top
+  done = False
+  if os.path.isdir(os.path.join(workdir, "checkpoints")):
+    ckpt = checkpoint.Checkpointer(workdir, async_save=False, read_only=True)
+    done = ckpt.latest_step() is not None
+    ckpt.close()
+  if not done:
+    export()
+  return workdir

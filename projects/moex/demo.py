@@ -39,8 +39,8 @@ def train_all(out_dir: str, *, quick: bool) -> dict[str, dict]:
     workdir = os.path.join(out_dir, name)
     if name == "moex_up":
       init = os.path.join(out_dir, "moex_up_init")
-      if not os.path.isdir(init):
-        upcycle.upcycle_run(os.path.join(out_dir, "dense"), config, init)
+      demo_runs.export_once(
+          init, lambda: upcycle.upcycle_run(os.path.join(out_dir, "dense"), config, init))
       config.train.init_from = init
     finals[name] = demo_runs.train_or_reuse(config, workdir)
   return finals

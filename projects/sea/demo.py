@@ -11,21 +11,12 @@ while each query attends to ~k of its keys.
 """
 from __future__ import annotations
 
-import json
 import os
 
-from common.train import config_io, trainer
+from common.train import config_io, demo_runs
 from projects.sea import export_opt
 
 CONFIG = "projects/sea/configs/stdlib_demo.py"
-
-
-def _train(config, workdir: str) -> dict:
-  final_path = os.path.join(workdir, "final_metrics.json")
-  if not os.path.exists(final_path):  # finished runs are reused: the main job can be re-run
-    trainer.train(config, workdir)
-  with open(final_path) as f:
-    return json.load(f)
 
 
 def train_both(out_dir: str, *, quick: bool, teacher_steps: int | None = None,
@@ -34,21 +25,21 @@ def train_both(out_dir: str, *, quick: bool, teacher_steps: int | None = None,
   size = "tiny" if quick else "demo"
   steps = lambda n: f",steps={n}" if n else ""  # noqa: E731
   teacher_cfg = config_io.load_config(f"{CONFIG}:teacher,{size}{steps(teacher_steps)}")
-  teacher = _train(teacher_cfg, os.path.join(out_dir, "teacher"))
+  teacher = demo_runs.train_or_reuse(teacher_cfg, os.path.join(out_dir, "teacher"))
   student_cfg = config_io.load_config(f"{CONFIG}:student,{size}{steps(student_steps)}")
   init = os.path.join(out_dir, "init")
   if not os.path.exists(os.path.join(out_dir, "student", "final_metrics.json")):
-    if not os.path.isdir(init):
-      export_opt.export_checkpoint(student_cfg, init,
-                                   dense_workdir=os.path.join(out_dir, "teacher"))
+    demo_runs.export_once(init, lambda: export_opt.export_checkpoint(
+        student_cfg, init, dense_workdir=os.path.join(out_dir, "teacher")))
     student_cfg.train.init_from = init
-  student = _train(student_cfg, os.path.join(out_dir, "student"))
+  student = demo_runs.train_or_reuse(student_cfg, os.path.join(out_dir, "student"))
   return teacher, student, os.path.join(out_dir, "student")
 
 
 def run(out_dir: str, *, quick: bool = False) -> list[dict]:
   os.makedirs(out_dir, exist_ok=True)
   teacher, student, _ = train_both(out_dir, quick=quick)
+  m = config_io.load_config(f"{CONFIG}:student,{'tiny' if quick else 'demo'}").model
   get = lambda d, k: d.get(k, float("nan"))  # noqa: E731
   key = "eval/strided/validation/bits_per_token"
   exp = "tiny OPT (2 layers, d 64), stdlib bytes, T=2048" if not quick else "smoke (T=64)"
@@ -58,10 +49,11 @@ def run(out_dir: str, *, quick: bool = False) -> list[dict]:
   return [
       row("dense teacher, strided validation bits/byte", "OPT-125m Wikitext-2 ppl 25.16",
           f"{get(teacher, key):.3f}"),
-      row("SEA student (k=64, T_M=256), strided bits/byte", "SEA OPT-125m ppl 25.88 (k=64)",
+      row(f"SEA student (k={m.sea_k}, T_M={m.sea_predictor_length}), strided bits/byte",
+          "SEA OPT-125m ppl 25.88 (k=64)",
           f"{get(student, key):.3f}"),
       row("KL(teacher attention || SEA estimate), mean over layers (nats/row)",
           "n/a (trained to 0 by L_est)", f"{get(student, ev + 'sea/estimate_kl'):.3f}"),
-      row("fraction of causal keys kept by the SEA mask", "~k/(i+1) per query (k=64)",
+      row("fraction of causal keys kept by the SEA mask", f"~k/(i+1) per query (k={m.sea_k})",
           f"{100 * get(student, ev + 'sea/kept_key_fraction'):.1f}%"),
   ]
