@@ -141,7 +141,8 @@ def _validate_text(cfg) -> None:
     _fail("task_format", task, f"one of {TASK_FORMATS}")
   spec = cfg.get("tokenizer")
   if not isinstance(spec, str):
-    _fail("tokenizer", spec, "'bytes', 'chess' or 'sentencepiece:<vocab size or path>'")
+    _fail("tokenizer", spec, "'bytes', 'chess', 'sentencepiece:<vocab size or path>' or "
+          "'bpe:<HF tokenizer folder>'")
   kind, arg = tokenizers.parse_spec(spec)
   if kind == "chess":
     # chess-GPT's 32-character vocabulary has no EOS and no room for sentinels.
@@ -150,6 +151,9 @@ def _validate_text(cfg) -> None:
             "ids, which the 32-character chess vocabulary does not have)")
     if cfg.get("extra_ids") != 0:
       _fail("extra_ids", cfg.get("extra_ids"), "0 with tokenizer='chess'")
+  if kind == "bpe" and not os.path.isdir(arg):
+    _fail("tokenizer", spec, f"an existing folder with tokenizer.json or vocab.json + merges.txt "
+          f"({arg} does not exist)")
   if kind == "sentencepiece":
     if isinstance(arg, int) and arg < tokenizers.MIN_SENTENCEPIECE_VOCAB:
       _fail("tokenizer", spec, f"a vocab size >= {tokenizers.MIN_SENTENCEPIECE_VOCAB}")

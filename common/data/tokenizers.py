@@ -5,13 +5,17 @@
                               (once, then cached) on the config's train split.
   'sentencepiece:<path>'      an existing SentencePiece model file.
   'chess'                     ChessTokenizer: chess-GPT's 32 PGN characters (no specials).
+  'bpe:<dir>'                 BPETokenizer: a GPT-2-style byte-level BPE from an HF folder
+                              (tokenizer.json, or vocab.json + merges.txt: GPT-2, OPT, ...).
 
 'bytes' and 'sentencepiece' reserve `extra_ids` sentinel ids at the TOP of the vocabulary (T5
 convention): sentinel i is `vocab_size - 1 - i`. Both use pad 0 and eos 1, so padding and
 packing code never needs to know which of them it has. 'chess' keeps chess-GPT's exact ids
 (Karvonen's meta.pkl), so its vocabulary stays at 32: pad is id 0 (the space character; padding
 is masked by the LM 'weights', so it is never trained on), there is no EOS (`eos_id` is None:
-games are separated by the ';' each game starts with) and no sentinels.
+games are separated by the ';' each game starts with) and no sentinels. 'bpe' keeps the
+checkpoint's own ids (GPT-2: 50,257 tokens, eos = pad = '<|endoftext|>' 50256; OPT: '</s>' 2), so
+models converted from those checkpoints read them unchanged.
 """
 from __future__ import annotations
 
@@ -154,6 +158,61 @@ class ChessTokenizer(Tokenizer):
     return self._decode_base(ids)
 
 
+class BPETokenizer(Tokenizer):
+  """A byte-level BPE in HF's file format, through the `tokenizers` package (lossless).
+
+  `path` is a folder with tokenizer.json, or with vocab.json + merges.txt (GPT-2's ByteLevel
+  pre-tokenizer without a prefix space, as GPT-2 and OPT encode). No special tokens are added by
+  `encode`; EOS is the vocabulary's '<|endoftext|>' (GPT-2) or '</s>' (OPT), and pads use it too,
+  because id 0 is a real token ('!') in these vocabularies.
+  """
+
+  EOS_TOKENS = ("<|endoftext|>", "</s>")
+
+  def __init__(self, path: str, extra_ids: int = 0):
+    if extra_ids:
+      raise ValueError(f"extra_ids={extra_ids}: 'bpe' keeps the checkpoint's vocabulary, so it "
+                       "has no sentinel ids; set config.data.extra_ids=0.")
+    super().__init__(0)
+    try:
+      import tokenizers as hf  # pylint: disable=g-import-not-at-top
+    except ImportError as e:
+      raise ImportError("tokenizer 'bpe:<dir>' needs the 'tokenizers' package (in "
+                        "requirements.txt): pip install tokenizers") from e
+    self.path = path
+    tj = os.path.join(path, "tokenizer.json")
+    vocab, merges = (os.path.join(path, f) for f in ("vocab.json", "merges.txt"))
+    if os.path.isfile(tj):
+      self._tok = hf.Tokenizer.from_file(tj)
+      self._tok.post_processor = None   # no BOS/EOS added behind the caller's back
+    elif os.path.isfile(vocab) and os.path.isfile(merges):
+      self._tok = hf.Tokenizer(hf.models.BPE.from_file(vocab, merges))
+      self._tok.pre_tokenizer = hf.pre_tokenizers.ByteLevel(add_prefix_space=False)
+      self._tok.decoder = hf.decoders.ByteLevel()
+    else:
+      raise FileNotFoundError(f"tokenizer 'bpe:{path}': the folder has neither tokenizer.json nor "
+                              "vocab.json + merges.txt; pass an HF checkpoint folder (e.g. gpt2 "
+                              "or facebook/opt-125m downloaded with its tokenizer files).")
+    eos = next((self._tok.token_to_id(t) for t in self.EOS_TOKENS
+                if self._tok.token_to_id(t) is not None), None)
+    if eos is None:
+      raise ValueError(f"tokenizer 'bpe:{path}' has none of {self.EOS_TOKENS} in its vocabulary; "
+                       "the LM pipeline needs an end-of-document token.")
+    self.eos_id = self.pad_id = int(eos)
+
+  @property
+  def base_vocab_size(self) -> int:
+    return self._tok.get_vocab_size()
+
+  def encode(self, text: str | bytes) -> np.ndarray:
+    if isinstance(text, bytes):
+      text = text.decode("utf-8", errors="replace")
+    return np.asarray(self._tok.encode(text, add_special_tokens=False).ids, np.int32)
+
+  def _decode_base(self, ids: Sequence[int]) -> str:
+    return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
+
+
 class SentencePieceTokenizer(Tokenizer):
   """A SentencePiece model with pad=0, eos=1 (as `train_sentencepiece` makes them)."""
 
@@ -231,18 +290,24 @@ def _train(spm, sentences, model, vocab_size, max_sentences):
 
 
 _SPEC = re.compile(r"^sentencepiece:(.+)$")
+_BPE_SPEC = re.compile(r"^bpe:(.+)$")
 _CACHE: dict[tuple, Tokenizer] = {}
 _LOCK = threading.Lock()
 
 
 def parse_spec(spec: str) -> tuple[str, int | str | None]:
-  """('bytes'|'chess', None) | ('sentencepiece', vocab_size:int) | ('sentencepiece', path:str)."""
+  """('bytes'|'chess', None) | ('sentencepiece', vocab_size:int) | ('sentencepiece', path:str)
+  | ('bpe', folder:str)."""
   if spec in ("bytes", "chess"):
     return spec, None
+  bpe = _BPE_SPEC.match(spec) if isinstance(spec, str) else None
+  if bpe:
+    return "bpe", os.path.abspath(os.path.expanduser(bpe.group(1)))
   m = _SPEC.match(spec or "") if isinstance(spec, str) else None
   if not m:
     raise ValueError(f"config.data.tokenizer={spec!r} is not allowed; use 'bytes', 'chess', "
-                     "'sentencepiece:<vocab size>' or 'sentencepiece:<path to .model>'.")
+                     "'sentencepiece:<vocab size>', 'sentencepiece:<path to .model>' or "
+                     "'bpe:<HF tokenizer folder>'.")
   arg = m.group(1)
   if arg.isdigit():
     return "sentencepiece", int(arg)
@@ -259,6 +324,8 @@ def from_config(data_config) -> Tokenizer:
     return ByteTokenizer(extra_ids)
   if kind == "chess":
     return ChessTokenizer(extra_ids)
+  if kind == "bpe":
+    return bpe_tokenizer(arg, extra_ids)
   if isinstance(arg, str):
     path = arg
   else:
@@ -267,6 +334,15 @@ def from_config(data_config) -> Tokenizer:
   with _LOCK:
     if key not in _CACHE:
       _CACHE[key] = SentencePieceTokenizer(path, extra_ids)
+    return _CACHE[key]
+
+
+def bpe_tokenizer(path: str, extra_ids: int = 0) -> BPETokenizer:
+  """The (cached) BPETokenizer of an HF tokenizer folder."""
+  key = ("bpe", os.path.abspath(path), extra_ids)
+  with _LOCK:
+    if key not in _CACHE:
+      _CACHE[key] = BPETokenizer(path, extra_ids)
     return _CACHE[key]
 
 

@@ -115,25 +115,10 @@ def wikitext2_text(manual_dir: str) -> str:
 
 
 def opt_bpe_encode(text: str, tokenizer_dir: str) -> np.ndarray:
-  """OPT's GPT-2 byte-level BPE (vocab.json + merges.txt, or tokenizer.json) with the BOS."""
-  try:
-    import tokenizers as hf_tokenizers  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise ImportError("the Wikitext-2 evaluation tokenises with OPT's BPE through the "
-                      "'tokenizers' package: pip install tokenizers") from e
-  tj = os.path.join(tokenizer_dir, "tokenizer.json")
-  vocab, merges = (os.path.join(tokenizer_dir, f) for f in ("vocab.json", "merges.txt"))
-  if os.path.exists(tj):
-    tok = hf_tokenizers.Tokenizer.from_file(tj)
-    tok.post_processor = None  # the BOS is added below, once for the whole text
-  elif os.path.exists(vocab) and os.path.exists(merges):
-    tok = hf_tokenizers.Tokenizer(hf_tokenizers.models.BPE.from_file(vocab, merges))
-    tok.pre_tokenizer = hf_tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
-  else:
-    raise FileNotFoundError(f"tokenizer_dir={tokenizer_dir!r} has neither tokenizer.json nor "
-                            "vocab.json + merges.txt: pass the HF OPT checkpoint directory.")
-  ids = tok.encode(text, add_special_tokens=False).ids
-  return np.asarray([OPT_BOS_ID] + ids, np.int32)
+  """OPT's GPT-2 byte-level BPE (common.data.tokenizers 'bpe:<dir>') with one leading BOS."""
+  from common.data import tokenizers  # pylint: disable=g-import-not-at-top
+  ids = tokenizers.bpe_tokenizer(tokenizer_dir).encode(text)
+  return np.concatenate([np.asarray([OPT_BOS_ID], np.int32), ids])
 
 
 def token_stream(spec, data_config) -> np.ndarray:

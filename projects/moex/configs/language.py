@@ -3,12 +3,12 @@ r"""MoE-X language models (paper Tab. 2): GPT-2 Small / Medium trunks with 8 exp
 Command (TPU/GPU; the data must be prepared as TFDS array_record, see common/data/config.py):
 
   python projects/moex/main.py --config projects/moex/configs/language.py:small,moex \
-    --workdir gs://BUCKET/moex_s
-  python -m common.eval --workdir gs://BUCKET/moex_s     # perplexity on the held-out split
+    --workdir /mnt/runs/moex_s    # one directory shared by every host (README, Multi-host)
+  python -m common.eval --workdir /mnt/runs/moex_s    # perplexity on the held-out split
 
 Variants: size small (default; 12 layers, 12 heads, d 768) | medium (24 / 16 / 1024); FFN kind
 moex (default) | switch | dense_gelu | dense_relu | moex_relu_only | moex_router_only;
-tokenizer tok=gpt2 (default) | tok=sp; steps=<int>.
+tokenizer tok=gpt2 (default; with bpe=<folder>) | tok=sp; steps=<int>.
 
 Settings (spec 2.3): 8 experts, top-2; AdamW 3e-4 -> 3e-5 cosine, warm-up 5000, clip 1.0,
 dropout 0, batch 320 x 1024 tokens, 100k steps. Guesses: expert width = dense width / 2 (equal
@@ -19,14 +19,14 @@ exists: the last 1% is held out for perplexity). Hardware: not run here (a v4-32
 the right class). Expected (Tab. 2, OpenWebText ppl): GPT-2 S 22.83, Switch-S 18.36, MoE-X-S
 19.42; GPT-2 M 17.19, Switch-M 15.43, MoE-X-M 14.78.
 
-Tokenizer: the paper uses GPT-2's BPE (50,257). common.data.tokenizers has no GPT-2 BPE yet
-(no tiktoken or converted vocab in this repo), so tok=gpt2 raises an error that says so; tok=sp
-trains a 50,257-piece SentencePiece model on the training split instead (perplexities are then
-NOT comparable with the paper's).
+Tokenizer: the paper uses GPT-2's BPE (50,257 tokens): bpe=<folder> with GPT-2's tokenizer files
+(tokenizer.json, or vocab.json + merges.txt from the HF 'gpt2' repository) reads it through
+common.data.tokenizers 'bpe:<folder>'. Without those files, tok=sp trains a 50,257-piece
+SentencePiece model on the training split instead (perplexities are then NOT comparable with the
+paper's).
 """
 import ml_collections
 
-from common.data import tokenizers
 from common.data.config import text_data_config
 from common.train import config_variants as variants
 from common.train import defaults
@@ -39,26 +39,26 @@ SIZES = {"small": dict(num_layers=12, num_heads=12, d_model=768),
 GPT2_VOCAB = 50257
 
 
-def tokenizer_spec(name: str) -> str:
-  if name == "sp":
+def tokenizer_spec(values: dict) -> str:
+  """'bpe:<folder>' (GPT-2's own BPE, the paper's) or, with tok=sp, a local SentencePiece model."""
+  tok, folder = values.get("tok", "gpt2"), values.get("bpe", "")
+  if tok == "sp":
     return f"sentencepiece:{GPT2_VOCAB}"
-  if name != "gpt2":
-    raise ValueError(f"config variant tok={name!r}; allowed: gpt2, sp.")
-  try:
-    tokenizers.parse_spec("gpt2")
-  except ValueError as e:
-    raise ValueError("tok=gpt2: the GPT-2 BPE tokenizer is not available in "
-                     "common.data.tokenizers (it needs tiktoken or a converted GPT-2 vocab). Use "
-                     "tok=sp for a 50,257-piece SentencePiece model trained on the data "
-                     "(perplexities then differ from the paper's).") from e
-  return "gpt2"
+  if tok != "gpt2":
+    raise ValueError(f"config variant tok={tok!r}; allowed: gpt2, sp.")
+  if not folder:
+    raise ValueError("tok=gpt2 needs bpe=<folder with GPT-2's tokenizer.json or vocab.json + "
+                     "merges.txt> (e.g. the HF 'gpt2' repository downloaded); or use tok=sp for a "
+                     "50,257-piece SentencePiece model trained on the data (perplexities then "
+                     "differ from the paper's).")
+  return f"bpe:{folder}"
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = variants.parse(arg, groups=(("small", "medium"),
                                               ("moex",) + tuple(k for k in ffn_lib.KINDS
                                                                 if k != "moex")),
-                                 keys={"steps": int, "tok": str})
+                                 keys={"steps": int, "tok": str, "bpe": str})
   c = defaults.base_config()
   c.project = "moex"
   m = c.model
@@ -69,7 +69,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   m.update(dict(max_len=1024, dense_hidden=4 * m.d_model, num_experts=8, top_k=2,
                 expert_hidden=2 * m.d_model, dtype="bfloat16"))
   c.data = text_data_config("tfds:openwebtext",
-                            tokenizer=tokenizer_spec(values.get("tok", "gpt2")),
+                            tokenizer=tokenizer_spec(values),
                             seq_len=1024, train_split="train[:99%]", eval_split="train[99%:]")
   c.train.update(dict(batch_size=320, num_steps=100_000, log_every=100, eval_every=10_000,
                       checkpoint_every=2_000, keep_checkpoints=3))

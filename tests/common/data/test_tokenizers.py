@@ -7,6 +7,8 @@ from hypothesis import strategies as st
 import numpy as np
 import pytest
 
+from common.data import checks
+from common.data import config
 from common.data import tokenizers
 
 
@@ -68,3 +70,37 @@ def test_parse_spec():
   assert tokenizers.parse_spec("sentencepiece:32000") == ("sentencepiece", 32000)
   kind, path = tokenizers.parse_spec("sentencepiece:~/m.model")
   assert kind == "sentencepiece" and path == os.path.expanduser("~/m.model")
+
+
+def _byte_level_alphabet() -> list[str]:
+  """GPT-2's byte -> printable-unicode table (the ByteLevel pre-tokenizer's symbols)."""
+  keep = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+  chars, extra = {}, 0
+  for b in range(256):
+    if b in keep:
+      chars[b] = chr(b)
+    else:
+      chars[b] = chr(256 + extra)
+      extra += 1
+  return [chars[b] for b in range(256)]
+
+
+def test_bpe_tokenizer_from_vocab_and_merges(tmp_path):
+  import json
+  symbols = _byte_level_alphabet()
+  vocab = {s: i for i, s in enumerate(symbols)}
+  vocab.update({"he": 256, "hel": 257, "Ġw": 258, "<|endoftext|>": 259})
+  (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+  (tmp_path / "merges.txt").write_text("#version: 0.2\nh e\nhe l\nĠ w\n")
+  tok = tokenizers.from_config(config.text_data_config(tokenizer=f"bpe:{tmp_path}"))
+  assert isinstance(tok, tokenizers.BPETokenizer) and tok.vocab_size == 260
+  assert tok.eos_id == tok.pad_id == 259
+  text = "hello world!\n\tü"
+  ids = tok.encode(text)
+  assert ids[:2].tolist() == [257, vocab["l"]] and 258 in ids.tolist()   # merges applied
+  assert tok.decode(ids) == text and tok.decode(list(ids) + [259]) == text
+  assert tok.decode([0]) == "\x00"   # id 0 is a real token here (GPT-2: "!"), not padding
+  with pytest.raises(ValueError, match="an existing folder with tokenizer.json"):
+    checks.validate(config.text_data_config(tokenizer=f"bpe:{tmp_path / 'missing'}"))
+  with pytest.raises(FileNotFoundError, match="neither tokenizer.json nor"):
+    tokenizers.BPETokenizer(str(tmp_path / "nothing"))
