@@ -122,5 +122,6 @@ def test_language_configs():
   assert (c.model.num_layers, c.model.num_heads, c.model.d_model) == (24, 16, 1024)
   assert c.model.top_k * c.model.expert_hidden == c.model.dense_hidden
   assert c.data.name == "tfds:openwebtext" and c.train.batch_size == 320
-  with pytest.raises(ValueError, match="GPT-2 BPE tokenizer is not available"):
+  assert config_io.load_config(f"{lang}:small,bpe=/data/gpt2").data.tokenizer == "bpe:/data/gpt2"
+  with pytest.raises(ValueError, match="tok=gpt2 needs bpe=<folder"):
     config_io.load_config(f"{lang}:small")
