@@ -1,7 +1,10 @@
 """Command-line entry shared by every `projects/<name>/main.py`.
 
   python projects/<name>/main.py --config projects/<name>/configs/<file>.py:<args> \
-      --workdir DIR [--config.train.num_steps=...] [--mode=train|eval]
+      --workdir DIR [--config.train.num_steps=...] [--mode=train|eval|sample]
+
+--mode=sample (language models): restores the checkpoint (latest or --checkpoint_step) and prints
+--prompt continued by --num_tokens tokens (--temperature 0 = greedy; common/train/sample.py).
 
 On several hosts (a TPU pod slice, or processes started with --coordinator_address /
 --num_processes / --process_id, or --multihost under Slurm / Open MPI) jax.distributed is
@@ -18,8 +21,14 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, `path.py:args`.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, config.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "Train (resuming) or evaluate.")
-_STEP = flags.DEFINE_integer("checkpoint_step", None, "Evaluate this step (default: latest).")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sample"],
+                          "Train (resuming), evaluate, or sample a continuation (LMs).")
+_STEP = flags.DEFINE_integer("checkpoint_step", None,
+                             "Evaluate / sample this step (default: latest).")
+_PROMPT = flags.DEFINE_string("prompt", "", "--mode=sample: the text to continue.")
+_NUM_TOKENS = flags.DEFINE_integer("num_tokens", 128, "--mode=sample: tokens to generate.")
+_TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "--mode=sample: 0 = greedy.")
+_SEED = flags.DEFINE_integer("sample_seed", 0, "--mode=sample: sampling seed.")
 _FALLBACK = flags.DEFINE_bool("restore_fallback", False,
                               "If the newest checkpoint is unreadable, resume from the one before.")
 _COORD = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).")
@@ -54,6 +63,11 @@ def _main(project: str) -> None:
   logging.getLogger().setLevel(logging.INFO)
   if _MODE.value == "train":
     final = trainer.train(config, _WORKDIR.value, restore_fallback=_FALLBACK.value)
+  elif _MODE.value == "sample":
+    from common.train import sample
+    print(sample.sample(config, _WORKDIR.value, _PROMPT.value, num_tokens=_NUM_TOKENS.value,
+                        temperature=_TEMPERATURE.value, seed=_SEED.value, step=_STEP.value))
+    return
   else:
     run, state, step = trainer.restore_for_eval(config, _WORKDIR.value, step=_STEP.value)
     final = trainer.evaluate(run, state, step)

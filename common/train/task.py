@@ -88,6 +88,13 @@ class Task(abc.ABC):
     """Named evaluators run periodically in training and by `--mode=eval`."""
     return {}
 
+  def sample(self, model: nnx.Module, prompt: str, *, num_tokens: int, temperature: float,
+             seed: int) -> str:
+    """`--mode=sample`: the prompt continued by `num_tokens` tokens, as text (LM tasks only)."""
+    raise NotImplementedError(
+        f"project {self.config.get('project')!r} has no --mode=sample (its Task does not "
+        "implement sample); language-model projects such as routing_transformer and monet do.")
+
 
 # Tasks that live in common/ rather than projects/: the trainer's own demo task, so that tests
 # (multi-process, faults) can drive `main.run("toy")` and `python -m common.eval` end to end.

@@ -135,6 +135,23 @@ class MonetTask(task_lib.Task):
       self._evaluators = {"loss": _PerSplit(self.config.eval.splits)} if names else {}
     return self._evaluators
 
+  def sample(self, model, prompt: str, *, num_tokens: int, temperature: float, seed: int) -> str:
+    """`main.py --mode=sample`: greedy decoding with the KV cache (generate.greedy_generate)."""
+    del seed
+    from common.data import tokenizers  # pylint: disable=g-import-not-at-top
+    from projects.monet import generate  # pylint: disable=g-import-not-at-top
+    if temperature != 0:
+      raise ValueError(f"--temperature={temperature}: Monet decodes greedily only; pass "
+                       "--temperature=0.")
+    tok = tokenizers.from_config(self.config.data)
+    ids = tok.encode(prompt)[None]
+    limit = model.config.max_position_embeddings
+    if ids.shape[1] + num_tokens > limit:
+      raise ValueError(f"--prompt ({ids.shape[1]} tokens) + --num_tokens={num_tokens} exceeds "
+                       f"the model's max_position_embeddings={limit}.")
+    out = generate.greedy_generate(model, jnp.asarray(ids), num_tokens)
+    return tok.decode(jax.device_get(out)[0].tolist())
+
 
 def get_task(config: ml_collections.ConfigDict) -> task_lib.Task:
   return MonetTask(config)

@@ -126,6 +126,25 @@ class RoutingTransformerTask(task_lib.Task):
                           task_loss.TaskLoss(s) for s in self.config.eval.splits}
     return self._evaluators
 
+  def sample(self, model, prompt: str, *, num_tokens: int, temperature: float, seed: int) -> str:
+    """`main.py --mode=sample`: incremental decoding with the q/k/v cache (decoding.sample)."""
+    from common.data import tokenizers  # pylint: disable=g-import-not-at-top
+    from projects.routing_transformer import decoding  # pylint: disable=g-import-not-at-top
+    if self.config.data.kind == "image":
+      raise ValueError("--mode=sample continues text; this is a pixel LM (use "
+                       "projects.routing_transformer.decoding.sample on pixel ids directly).")
+    tok = tokenizers.from_config(self.config.data)
+    ids = tok.encode(prompt)[None]
+    length = ids.shape[1] + num_tokens
+    limit = model_lib.sequence_length(self.config)
+    if length > limit:
+      raise ValueError(f"--prompt ({ids.shape[1]} tokens) + --num_tokens={num_tokens} = {length} "
+                       f"exceeds the model's sequence length {limit}; shorten one of them.")
+    run = nnx.jit(decoding.sample, static_argnames=("length", "temperature"))
+    out = run(model, jnp.asarray(ids), length, key=jax.random.key(seed),
+              temperature=float(temperature))
+    return tok.decode(jax.device_get(out)[0].tolist())
+
 
 def get_task(config: ml_collections.ConfigDict) -> task_lib.Task:
   return RoutingTransformerTask(config)

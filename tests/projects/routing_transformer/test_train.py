@@ -57,3 +57,18 @@ def test_parameters_changed(tiny_run):
   assert scales and biases
   assert all(not np.allclose(s, 1.0) for s in scales)
   assert all(np.any(b != 0.0) for b in biases)
+
+
+def test_sample_mode_continues_the_prompt_with_the_cache(tiny_run):
+  """main.py --mode=sample: the trained checkpoint continues a prompt (greedy is repeatable)."""
+  from common.train import sample
+  workdir = tiny_run[0]
+  config = config_io.load_config("projects/routing_transformer/configs/stdlib_demo.py:tiny")
+  kw = dict(num_tokens=12, temperature=0.0, seed=0)
+  text = sample.sample(config, workdir, "def f(x):", **kw)
+  assert text.startswith("def f(x):") and len(text.encode()) >= len("def f(x):") + 1
+  assert sample.sample(None, workdir, "def f(x):", **kw) == text   # the saved config
+  with pytest.raises(ValueError, match="exceeds the model's sequence length 64"):
+    sample.sample(config, workdir, "x" * 60, **kw)
+  with pytest.raises(ValueError, match="--prompt"):
+    sample.sample(config, workdir, "", **kw)
