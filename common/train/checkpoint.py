@@ -101,6 +101,13 @@ class Checkpointer:
           state=ocp.args.StandardRestore(abstract_state)))
     except Exception as e:  # orbax raises many types for truncated or missing files
       bad = checkpoint_files.find_bad_file(step_dir, e)
+      if bad is None and any(m in _first_line(e) for m in _STRUCTURE_MISMATCH):
+        # Intact files, other model: the --config builds a different state than the run saved.
+        raise CheckpointError(
+            f"checkpoint step {step} in {self.directory} holds a different model than the one "
+            f"this config builds ({_first_line(e)}). Use the config the run was trained with "
+            "(it is saved beside the checkpoint: `python -m common.eval --workdir DIR` reads it) "
+            "or another --workdir.") from e
       where = f"file {bad}" if bad else f"directory {step_dir}"
       raise CheckpointError(
           f"checkpoint step {step} could not be restored: {where} is damaged or missing "
@@ -194,6 +201,10 @@ class Checkpointer:
       from jax.experimental import multihost_utils
       multihost_utils.sync_global_devices("checkpoint_set_aside")
     self.manager.reload()
+
+
+# What Orbax says when the files are intact but the target state has another tree structure.
+_STRUCTURE_MISMATCH = ("tree structures do not match", "Structure mismatch")
 
 
 def _first_line(e: BaseException) -> str:
