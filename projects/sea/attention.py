@@ -57,7 +57,7 @@ class SEAAttention(nnx.Module):
   def __init__(self, num_heads: int, head_dim: int, *, k: int, predictor_length: int,
                performer_nb_factor: int = 8, max_position_embeddings: int = 2048,
                k_oversample: float = 1.0, partial_attention_scaler: bool = True,
-               attention_impl: str = "gather", performer_chunk_size: int = 64,
+               attention_impl: str = "kernel", performer_chunk_size: int = 64,
                dtype: Any = None, param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
     """Builds the layer.
 
@@ -72,8 +72,9 @@ class SEAAttention(nnx.Module):
       max_position_embeddings: length of the learned positional value code (longest T).
       k_oversample: only 1.0 (the official default) is supported.
       partial_attention_scaler: multiply the sparse probabilities by sigma(s0) (official default).
-      attention_impl: "dense" (reference, [T, T] mask), "gather" (row-sparse jnp) or "kernel"
-        (common.kernels.row_sparse_attention).
+      attention_impl: "kernel" (common.kernels.row_sparse_attention; default), "gather"
+        (row-sparse jnp, also returns the sparse probabilities as intermediates) or "dense"
+        (reference, [T, T] mask).
       performer_chunk_size: tokens per chunk of the causal linear attention (memory only).
       dtype: compute dtype of the projections and CNN (None: from inputs/params). The Performer,
         P_hat and the selection always run in fp32, as the official code does.

@@ -8,7 +8,8 @@ config.model:
   sea_k                keys per query and head on average (official 64)
   sea_predictor_length T_M, compressed width (official 256; divisible by 4)
   sea_nb_factor        Performer features int(D ln D / nbf) (official 8)
-  sea_attention_impl   'gather' (row-sparse jnp) | 'dense' (reference [T,T] mask) | 'kernel'
+  sea_attention_impl   'kernel' (common.kernels.row_sparse_attention) | 'gather' (row-sparse
+                       jnp) | 'dense' (reference [T,T] mask)
 config.eval.strided (evaluator 'strided', projects/sea/perplexity.py):
   name, source ('wikitext2' | a split of config.data), manual_dir, tokenizer_dir,
   max_length, stride, max_tokens (0 = all), batch_size
@@ -33,7 +34,7 @@ def add_model_fields(m: ml_collections.ConfigDict) -> None:
   m.sea_k = 64
   m.sea_predictor_length = 256
   m.sea_nb_factor = 8
-  m.sea_attention_impl = "gather"
+  m.sea_attention_impl = "kernel"
 
 
 def set_preset(m: ml_collections.ConfigDict, name: str) -> None:

@@ -57,7 +57,7 @@ class OPTConfig:
   sea_k: int = 64                     # official scripts/opt.py defaults
   sea_predictor_length: int = 256
   sea_nb_factor: int = 8
-  sea_attention_impl: str = "gather"
+  sea_attention_impl: str = "kernel"
   dtype: Any = None
   remat_policy: str = "none"          # common.layers.remat, per decoder layer
 

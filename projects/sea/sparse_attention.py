@@ -5,8 +5,9 @@ Three interchangeable implementations, chosen by `attention_impl`:
               q k^T with a [T, T] keep mask. O(T^2) memory; used for the golden comparison.
   * "gather": row-sparse jnp: each query gathers its K kept keys (padded index lists from
               masks.row_sparse_key_indices) and attends over them. O(T*K) memory.
-  * "kernel": the same row-sparse contract through the shared Pallas op
-              common.kernels.row_sparse_attention (imported lazily; it is still being written).
+  * "kernel": the same row-sparse contract through the shared op
+              common.kernels.row_sparse_attention (the default: Pallas on GPU, its chunked XLA
+              path elsewhere; custom VJP).
 
 Rows without any kept key produce zero probabilities and a zero context: the official
 masked_fill(partial_attention_mask < -1, 0) after the softmax does exactly that.
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from common.kernels import row_sparse_attention as kernels_row_sparse
 
 ATTENTION_IMPLS = ("dense", "gather", "kernel")
 
@@ -74,12 +77,7 @@ def row_sparse_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_indices: 
   if impl == "gather":
     return gather_row_sparse_attention(q, k, v, key_indices, key_valid, scale)[0]
   if impl == "kernel":
-    try:
-      from common.kernels.row_sparse_attention import row_sparse_attention as kernel_op
-    except ImportError as e:  # the shared kernel package is still being written
-      raise ValueError(
-          "attention_impl='kernel' needs common.kernels.row_sparse_attention, which could not be "
-          f"imported ({e}); use attention_impl='gather' or 'dense'.") from e
-    return kernel_op(q, k, v, key_indices, key_valid=key_valid, scale=scale, impl="auto")
+    return kernels_row_sparse.row_sparse_attention(q, k, v, key_indices, key_valid=key_valid,
+                                                   scale=scale, impl="auto")
   raise ValueError(f"attention_impl={impl!r} is not a row-sparse implementation; "
                    "allowed: 'gather', 'kernel'.")

@@ -56,3 +56,21 @@ def test_unknown_impl_is_refused():
   q, k, v, idx, valid, _ = _case()
   with pytest.raises(ValueError, match="attention_impl='dense' is not a row-sparse"):
     sparse_attention.row_sparse_attention(q, k, v, idx, valid, impl="dense")
+
+
+def test_shared_kernel_equals_gather_values_and_gradients():
+  """attention_impl='kernel' (common.kernels.row_sparse_attention, SEA's default) is the same op."""
+  q, k, v, idx, valid, _ = _case(2)
+
+  def loss(impl):
+    return lambda q, k, v: jnp.sum(sparse_attention.row_sparse_attention(
+        q, k, v, idx, valid, impl=impl) ** 2)
+
+  out = sparse_attention.row_sparse_attention(q, k, v, idx, valid, impl="kernel")
+  ref = sparse_attention.row_sparse_attention(q, k, v, idx, valid, impl="gather")
+  np.testing.assert_allclose(out, ref, atol=1e-5)
+  assert np.all(np.asarray(out)[:, 1, 3] == 0)   # a query with no kept key: zero context
+  grads = jax.jit(jax.grad(loss("kernel"), argnums=(0, 1, 2)))(q, k, v)
+  want = jax.jit(jax.grad(loss("gather"), argnums=(0, 1, 2)))(q, k, v)
+  for g, r in zip(grads, want):
+    np.testing.assert_allclose(g, r, atol=1e-4, rtol=1e-4)
