@@ -65,8 +65,11 @@ def _main(project: str) -> None:
     final = trainer.train(config, _WORKDIR.value, restore_fallback=_FALLBACK.value)
   elif _MODE.value == "sample":
     from common.train import sample
-    print(sample.sample(config, _WORKDIR.value, _PROMPT.value, num_tokens=_NUM_TOKENS.value,
-                        temperature=_TEMPERATURE.value, seed=_SEED.value, step=_STEP.value))
+    text = sample.sample(config, _WORKDIR.value, _PROMPT.value, num_tokens=_NUM_TOKENS.value,
+                         temperature=_TEMPERATURE.value, seed=_SEED.value, step=_STEP.value)
+    import jax
+    if jax.process_index() == 0:  # every process decodes the same (global) tokens
+      print(text)
     return
   else:
     run, state, step = trainer.restore_for_eval(config, _WORKDIR.value, step=_STEP.value)
