@@ -19,7 +19,7 @@ carries the frozen teacher and several [T, T] loss maps).
 SEA as scripts/opt.py: k 64, T_M 256, nbf 8, all layers. Teacher: AdamW 3e-3 cosine.
 Student: the official objective and lr groups (SEA params x10, the rest x0.2) at a demo base lr
 of 1e-3 (official 1e-5 at 10k steps is too slow for a demo).
-Hardware: 2 CPU cores. Time: 362 s for teacher + export + student + evaluation (load ~3.5; 914 s
+Hardware: 2 CPU cores. Time: 220 s for teacher + export + student + evaluation (load ~2; 914 s
 at load 5-11). Result: strided validation 4.164 bits/byte (teacher) vs 4.163 (student); 6.2% of
 causal key pairs kept; KL(teacher || estimate) 0.63 nats/row (README "Measured").
 
