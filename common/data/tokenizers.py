@@ -330,19 +330,21 @@ def from_config(data_config) -> Tokenizer:
     path = arg
   else:
     path = _trained_model_path(data_config, arg)
-  key = (path, extra_ids)
-  with _LOCK:
-    if key not in _CACHE:
-      _CACHE[key] = SentencePieceTokenizer(path, extra_ids)
-    return _CACHE[key]
+  return _cached(SentencePieceTokenizer, path, extra_ids)
 
 
 def bpe_tokenizer(path: str, extra_ids: int = 0) -> BPETokenizer:
   """The (cached) BPETokenizer of an HF tokenizer folder."""
-  key = ("bpe", os.path.abspath(path), extra_ids)
+  return _cached(BPETokenizer, os.path.abspath(path), extra_ids)
+
+
+def _cached(cls: type, path: str, extra_ids: int) -> Tokenizer:
+  """One instance per (kind, file, extra_ids): loading a model file is not free, and every data
+  worker and evaluator asks for the tokenizer again."""
+  key = (cls.__name__, path, extra_ids)
   with _LOCK:
     if key not in _CACHE:
-      _CACHE[key] = BPETokenizer(path, extra_ids)
+      _CACHE[key] = cls(path, extra_ids)
     return _CACHE[key]
 
 

@@ -266,6 +266,16 @@ def collect(games: list[str], hidden_fn: Callable[[np.ndarray], np.ndarray], *, 
   return acts, targets
 
 
+def load_games(data_config, split: str, n: int) -> list[str]:
+  """The first `n` transcripts of `split` of a chess text dataset (e.g. 'chess_games')."""
+  from common.data import sources  # pylint: disable=g-import-not-at-top
+  source, _ = sources.open_split(data_config, split)
+  if len(source) < n:
+    raise ValueError(f"{n} games were asked for but split {split!r} of {data_config.name!r} has "
+                     f"{len(source)}; ask for fewer (config.eval.board_games, or --num_games).")
+  return [sources.as_text(source[i][data_config.text_key]) for i in range(n)]
+
+
 def score_games(games: list[str], hidden_fn: Callable[[np.ndarray], np.ndarray], *,
                 seq_len: int, batch_size: int) -> dict[str, float]:
   """The protocol the MoE-X and Monet chess evaluations share, so their numbers compare.

@@ -61,6 +61,35 @@ def paper_config(config: ml_collections.ConfigDict, config_cls: type,
   return config_cls(**overrides)
 
 
+def eval_only(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy without drop path and EMA, for a checkpoint of converted weights (it has neither)."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.model.drop_path_rate = 0.0
+  config.optimizer.ema_decay = 0.0
+  return config
+
+
+def converted_case_config(demo_config: ml_collections.ConfigDict, arch: Any, input_size: int, *,
+                          skip: tuple[str, ...] = ()) -> ml_collections.ConfigDict:
+  """`demo_config`, eval-only, building the model-config dataclass `arch` on its demo dataset.
+
+  The data takes its channels, classes and size from `arch` and `input_size`, so converted
+  official weights of any shape restore without ImageNet. Every field of `arch` becomes a
+  `config.model.arch` override except the data-derived ones (and `skip`).
+  """
+  config = eval_only(demo_config)
+  config.data.channels = arch.in_chans
+  config.data.num_classes = arch.num_classes
+  config.data.image_size = int(input_size)
+  config.data.mean = config.data.std = (0.5,) * arch.in_chans
+  skip = ("num_classes", "in_chans", "drop_path_rate") + tuple(skip)
+  config.model.arch = ml_collections.ConfigDict(
+      {f.name: getattr(arch, f.name) for f in dataclasses.fields(arch)
+       if f.name not in skip and getattr(arch, f.name) is not None})
+  config.model.preset = ""
+  return config
+
+
 def build_baseline_vit(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> vit.VisionTransformer:
   """The plain ViT of the demo comparison (no stochastic depth: common's ViT has none)."""
   v, d = config.model.vit, config.data

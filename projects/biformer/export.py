@@ -16,24 +16,16 @@ restores without ImageNet.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any, Mapping
 
 import ml_collections
 
-from common.train import config_io
+from common.train import config_io, image_task
+from common.train.image_task import eval_only
 from common.train.export import write_checkpoint  # noqa: F401  (re-exported for convert.py)
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
-
-
-def eval_only(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A copy without drop path and EMA (the converted state has neither)."""
-  config = ml_collections.ConfigDict(config.to_dict())
-  config.model.drop_path_rate = 0.0
-  config.optimizer.ema_decay = 0.0
-  return config
 
 
 def imagenet_config(preset: str) -> ml_collections.ConfigDict:
@@ -45,14 +37,6 @@ def case_config(kwargs: Mapping[str, Any], model: str, input_size: int
   """A config whose model is the official `<model>(**kwargs)`; restores without ImageNet."""
   from third_party.biformer import official_kwargs  # the kwargs mapping and its checks
   arch = official_kwargs.config_from_kwargs(kwargs, model, drop_path_rate=0.0)
-  config = eval_only(config_io.load_config(f"{CONFIGS}/mnist_demo.py:biformer"))
-  config.data.channels = arch.in_chans
-  config.data.num_classes = arch.num_classes
-  config.data.image_size = int(input_size)
-  config.data.mean = config.data.std = (0.5,) * arch.in_chans
-  skip = ("num_classes", "in_chans", "drop_path_rate", "attention_impl")
-  config.model.arch = ml_collections.ConfigDict(
-      {f.name: getattr(arch, f.name) for f in dataclasses.fields(arch)
-       if f.name not in skip and getattr(arch, f.name) is not None})
-  config.model.preset = ""
-  return config
+  return image_task.converted_case_config(
+      config_io.load_config(f"{CONFIGS}/mnist_demo.py:biformer"), arch, input_size,
+      skip=("attention_impl",))

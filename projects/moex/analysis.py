@@ -12,32 +12,16 @@ from __future__ import annotations
 
 from typing import Callable
 
-import jax
 import numpy as np
 from flax import nnx
 
 from common.eval import board_state
-from common.layers import intermediates, moe
+from projects.moex import board_eval
 
 
 def capture(model: nnx.Module, tokens: np.ndarray, layer: int) -> dict[str, np.ndarray]:
   """{'hidden' [B, T, F]} plus, for MoE layers, 'scores' and 'expert_l0' [B, T, M]."""
-  graphdef, state = nnx.split(model)
-  probe = nnx.merge(graphdef, state)
-  name = probe.capture_hidden(layer)
-  graphdef, state = nnx.split(probe)
-
-  @jax.jit
-  def run(state, tokens):
-    m = nnx.merge(graphdef, state)
-    m(tokens)
-    stats = nnx.pop(m, nnx.Intermediate)
-    out = {"hidden": name}
-    if isinstance(m.layers[layer].ffn, moe.SparseMoE):
-      out.update(scores="router_scores", expert_l0="expert_l0")
-    return {k: next(iter(intermediates.layer_stats(stats, v).values())) for k, v in out.items()}
-
-  return {k: np.asarray(v) for k, v in run(state, np.asarray(tokens, np.int32)).items()}
+  return board_eval.capture_fn(model, layer, router=True)(tokens)
 
 
 def score_l0_correlation(scores: np.ndarray, expert_l0: np.ndarray,

@@ -15,9 +15,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from common.data import sources
 from common.eval import board_state
-from common.layers import intermediates
+from common.layers import intermediates, moe
 
 
 def resolve_layer(layer: int, num_layers: int) -> int:
@@ -29,32 +28,39 @@ def resolve_layer(layer: int, num_layers: int) -> int:
   return layer
 
 
-def hidden_fn(model: nnx.Module, layer: int) -> Callable[[np.ndarray], np.ndarray]:
-  """tokens int32 [B, T] -> FFN hidden code [B, T, F] of `layer`, jitted (one compile per shape).
+def capture_fn(model: nnx.Module, layer: int, *, router: bool = False
+               ) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+  """tokens int32 [B, T] -> {'hidden': FFN hidden code [B, T, F] of `layer`} and, with `router`
+  on a MoE layer, 'scores' (router scores) and 'expert_l0' (every expert's true L0) [B, T, M].
 
-  Works on a copy of the module graph, so `model` itself never sows.
+  Jitted once (one compile per token shape); works on a copy of the module graph, so `model`
+  itself never sows.
   """
   graphdef, state = nnx.split(model)
   probe = nnx.merge(graphdef, state)
-  name = probe.capture_hidden(layer)
+  names = {"hidden": probe.capture_hidden(layer)}
+  if router and isinstance(probe.layers[layer].ffn, moe.SparseMoE):
+    names.update(scores="router_scores", expert_l0="expert_l0")
   graphdef, state = nnx.split(probe)
 
   @jax.jit
   def run(state, tokens):
     m = nnx.merge(graphdef, state)
     m(tokens)
-    stats = intermediates.layer_stats(nnx.pop(m, nnx.Intermediate), name)
-    return next(iter(stats.values()))
+    stats = nnx.pop(m, nnx.Intermediate)
+    return {k: next(iter(intermediates.layer_stats(stats, v).values())) for k, v in names.items()}
 
-  return lambda tokens: np.asarray(run(state, tokens))
+  return lambda tokens: {k: np.asarray(v) for k, v in
+                         run(state, np.asarray(tokens, np.int32)).items()}
 
 
-def load_games(data_config, split: str, n: int) -> list[str]:
-  source, _ = sources.open_split(data_config, split)
-  if len(source) < n:
-    raise ValueError(f"config.eval.board_games={n} but split {split!r} of "
-                     f"{data_config.name!r} has {len(source)} games; lower board_games.")
-  return [sources.as_text(source[i][data_config.text_key]) for i in range(n)]
+def hidden_fn(model: nnx.Module, layer: int) -> Callable[[np.ndarray], np.ndarray]:
+  """tokens int32 [B, T] -> FFN hidden code [B, T, F] of `layer` (board_state.collect's hook)."""
+  capture = capture_fn(model, layer)
+  return lambda tokens: capture(tokens)["hidden"]
+
+
+load_games = board_state.load_games   # the transcripts both MoE-X and Monet are scored on
 
 
 def evaluate(model, games: list[str], *, layer: int, seq_len: int,

@@ -21,18 +21,11 @@ from typing import Any, Mapping
 
 import ml_collections
 
-from common.train import config_io
+from common.train import config_io, image_task
+from common.train.image_task import eval_only
 from common.train.export import write_checkpoint  # noqa: F401  (re-exported for convert.py)
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
-
-
-def eval_only(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A copy without drop path and EMA (the converted state has neither)."""
-  config = ml_collections.ConfigDict(config.to_dict())
-  config.model.drop_path_rate = 0.0
-  config.optimizer.ema_decay = 0.0
-  return config
 
 
 def imagenet_config(preset: str) -> ml_collections.ConfigDict:
@@ -43,15 +36,5 @@ def case_config(kwargs: Mapping[str, Any], input_size: int) -> ml_collections.Co
   """A config whose model is `STViT(**kwargs)` and whose data restores without ImageNet."""
   from third_party.stvit import config as official  # the kwargs mapping and its checks
   arch = official.config_from_kwargs(kwargs)
-  config = eval_only(config_io.load_config(f"{CONFIGS}/mnist_demo.py:svit"))
-  config.data.channels = arch.in_chans
-  config.data.num_classes = arch.num_classes
-  config.data.image_size = int(input_size)
-  config.data.mean = config.data.std = (0.5,) * arch.in_chans
-  fields = ("embed_dim", "depths", "num_heads", "n_iter", "stoken_size", "projection",
-            "layerscale", "init_values", "mlp_ratio", "qkv_bias", "qk_scale", "drop_rate",
-            "attn_drop_rate")
-  config.model.arch = ml_collections.ConfigDict(
-      {f: getattr(arch, f) for f in fields if getattr(arch, f) is not None})
-  config.model.preset = ""
-  return config
+  return image_task.converted_case_config(
+      config_io.load_config(f"{CONFIGS}/mnist_demo.py:svit"), arch, input_size)

@@ -37,7 +37,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from common.data import sources
 from common.eval import board_state
 from projects.monet.experts import MonetMoHDE, MonetMoVDE, _cross, _up
 from projects.monet.generate import _check_eval
@@ -135,13 +134,7 @@ def hidden_fn(model: MonetForCausalLM, layer: int) -> Callable[[np.ndarray], np.
   return lambda tokens: np.asarray(run(state, jnp.asarray(tokens, jnp.int32)))
 
 
-def load_games(data_config, split: str, n: int) -> list[str]:
-  """The first `n` transcripts of `split`."""
-  source, _ = sources.open_split(data_config, split)
-  if len(source) < n:
-    raise ValueError(f"num_games={n} but split {split!r} of {data_config.name!r} has "
-                     f"{len(source)} games; pass fewer games.")
-  return [sources.as_text(source[i][data_config.text_key]) for i in range(n)]
+load_games = board_state.load_games
 
 
 def _restore(workdir: str, step: int | None):
