@@ -10,6 +10,7 @@ import json
 import os
 from typing import Any, Callable
 
+from common.train import config_io
 from common.train import state as state_lib
 from common.train import trainer
 
@@ -77,3 +78,41 @@ def export_once(workdir: str, export: Callable[[], Any]) -> str:
   if not done:
     export()
   return workdir
+
+
+def vision_vs_vit_rows(*, project: str, label: str, config_file: str, out_dir: str, quick: bool,
+                       paper_top1: str, paper_speed: str, official_params: dict[str, int],
+                       preset_params: Callable[[str], int]) -> list[dict]:
+  """The svit / biformer demo: `<config_file>:<project>` vs its `:vit` baseline, then presets.
+
+  Both runs use the same data, steps and optimiser ('tiny' when quick, else 'demo'); the ViT is
+  shared between the projects' demos (`train_shared`). Rows: test top-1, parameters, eval
+  images/s, and each paper preset's parameter count against the official one (`preset_params`
+  counts abstractly; quick mode checks the first preset only).
+  """
+  size = "tiny" if quick else "demo"
+  paper_cfg = config_io.load_config(f"{config_file}:{project},{size}")
+  vit_cfg = config_io.load_config(f"{config_file}:vit,{size}")
+  paper = train_or_reuse(paper_cfg, os.path.join(out_dir, project))
+  vit = train_shared(vit_cfg, out_dir, "vit_baseline_mnist", local_name="vit", model_key="vit")
+  acc = lambda r: f"{100 * r['eval/classification/test/accuracy']:.1f}%"  # noqa: E731
+  ips = lambda r: f"{r['eval/throughput/images_per_s']:.0f}"  # noqa: E731
+
+  def row(exp, metric, claim, measured):
+    return dict(project=project, experiment=exp, metric=metric, paper=claim, measured=measured)
+
+  exp = f"{label} vs ViT, MNIST-5k (32x32)"
+  rows = [
+      row(exp, f"test top-1 {label} / ViT", paper_top1, f"{acc(paper)} / {acc(vit)}"),
+      row(exp, f"parameters {label} / ViT", "same-size comparison",
+          f"{count_params(paper_cfg):,} / {count_params(vit_cfg):,}"),
+      row(exp, f"eval images/s on this CPU, {label} / ViT", paper_speed,
+          f"{ips(paper)} / {ips(vit)}"),
+  ]
+  names = tuple(official_params)[:1] if quick else tuple(official_params)
+  counts = {n: preset_params(n) for n in names}
+  rows.append(row("paper presets", "trainable parameters (ours = official?)",
+                  ", ".join(f"{n} {official_params[n]:,}" for n in names),
+                  ", ".join(f"{n} {counts[n]:,} ({'=' if counts[n] == official_params[n] else '!='})"
+                            for n in names)))
+  return rows

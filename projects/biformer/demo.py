@@ -17,17 +17,12 @@ import os
 
 from flax import nnx
 
-from common.train import config_io, demo_runs, state as state_lib
+from common.train import demo_runs, state as state_lib
 
 CONFIG = "projects/biformer/configs/mnist_demo.py"
-BASELINE_DIR = "vit_baseline_mnist"
 # Trainable parameters of the official factories at 1000 classes (shared/golden/param_counts).
 OFFICIAL_PARAMS = {"BiFormer-T": 13_142_760, "BiFormer-S": 25_536_232, "BiFormer-B": 56_804_968,
                    "BiFormer-STL": 28_372_552}
-
-
-def _config(variant: str, quick: bool):
-  return config_io.load_config(f"{CONFIG}:{variant},{'tiny' if quick else 'demo'}")
 
 
 def preset_params(name: str) -> int:
@@ -39,27 +34,8 @@ def preset_params(name: str) -> int:
 
 def run(out_dir: str, *, quick: bool = False) -> list[dict]:
   os.makedirs(out_dir, exist_ok=True)
-  bf_cfg, vit_cfg = _config("biformer", quick), _config("vit", quick)
-  bf = demo_runs.train_or_reuse(bf_cfg, os.path.join(out_dir, "biformer"))
-  vit = demo_runs.train_shared(vit_cfg, out_dir, BASELINE_DIR, local_name="vit",
-                                model_key="vit")
-  acc = lambda r: f"{100 * r['eval/classification/test/accuracy']:.1f}%"
-  ips = lambda r: f"{r['eval/throughput/images_per_s']:.0f}"
-  row = lambda exp, metric, paper, measured: dict(project="biformer", experiment=exp,
-                                                  metric=metric, paper=paper, measured=measured)
-  exp = "BiFormer vs ViT, MNIST-5k (32x32)"
-  rows = [
-      row(exp, "test top-1 BiFormer / ViT", "BiFormer-S 83.8% vs DeiT-S 79.8% (ImageNet-1k)",
-          f"{acc(bf)} / {acc(vit)}"),
-      row(exp, "parameters BiFormer / ViT", "same-size comparison",
-          f"{demo_runs.count_params(bf_cfg):,} / {demo_runs.count_params(vit_cfg):,}"),
-      row(exp, "eval images/s on this CPU, BiFormer / ViT", "not reported",
-          f"{ips(bf)} / {ips(vit)}"),
-  ]
-  names = ("BiFormer-T",) if quick else tuple(OFFICIAL_PARAMS)
-  counts = {n: preset_params(n) for n in names}
-  rows.append(row("paper presets", "trainable parameters (ours = official?)",
-                  ", ".join(f"{n} {OFFICIAL_PARAMS[n]:,}" for n in names),
-                  ", ".join(f"{n} {counts[n]:,} ({'=' if counts[n] == OFFICIAL_PARAMS[n] else '!='})"
-                            for n in names)))
-  return rows
+  return demo_runs.vision_vs_vit_rows(
+      project="biformer", label="BiFormer", config_file=CONFIG, out_dir=out_dir, quick=quick,
+      paper_top1="BiFormer-S 83.8% vs DeiT-S 79.8% (ImageNet-1k)",
+      paper_speed="not reported", official_params=OFFICIAL_PARAMS,
+      preset_params=preset_params)
