@@ -27,14 +27,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import pathlib
 import platform
-import resource
-import subprocess
 import sys
 import time
+
+from benchmarks import harness
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS_attention.md"
 METHODS = ("dense", "block_sparse_xla", "row_sparse_xla")
@@ -132,70 +131,30 @@ def measure(cfg):
   compiled = fn.lower(*args).compile()
   compile_s = time.perf_counter() - t0
   mem = compiled.memory_analysis()
-  jax.block_until_ready(compiled(*args))  # warm-up
-  times = []
-  for _ in range(cfg["repeats"]):
-    t0 = time.perf_counter()
-    jax.block_until_ready(compiled(*args))
-    times.append(time.perf_counter() - t0)
+  _, times = harness.timed_calls(compiled, *args, repeats=cfg["repeats"])
   return dict(
       best_s=min(times), median_s=sorted(times)[len(times) // 2],
       compile_s=compile_s,
       temp_bytes=getattr(mem, "temp_size_in_bytes", None) if mem else None,
-      peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+      peak_rss_bytes=harness.peak_rss_bytes())
 
 
 def _run_worker(cfg):
-  """Runs `measure` in a fresh process (own peak RSS); None if it failed."""
-  cmd = [sys.executable, __file__, "--worker", json.dumps(cfg)]
+  """Runs `measure` in a fresh process (own peak RSS); {'error': ...} if it failed."""
   env = dict(os.environ)
   env.setdefault("JAX_PLATFORMS", "cpu")
-  proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
-                        check=False)
-  if proc.returncode != 0:
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
-    return dict(error=tail[0] if tail else f"exit {proc.returncode}")
-  return json.loads(proc.stdout.strip().splitlines()[-1])
+  return harness.run_worker(__file__, cfg, env)
 
 
 # ----------------------------------------------------------------------------
 # Tables.
 # ----------------------------------------------------------------------------
-def _fmt_bytes(n):
-  if n is None:
-    return "-"
-  for unit in ("B", "KiB", "MiB", "GiB"):
-    if n < 1024 or unit == "GiB":
-      return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-    n /= 1024
-  return str(n)
-
-
-def _slope(ts, ys):
-  pts = [(math.log(t), math.log(y)) for t, y in zip(ts, ys) if y and y > 0]
-  if len(pts) < 2:
-    return None
-  n = len(pts)
-  mx = sum(p[0] for p in pts) / n
-  my = sum(p[1] for p in pts) / n
-  sxx = sum((p[0] - mx) ** 2 for p in pts)
-  return sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx
-
-
 def _machine():
   import jax
   import jaxlib
 
-  cpu = "unknown CPU"
-  try:
-    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        cpu = line.split(":", 1)[1].strip()
-        break
-  except OSError:
-    pass
   load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-  return (f"{os.cpu_count()} vCPU {cpu}, {platform.system()} "
+  return (f"{os.cpu_count()} vCPU {harness.cpu_model()}, {platform.system()} "
           f"{platform.machine()}, Python {platform.python_version()}, "
           f"jax {jax.__version__} / jaxlib {jaxlib.__version__} "
           f"(backend {jax.default_backend()}); host load average at start "
@@ -217,7 +176,7 @@ def cpu_section(args):
                        t * t * 4)
         if method == "dense" and dense_bytes > args.dense_max_gib * 2**30:
           rows.append((method, mode, t, None,
-                       f"skipped: needs ~{_fmt_bytes(dense_bytes)} "
+                       f"skipped: needs ~{harness.fmt_bytes(dense_bytes)} "
                        f"(> --dense-max-gib {args.dense_max_gib:g})"))
           continue
         cfg = dict(base, method=method, mode=mode, t=t,
@@ -229,8 +188,8 @@ def cpu_section(args):
           series.append((t, res))
       if series:
         fits[(method, mode)] = (
-            _slope([t for t, _ in series], [r["best_s"] for _, r in series]),
-            _slope([t for t, _ in series], [r["temp_bytes"] for _, r in series]))
+            harness.loglog_slope([t for t, _ in series], [r["best_s"] for _, r in series]),
+            harness.loglog_slope([t for t, _ in series], [r["temp_bytes"] for _, r in series]))
   keys_bs = args.n_sel * args.block
   lines = [
       f"Shapes: B={args.batch}, H={args.heads}, D={args.head_dim}, float32, "
@@ -253,8 +212,8 @@ def cpu_section(args):
     else:
       lines.append(
           f"| {method} | {mode} | {t} | {res['best_s'] * 1e3:.1f} | "
-          f"{_fmt_bytes(res['temp_bytes'])} | "
-          f"{_fmt_bytes(res['peak_rss_bytes'])} | {res['compile_s']:.1f} | |")
+          f"{harness.fmt_bytes(res['temp_bytes'])} | "
+          f"{harness.fmt_bytes(res['peak_rss_bytes'])} | {res['compile_s']:.1f} | |")
   lines += ["", "Log-log slope against T (1 = linear, 2 = quadratic), over "
             "the measured sizes. The sparse paths' temp memory is a scan "
             "chunk bounded by CHUNK_BYTES (64 MiB) plus O(T * D) buffers, "

@@ -21,7 +21,6 @@ import argparse
 import datetime
 import os
 import platform
-import time
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +28,7 @@ import numpy as np
 from flax import nnx
 
 import common  # noqa: F401
+from benchmarks import harness
 from common.layers import moe
 from projects.monet.config import MonetConfig
 from projects.monet.experts import make_experts
@@ -72,13 +72,8 @@ def _routing(key, b, t, h, e, k):
 
 
 def _time(fn, *args, repeats: int) -> float:
-  jax.block_until_ready(fn(*args))  # compile
-  best = float("inf")
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    best = min(best, time.perf_counter() - start)
-  return best
+  _, times = harness.timed_calls(fn, *args, repeats=repeats)  # the first call compiles
+  return min(times)
 
 
 def bench(layer: nnx.Module, x, g1, g2, repeats: int) -> tuple[float, float]:

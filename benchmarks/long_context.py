@@ -22,8 +22,9 @@ output projections, causal, float32, batch 1, H heads of D (default 4 x 64, hidd
            mode (no k-means EMA update); the clustering loss is part of the forward.
   sea      projects.sea.attention.SEAAttention (the OPT settings of the official scripts/opt.py:
            k = 64, T_M = 256, nbf = 8) wrapped here with OPT-style q/k/v/out projections (biases,
-           q * D^-1/2); attention_impl 'kernel' (common.kernels.row_sparse_attention, the chunked
-           XLA path on CPU) by default, --sea-impl to change it.
+           q * D^-1/2); attention_impl 'auto' (common.kernels.row_sparse_attention, the chunked
+           XLA path on CPU) by default, --attention_impl to change it ('official': the dense
+           keep mask; or a kernel impl).
   routing_torch  (only when `torch` and lucidrains' `routing_transformer` import) its
            `routing_transformer.routing_transformer.SelfAttention`, the attention block of
            `RoutingTransformer`, at the same shapes: dim = hidden, heads = H, dim_head = D,
@@ -59,11 +60,12 @@ import math
 import os
 import pathlib
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import time
+
+from benchmarks import harness
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 JAX_LAYERS = ("dense", "routing", "sea")
@@ -90,7 +92,9 @@ def _parse_args(argv=None):
   p.add_argument("--routing-heads", type=int, default=2,
                  help="routing heads among --heads (the rest are local heads)")
   p.add_argument("--routing-rule", default="sqrt", choices=("sqrt", "official"))
-  p.add_argument("--sea-impl", default="kernel", choices=("kernel", "gather", "dense"))
+  p.add_argument("--attention_impl", default="auto",
+                 help="the sea layer's attention_impl: official | auto | xla | reference | "
+                 "pallas_tpu | pallas_gpu | interpret (routing keeps stdlib_demo.py's 'auto')")
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--max-gib", type=float, default=4.0,
                  help="skip a configuration whose compiled temp+arg+out bytes exceed this")
@@ -174,7 +178,7 @@ def _build_jax_layer(cfg):
         self.o = nnx.Linear(hidden, hidden, rngs=rngs)
         self.core = SEAAttention(h, d, k=SEA_K, predictor_length=SEA_TM,
                                  performer_nb_factor=SEA_NBF, max_position_embeddings=n,
-                                 attention_impl=cfg["sea_impl"], rngs=rngs)
+                                 attention_impl=cfg["attention_impl"], rngs=rngs)
 
       def __call__(self, x):
         b = x.shape[0]
@@ -191,30 +195,26 @@ def _build_jax_layer(cfg):
 
 
 def _build_routing(cfg, rngs):
-  """RoutingSelfAttention from stdlib_demo.py's model fields, via its public constructor."""
-  import inspect
+  """RoutingSelfAttention from stdlib_demo.py's model config with this run's heads and K, w."""
+  import dataclasses
 
   from flax import nnx
 
   from projects.routing_transformer import attention as rt_attention
+  from projects.routing_transformer import config as rt_config
+  from projects.routing_transformer import model as rt_model
   from projects.routing_transformer.configs import stdlib_demo
 
-  m = stdlib_demo.get_config("demo,routing").model
   k, w = routing_geometry(cfg["n"], cfg["routing_rule"])
   hr = cfg["routing_heads"]
-  # The model's own mapping from config.model to the layer (model.py), restated for one layer.
-  values = dict(
-      num_local_heads=cfg["heads"] - hr, num_routing_heads=hr, head_dim=cfg["head_dim"],
-      num_clusters=k, window=w, query_block=m.query_block, memory_flange=m.memory_flange,
-      local_relative=m.local_relative, routing_relative=m.routing_relative,
-      max_relative_position=m.max_relative_position, attention_dropout=m.attention_dropout,
-      decay=m.kmeans_decay, beta=m.beta, impl=m.attention_impl, kernel_impl=m.kernel_impl)
+  m = dataclasses.replace(
+      rt_config.from_config(stdlib_demo.get_config("demo,routing").model),
+      num_local_heads=cfg["heads"] - hr, num_routing_heads=hr,
+      hidden_size=cfg["heads"] * cfg["head_dim"], num_clusters=k, window=w)
   init = nnx.initializers.variance_scaling(m.initializer_gain, "fan_avg", "uniform")
-  # Tolerate small signature changes: pass only the keywords the constructor takes.
-  params = inspect.signature(rt_attention.RoutingSelfAttention.__init__).parameters
-  kwargs = {key: val for key, val in values.items() if key in params}
-  return rt_attention.RoutingSelfAttention(cfg["heads"] * cfg["head_dim"], kernel_init=init,
-                                           rngs=rngs, **kwargs)
+  # The model's own mapping from its config to one layer (model.attention_kwargs).
+  return rt_attention.RoutingSelfAttention(m.hidden_size, kernel_init=init, rngs=rngs,
+                                           **rt_model.attention_kwargs(m))
 
 
 def _jax_extra(cfg):
@@ -262,15 +262,10 @@ def measure_jax(cfg):
       res["xla_bytes"] = int(mem.temp_size_in_bytes + mem.argument_size_in_bytes
                              + mem.output_size_in_bytes)
     if res.get("xla_bytes", 0) > cfg["max_gib"] * 2**30:
-      res["skipped"] = (f"compiled needs {_fmt_bytes(res['xla_bytes'])} "
+      res["skipped"] = (f"compiled needs {harness.fmt_bytes(res['xla_bytes'])} "
                         f"> --max-gib {cfg['max_gib']:g}; not run")
     else:
-      jax.block_until_ready(compiled(*args))  # warm-up
-      times = []
-      for _ in range(cfg["repeats"]):
-        t0 = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        times.append(time.perf_counter() - t0)
+      _, times = harness.timed_calls(compiled, *args, repeats=cfg["repeats"])
       res.update(median_s=statistics.median(times), best_s=min(times))
       try:
         stats = jax.devices()[0].memory_stats() or {}
@@ -285,8 +280,7 @@ def measure_jax(cfg):
 
 
 def _rss_and_load():
-  return dict(peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-              load=os.getloadavg()[0])
+  return dict(peak_rss_bytes=harness.peak_rss_bytes(), load=os.getloadavg()[0])
 
 
 # ----------------------------------------------------------------------------
@@ -360,71 +354,34 @@ def measure_torch(cfg):
 # ----------------------------------------------------------------------------
 # Driver.
 # ----------------------------------------------------------------------------
-def _run_worker(cfg, timeout):
-  cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), "--worker", json.dumps(cfg)]
+def _worker_env(device):
   env = dict(os.environ)
-  if cfg["device"] == "cpu":
+  if device == "cpu":
     env["JAX_PLATFORMS"] = "cpu"
-  elif cfg["device"] == "gpu":
+  elif device == "gpu":
     env["JAX_PLATFORMS"] = "cuda"
+  return env
+
+
+def _run_worker(cfg, timeout):
+  env = _worker_env(cfg["device"])
   env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-  try:
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False,
-                          timeout=timeout)
-  except subprocess.TimeoutExpired:
-    return dict(error=f"timed out after {timeout:.0f} s (--worker-timeout)",
-                load=os.getloadavg()[0])
-  if proc.returncode != 0:
-    lines = (proc.stderr or proc.stdout).strip().splitlines()
-    tail = [ln for ln in lines if ln.strip()][-1:]
-    return dict(error=(tail[0][:200] if tail else f"exit {proc.returncode}"),
-                load=os.getloadavg()[0])
-  return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _fmt_bytes(n):
-  if n is None:
-    return "-"
-  for unit in ("B", "KiB", "MiB", "GiB"):
-    if n < 1024 or unit == "GiB":
-      return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-    n /= 1024
-  return str(n)
-
-
-def loglog_slope(xs, ys):
-  """Least-squares slope of log(y) against log(x) over the positive points; None if < 2."""
-  pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if y is not None and y > 0]
-  if len(pts) < 2:
-    return None
-  mx = sum(p[0] for p in pts) / len(pts)
-  my = sum(p[1] for p in pts) / len(pts)
-  sxx = sum((p[0] - mx) ** 2 for p in pts)
-  return sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx
+  res = harness.run_worker(str(pathlib.Path(__file__).resolve()), cfg, env, timeout)
+  if "error" in res:
+    res["load"] = os.getloadavg()[0]
+  return res
 
 
 def _machine(args):
-  cpu = "unknown CPU"
-  try:
-    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        cpu = line.split(":", 1)[1].strip()
-        break
-  except OSError:
-    pass
-  env = dict(os.environ)
-  if args.device == "cpu":
-    env["JAX_PLATFORMS"] = "cpu"
-  elif args.device == "gpu":
-    env["JAX_PLATFORMS"] = "cuda"
+  env = _worker_env(args.device)
   code = ("import jax, jaxlib, flax; d = jax.devices()[0]; "
           "print(f'jax {jax.__version__} / jaxlib {jaxlib.__version__} / flax {flax.__version__}"
           " on {jax.default_backend()} ({d.device_kind})')")
   proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                         check=False, timeout=300)
   jax_text = proc.stdout.strip() or f"jax failed to start: {proc.stderr.strip()[-200:]}"
-  return (f"{os.cpu_count()} vCPU {cpu}, {platform.system()} {platform.machine()}, "
-          f"Python {platform.python_version()}, {jax_text}")
+  return (f"{os.cpu_count()} vCPU {harness.cpu_model()}, {platform.system()} "
+          f"{platform.machine()}, Python {platform.python_version()}, {jax_text}")
 
 
 def run(args):
@@ -446,7 +403,8 @@ def run(args):
                     f"{sys.executable} ({text}).")
       layers.remove("routing_torch")
   base = dict(heads=args.heads, head_dim=args.head_dim, routing_heads=args.routing_heads,
-              routing_rule=args.routing_rule, sea_impl=args.sea_impl, repeats=args.repeats,
+              routing_rule=args.routing_rule, attention_impl=args.attention_impl,
+              repeats=args.repeats,
               max_gib=args.max_gib, device=args.device)
   results = {}   # (layer, mode, n) -> dict
   dropped = {}   # (layer, mode) -> reason that holds for every larger n
@@ -477,7 +435,7 @@ def run(args):
           dropped[(layer, mode)] = f"not run: n={n} timed out"
         elif "skipped" in r:
           dropped[(layer, mode)] = (f"not run: n={n} already needed "
-                                    f"{_fmt_bytes(r.get('xla_bytes'))} > --max-gib")
+                                    f"{harness.fmt_bytes(r.get('xla_bytes'))} > --max-gib")
   elapsed = time.perf_counter() - started
   return results, layers, torch_note, elapsed, load_start
 
@@ -497,7 +455,7 @@ def render(args, results, layers, torch_note, elapsed, load_start, machine):
       f"{args.heads - args.routing_heads} local heads (stdlib_demo.py fields: relative positions, "
       f"local block {LOCAL_BLOCK} + flange {LOCAL_BLOCK}); routing rule '{args.routing_rule}': "
       f"{routing_rule_text(args.routing_rule)}. sea: k = {SEA_K}, T_M = {SEA_TM}, nbf = "
-      f"{SEA_NBF}, attention_impl '{args.sea_impl}'. Time: median of {args.repeats} runs after a "
+      f"{SEA_NBF}, attention_impl '{args.attention_impl}'. Time: median of {args.repeats} runs after a "
       f"warm-up (torch: two); compile: lower + compile (torch: the first call). XLA temp / XLA total: "
       f"memory_analysis() temp and temp + argument + output bytes; peak RSS: the worker "
       f"process's ru_maxrss (one worker per layer and n runs fwd, then fwd+bwd). load: 1-min load average when the row finished.", ""]
@@ -505,6 +463,7 @@ def render(args, results, layers, torch_note, elapsed, load_start, machine):
     lines += [torch_note, ""]
   lines += ["SEA official PyTorch code: not measured (gmlwns2000/sea-attention is not on PyPI; "
             "not vendored).", ""]
+  fmt_bytes = harness.fmt_bytes
   for mode in MODES:
     lines += [f"### {mode}", "",
               "| layer | n | sparsity | median (ms) | best (ms) | compile (s) | XLA temp | XLA total | "
@@ -520,8 +479,8 @@ def render(args, results, layers, torch_note, elapsed, load_start, machine):
         load = f"{r['load']:.2f}" if r.get("load") is not None else "-"
         lines.append(
             f"| {layer} | {n} | {r.get('extra', '-')} | {t} | {best} | {c} | "
-            f"{_fmt_bytes(r.get('temp_bytes'))} | {_fmt_bytes(r.get('xla_bytes'))} | "
-            f"{_fmt_bytes(r.get('peak_rss_bytes'))} | {_fmt_bytes(r.get('device_peak_bytes'))} | "
+            f"{fmt_bytes(r.get('temp_bytes'))} | {fmt_bytes(r.get('xla_bytes'))} | "
+            f"{fmt_bytes(r.get('peak_rss_bytes'))} | {fmt_bytes(r.get('device_peak_bytes'))} | "
             f"{load} | {note} |")
     lines.append("")
   lines += ["### Fitted exponents (cost ~ n^p, log-log least squares over the measured n)", "",
@@ -544,10 +503,10 @@ def render(args, results, layers, torch_note, elapsed, load_start, machine):
       ns = [n for n, _ in ok]
       lines.append(
           f"| {layer} | {mode} | {','.join(map(str, ns)) or '-'} | "
-          f"{fmt(loglog_slope(ns, [r['median_s'] for _, r in ok]))} | "
-          f"{fmt(loglog_slope(ns, [r['best_s'] for _, r in ok]))} | "
-          f"{fmt(loglog_slope(ns, [r.get('temp_bytes') for _, r in ok]))} | "
-          f"{fmt(loglog_slope(ns, [r.get('xla_bytes') for _, r in ok]))} |")
+          f"{fmt(harness.loglog_slope(ns, [r['median_s'] for _, r in ok]))} | "
+          f"{fmt(harness.loglog_slope(ns, [r['best_s'] for _, r in ok]))} | "
+          f"{fmt(harness.loglog_slope(ns, [r.get('temp_bytes') for _, r in ok]))} | "
+          f"{fmt(harness.loglog_slope(ns, [r.get('xla_bytes') for _, r in ok]))} |")
   lines.append("")
   return "\n".join(lines)
 

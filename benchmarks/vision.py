@@ -23,7 +23,6 @@ import os
 import pathlib
 import platform
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -31,16 +30,17 @@ import numpy as np
 from flax import nnx
 
 import common  # noqa: F401  (switches off eager variable sharding)
+from benchmarks import harness
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS_vision.md"
 
 
 def _build(name: str):
   if name.startswith("SViT"):
-    from projects.svit import STViT, get_preset
-    return nnx.eval_shape(lambda: STViT(get_preset(name), rngs=nnx.Rngs(0)))
-  from projects.biformer import create
-  return nnx.eval_shape(lambda: create(name, rngs=nnx.Rngs(0)))
+    from projects.svit import STViT, preset
+    return nnx.eval_shape(lambda: STViT(preset(name), rngs=nnx.Rngs(0)))
+  from projects.biformer import BiFormer, preset
+  return nnx.eval_shape(lambda: BiFormer(preset(name), rngs=nnx.Rngs(0)))
 
 
 def _materialise(model, seed: int = 0):
@@ -49,11 +49,7 @@ def _materialise(model, seed: int = 0):
   updates = []
   for path, var in nnx.to_flat_state(nnx.state(model)):
     shape, dtype = tuple(var.shape), var.dtype
-    if jnp.issubdtype(dtype, jax.dtypes.prng_key):
-      value = jax.random.split(jax.random.key(seed), shape) if shape else jax.random.key(seed)
-    elif jnp.issubdtype(dtype, jnp.integer):
-      value = np.zeros(shape, dtype)
-    elif path[-1] in ("var", "scale"):
+    if path[-1] in ("var", "scale"):
       value = np.ones(shape, np.float32)
     else:
       fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
@@ -63,25 +59,8 @@ def _materialise(model, seed: int = 0):
   return model
 
 
-def _call(name: str, model, x, train: bool):
-  if name.startswith("SViT"):
-    return model(x, train=train)
-  if train:
-    model.train()
-  else:
-    model.eval()
-  return model(x)
-
-
 def _time(fn, *args, repeats: int) -> tuple[float, float]:
-  start = time.perf_counter()
-  jax.block_until_ready(fn(*args))
-  first = time.perf_counter() - start
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
+  first, times = harness.timed_calls(fn, *args, repeats=repeats)
   return statistics.median(times), first
 
 
@@ -95,13 +74,13 @@ def measure(name: str, batch: int, size: int, repeats: int) -> dict:
 
   @jax.jit
   def forward(params, rest, x):
-    return _call(name, nnx.merge(graphdef, params, rest), x, train=False)
+    return nnx.merge(graphdef, params, rest)(x, train=False)
 
   @jax.jit
   def forward_backward(params, rest, x):
     def loss(p):
       model = nnx.merge(graphdef, p, rest)
-      return jnp.sum(_call(name, model, x, train=True))
+      return jnp.sum(model(x, train=True))
     return jax.grad(loss)(params)
 
   fwd, fwd_first = _time(forward, params, rest, x, repeats=repeats)

@@ -122,11 +122,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 T5_EXTRA_IDS = 100
 
 
-def known_fields(kind: str) -> frozenset[str]:
-  extra = IMAGE_DEFAULTS if kind == "image" else TEXT_DEFAULTS if kind == "text" else {}
-  return frozenset(COMMON_DEFAULTS) | frozenset(extra)
-
-
 def _defaults(name: str, kind: str, values: dict[str, Any]) -> dict[str, Any]:
   """Every field of `kind` with the defaults that suit `name` and the given values."""
   if kind == "image":

@@ -37,6 +37,16 @@ EOS_ID = 1
 MIN_SENTENCEPIECE_VOCAB = 320  # 256 byte-fallback pieces + specials + some real pieces
 
 
+def _as_bytes(text: str | bytes) -> bytes:
+  """UTF-8 bytes of `text` (bytes pass through)."""
+  return text.encode("utf-8") if isinstance(text, str) else bytes(text)
+
+
+def _as_str(text: str | bytes) -> str:
+  """`text` as str for a subword library: bytes are decoded as UTF-8, invalid ones as U+FFFD."""
+  return text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text
+
+
 class Tokenizer(abc.ABC):
   """Text <-> int32 ids. Subclasses define the base vocabulary; sentinels sit above it."""
 
@@ -100,7 +110,7 @@ class ByteTokenizer(Tokenizer):
     return 256 + self.OFFSET
 
   def encode(self, text: str | bytes) -> np.ndarray:
-    data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    data = _as_bytes(text)
     return np.frombuffer(data, np.uint8).astype(np.int32) + self.OFFSET
 
   def _decode_base(self, ids: Sequence[int]) -> str:
@@ -134,7 +144,7 @@ class ChessTokenizer(Tokenizer):
     return len(CHESS_VOCAB)
 
   def encode(self, text: str | bytes) -> np.ndarray:
-    data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    data = _as_bytes(text)
     ids = self._LOOKUP[np.frombuffer(data, np.uint8)]
     if (ids < 0).any():
       raw = data.decode("utf-8", errors="replace")
@@ -205,9 +215,7 @@ class BPETokenizer(Tokenizer):
     return self._tok.get_vocab_size()
 
   def encode(self, text: str | bytes) -> np.ndarray:
-    if isinstance(text, bytes):
-      text = text.decode("utf-8", errors="replace")
-    return np.asarray(self._tok.encode(text, add_special_tokens=False).ids, np.int32)
+    return np.asarray(self._tok.encode(_as_str(text), add_special_tokens=False).ids, np.int32)
 
   def _decode_base(self, ids: Sequence[int]) -> str:
     return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
@@ -233,9 +241,7 @@ class SentencePieceTokenizer(Tokenizer):
     return self._sp.vocab_size()
 
   def encode(self, text: str | bytes) -> np.ndarray:
-    if isinstance(text, bytes):
-      text = text.decode("utf-8", errors="replace")
-    return np.asarray(self._sp.encode(text), np.int32)
+    return np.asarray(self._sp.encode(_as_str(text)), np.int32)
 
   def _decode_base(self, ids: Sequence[int]) -> str:
     return self._sp.decode([int(i) for i in ids])

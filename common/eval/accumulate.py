@@ -7,7 +7,7 @@ last batch.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -49,6 +49,14 @@ def sum_batches(step: BatchSums, model: nnx.Module, batches: Iterable[Mapping[st
     for name, value in sums.items():
       totals[name] = totals.get(name, 0.0) + np.asarray(value, np.float64)
   return totals
+
+
+def split_sums(step: BatchSums, model: nnx.Module, ctx: Any, splits: Sequence[str],
+               max_batches: int | None, *extra: Any) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+  """(split, its `sum_batches` totals) for each split, over `ctx.batches(split, max_batches=...)`
+  (None: the config's eval.max_batches): the loop of every evaluator built on masked sums."""
+  for split in splits:
+    yield split, sum_batches(step, model, ctx.batches(split, max_batches=max_batches), *extra)
 
 
 def safe_ratio(numerator: np.ndarray, count: np.ndarray | float) -> float:

@@ -55,9 +55,8 @@ class ClassificationEvaluator:
 
   def __call__(self, model: nnx.Module, ctx: Any) -> dict[str, float]:
     out = {}
-    for split in self.splits:
-      sums = accumulate.sum_batches(self._batch_sums, model,
-                                    ctx.batches(split, max_batches=self.max_batches))
+    for split, sums in accumulate.split_sums(self._batch_sums, model, ctx, self.splits,
+                                             self.max_batches):
       n = float(sums.get("count", 0.0))
       out[f"{split}/num_examples"] = n
       for name, key in (("accuracy", "correct"), ("top5_accuracy", "correct5"), ("loss", "loss")):

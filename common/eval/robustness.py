@@ -63,9 +63,8 @@ class GaussianNoiseEvaluator:
   def __call__(self, model: nnx.Module, ctx: Any) -> dict[str, float]:
     out = {}
     sigmas = jnp.asarray(self.sigmas, jnp.float32)
-    for split in self.splits:
-      sums = accumulate.sum_batches(self._batch_sums, model,
-                                    ctx.batches(split, max_batches=self.max_batches), sigmas)
+    for split, sums in accumulate.split_sums(self._batch_sums, model, ctx, self.splits,
+                                             self.max_batches, sigmas):
       n = sums.get("count", 0.0)
       accs = [accumulate.safe_ratio(sums.get(f"correct/{j}", 0.0), n)
               for j in range(len(self.sigmas))]

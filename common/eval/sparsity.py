@@ -50,9 +50,8 @@ class SparsityEvaluator:
 
   def __call__(self, model: nnx.Module, ctx: Any) -> dict[str, float]:
     out = {}
-    for split in self.splits:
-      sums = accumulate.sum_batches(self._batch_sums, model,
-                                    ctx.batches(split, max_batches=self.max_batches))
+    for split, sums in accumulate.split_sums(self._batch_sums, model, ctx, self.splits,
+                                             self.max_batches):
       n = sums.pop("count", 0.0)
       if not sums and n:
         raise ValueError(f"The model sowed no {self.stat_name!r} values: does it contain "

@@ -15,15 +15,16 @@ from common.eval import accumulate
 
 
 class ThroughputEvaluator:
-  """Images per second of `model(batch['image'])` in inference mode."""
+  """Images per second of `forward(model, {'image': images})` (default: `model(images)`)."""
 
-  def __init__(self, split: str, *, warmup: int = 2, iters: int = 5):
+  def __init__(self, split: str, *, warmup: int = 2, iters: int = 5,
+               forward: accumulate.Forward = accumulate.image_logits):
     if warmup < 1 or iters < 1:
       raise ValueError(f"throughput warmup={warmup}, iters={iters}: both must be >= 1 "
                        "(the first call compiles and must not be timed).")
     self.split, self.warmup, self.iters = split, warmup, iters
     self._forward = nnx.jit(lambda model, images: accumulate.clean_forward(
-        lambda m, b: m(b["image"]), model, {"image": images}))
+        forward, model, {"image": images}))
 
   def __call__(self, model: nnx.Module, ctx: Any) -> dict[str, float]:
     batch = next(iter(ctx.batches(self.split, max_batches=1)))

@@ -11,5 +11,6 @@ Each op is a jax.custom_vjp with an `impl=` switch (dispatch.py), a pure-jnp
 `*_reference`, a gather-based XLA path (`*_xla.py`) and Pallas TPU / GPU bodies
 (`*_tpu.py`, `*_gpu.py`). Shared pieces: sparse_indices.py (list compaction,
 transposed lists), attention_math.py (softmax bookkeeping, lse convention),
-block_size.py (block and chunk choice), validation.py, pallas_support.py.
+block_size.py (block and chunk choice), validation.py, pallas_support.py (every
+Pallas wrapper), gpu_support.py (the two Triton wrappers' BlockSpecs and padding).
 """

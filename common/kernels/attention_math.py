@@ -95,3 +95,15 @@ def finalize(m, l, acc):
   o = jnp.where((l > 0) if keep else (l > 0)[:, None], o, 0.0)
   lse = jnp.where(l > 0, m + jnp.log(l_safe), EMPTY_ROW_LSE)
   return o, lse
+
+
+def dense_masked_attention(q, k, v, mask, scale, return_lse):
+  """The references' attention: f32 scores [B, H, Tq, Tk] under `mask`, O(Tq * Tk) memory.
+
+  Returns o in q.dtype, or (o, public lse) if return_lse.
+  """
+  s = jnp.einsum("bhqd,bhkd->bhqk", q.astype(jnp.float32),
+                 k.astype(jnp.float32)) * scale
+  p, lse = masked_softmax(s, mask, axes=-1)
+  o = jnp.einsum("bhqk,bhkd->bhqd", p, v.astype(jnp.float32)).astype(q.dtype)
+  return (o, public_lse(lse)) if return_lse else o

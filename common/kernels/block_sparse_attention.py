@@ -260,8 +260,4 @@ def block_sparse_attention_reference(q, k, v, kv_block_indices, *, block_q,
   if causal:
     q_pos, kv_pos = _positions(q, k, q_positions, kv_positions, causal)
     mask = mask & (q_pos[..., :, None] >= kv_pos[..., None, :])
-  s = jnp.einsum("bhqd,bhkd->bhqk", q.astype(jnp.float32),
-                 k.astype(jnp.float32)) * scale
-  p, lse = attention_math.masked_softmax(s, mask, axes=-1)
-  o = jnp.einsum("bhqk,bhkd->bhqd", p, v.astype(jnp.float32)).astype(q.dtype)
-  return (o, attention_math.public_lse(lse)) if return_lse else o
+  return attention_math.dense_masked_attention(q, k, v, mask, scale, return_lse)

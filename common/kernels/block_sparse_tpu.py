@@ -37,14 +37,7 @@ from jax.experimental.pallas import tpu as pltpu
 from common.kernels import attention_math
 from common.kernels import pallas_support
 from common.kernels import sparse_indices
-
-_NT = (((1,), (1,)), ((), ()))  # a @ b.T
-_TN = (((0,), (0,)), ((), ()))  # a.T @ b
-_NN = (((1,), (0,)), ((), ()))  # a @ b
-
-
-def _dot(a, b, dims):
-  return lax.dot_general(a, b, dims, preferred_element_type=jnp.float32)
+from common.kernels.pallas_support import NN, NT, TN, dot
 
 
 def _tile_mask(qpos_ref, kvpos_ref, rows_ref, blk, block_k, shape):
@@ -63,7 +56,7 @@ def _tile_mask(qpos_ref, kvpos_ref, rows_ref, blk, block_k, shape):
   return mask
 
 
-def _unpack_inputs(refs, causal, has_rows, n_tail):
+def _unpack_inputs(refs, causal, has_rows, n_tail=None):
   """Splits kernel refs laid out as q, k, v, [q_pos, kv_pos], [rows], *tail."""
   it = iter(refs)
   q_ref, k_ref, v_ref = next(it), next(it), next(it)
@@ -71,18 +64,27 @@ def _unpack_inputs(refs, causal, has_rows, n_tail):
   kvpos_ref = next(it) if causal else None
   rows_ref = next(it) if has_rows else None
   tail = list(it)
-  assert len(tail) == n_tail, (len(tail), n_tail)
+  assert n_tail is None or len(tail) == n_tail, (len(tail), n_tail)
   return q_ref, k_ref, v_ref, qpos_ref, kvpos_ref, rows_ref, tail
 
 
-def _fwd_kernel(idx_ref, fetch_ref, *refs, h, nq, n_sel, causal, has_rows,
-                block_k, scale):
+def _slot_index(b, hh, i, j, *, h, nq, n_sel):
+  """Position of slot j of query block i of (b, hh) in the flattened block lists."""
+  return ((b * h + hh) * nq + i) * n_sel + j
+
+
+def _slot_program(idx_ref, fetch_ref, refs, *, h, nq, n_sel, causal, has_rows):
+  """A (B, H, nQ, n_sel)-grid program's slot j, the kv block it reads (-1: none), then its refs:
+  q, k, v, qpos, kvpos, rows (None where absent), and the output and scratch refs after them."""
   del fetch_ref  # Only read by the index maps.
-  q_ref, k_ref, v_ref, qpos_ref, kvpos_ref, rows_ref, tail = _unpack_inputs(
-      refs, causal, has_rows, 5)
-  o_ref, lse_ref, m_scr, l_scr, acc_scr = tail
+  *inputs, tail = _unpack_inputs(refs, causal, has_rows)
   b, hh, i, j = (pl.program_id(a) for a in range(4))
-  blk = idx_ref[((b * h + hh) * nq + i) * n_sel + j]
+  return (j, idx_ref[_slot_index(b, hh, i, j, h=h, nq=nq, n_sel=n_sel)], *inputs, *tail)
+
+
+def _fwd_kernel(idx_ref, fetch_ref, *refs, n_sel, block_k, scale, **grid):
+  (j, blk, q_ref, k_ref, v_ref, qpos_ref, kvpos_ref, rows_ref, o_ref, lse_ref, m_scr, l_scr,
+   acc_scr) = _slot_program(idx_ref, fetch_ref, refs, n_sel=n_sel, **grid)
 
   @pl.when(j == 0)
   def _init():
@@ -92,11 +94,11 @@ def _fwd_kernel(idx_ref, fetch_ref, *refs, h, nq, n_sel, causal, has_rows,
 
   @pl.when(blk >= 0)
   def _step():
-    s = _dot(q_ref[...], k_ref[...], _NT) * scale
+    s = dot(q_ref[...], k_ref[...], NT) * scale
     mask = _tile_mask(qpos_ref, kvpos_ref, rows_ref, blk, block_k, s.shape)
     m, l, acc = attention_math.online_softmax_update(
         m_scr[...], l_scr[...], acc_scr[...], s, mask, v_ref[...],
-        lambda p, v: _dot(p, v, _NN))
+        lambda p, v: dot(p, v, NN))
     m_scr[...], l_scr[...], acc_scr[...] = m, l, acc
 
   @pl.when(j == n_sel - 1)
@@ -108,22 +110,17 @@ def _fwd_kernel(idx_ref, fetch_ref, *refs, h, nq, n_sel, causal, has_rows,
 
 def _probs_and_dscores(q, k, v, do, lse, delta, mask, scale):
   """Recomputed probabilities p and score gradients ds of one tile (FA2)."""
-  s = _dot(q, k, _NT) * scale
+  s = dot(q, k, NT) * scale
   p = jnp.exp(s - lse)  # lse = +inf on empty rows makes p exactly 0.
   if mask is not None:
     p = jnp.where(mask, p, 0.0)
-  ds = p * (_dot(do, v, _NT) - delta)
+  ds = p * (dot(do, v, NT) - delta)
   return p, ds
 
 
-def _dq_kernel(idx_ref, fetch_ref, *refs, h, nq, n_sel, causal, has_rows,
-               block_k, scale):
-  del fetch_ref
-  q_ref, k_ref, v_ref, qpos_ref, kvpos_ref, rows_ref, tail = _unpack_inputs(
-      refs, causal, has_rows, 5)
-  do_ref, lse_ref, delta_ref, dq_ref, dq_scr = tail
-  b, hh, i, j = (pl.program_id(a) for a in range(4))
-  blk = idx_ref[((b * h + hh) * nq + i) * n_sel + j]
+def _dq_kernel(idx_ref, fetch_ref, *refs, n_sel, block_k, scale, **grid):
+  (j, blk, q_ref, k_ref, v_ref, qpos_ref, kvpos_ref, rows_ref, do_ref, lse_ref, delta_ref,
+   dq_ref, dq_scr) = _slot_program(idx_ref, fetch_ref, refs, n_sel=n_sel, **grid)
 
   @pl.when(j == 0)
   def _init():
@@ -136,7 +133,7 @@ def _dq_kernel(idx_ref, fetch_ref, *refs, h, nq, n_sel, causal, has_rows,
                       (q_ref.shape[0], k.shape[0]))
     _, ds = _probs_and_dscores(q_ref[...], k, v_ref[...], do_ref[...],
                                lse_ref[...], delta_ref[...], mask, scale)
-    dq_scr[...] += _dot(ds.astype(k.dtype), k, _NN) * scale
+    dq_scr[...] += dot(ds.astype(k.dtype), k, NN) * scale
 
   @pl.when(j == n_sel - 1)
   def _done():
@@ -169,8 +166,8 @@ def _dkv_kernel(pq_ref, pqf_ref, pkf_ref, *refs, h, n_pairs, causal, has_rows,
                       (q.shape[0], k_ref.shape[0]))
     p, ds = _probs_and_dscores(q, k_ref[...], v_ref[...], do, lse_ref[...],
                                delta_ref[...], mask, scale)
-    dv_scr[...] += _dot(p.astype(do.dtype), do, _TN)
-    dk_scr[...] += _dot(ds.astype(q.dtype), q, _TN) * scale
+    dv_scr[...] += dot(p.astype(do.dtype), do, TN)
+    dk_scr[...] += dot(ds.astype(q.dtype), q, TN) * scale
 
   @pl.when(last)
   def _done():
@@ -212,8 +209,7 @@ def _inputs(q, k, v, q_pos, kv_pos, rows, tail, *, q_map, kv_map, kvpos_map,
 def _slot_maps(h, nq, n_sel):
   """Index maps for the (B, H, nQ, n_sel) grid with prefetched (idx, fetch)."""
 
-  def slot(bi, hi, i, j):
-    return ((bi * h + hi) * nq + i) * n_sel + j
+  slot = functools.partial(_slot_index, h=h, nq=nq, n_sel=n_sel)
 
   def q_map(bi, hi, i, j, idx_ref, fetch_ref):
     del j, idx_ref, fetch_ref

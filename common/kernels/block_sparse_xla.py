@@ -63,24 +63,36 @@ def _tile_mask(idx_c, qpos_c, kv_pos_blocks, causal):
   return mask
 
 
+def _kv_blocks(k, v, kv_pos, block_k, causal):
+  """k, v [B, H, Tk, D] -> [B, H, nK, bk, D]; kv positions -> [B, H, nK, bk] or None."""
+  b, h, tk, d = k.shape
+  nk = tk // block_k
+  kpb = kv_pos.reshape(b, h, nk, block_k) if causal else None
+  return k.reshape(b, h, nk, block_k, d), v.reshape(b, h, nk, block_k, d), kpb
+
+
+def _chunk_scores(q_c, idx_c, qpos_c, kv_blocks, *, causal, scale):
+  """One chunk's gathered k/v blocks, f32 scores [B, H, c, bq, n_sel, bk] and their mask."""
+  kb, vb, kpb = kv_blocks
+  kg = _gather_blocks(kb, idx_c)
+  vg = _gather_blocks(vb, idx_c)
+  s = jnp.einsum("bhcqd,bhcskd->bhcqsk", q_c, kg,
+                 preferred_element_type=jnp.float32) * scale
+  return kg, vg, s, _tile_mask(idx_c, qpos_c, kpb, causal)
+
+
 def forward(q, k, v, idx, q_pos, kv_pos, *, block_q, block_k, causal, scale):
   """Returns (o [B, H, Tq, D] in q.dtype, lse [B, H, Tq] f32 internal)."""
-  b, h, tq, d = q.shape
-  nk = k.shape[2] // block_k
-  kb = k.reshape(b, h, nk, block_k, d)
-  vb = v.reshape(b, h, nk, block_k, d)
-  kpb = kv_pos.reshape(b, h, nk, block_k) if causal else None
+  d = q.shape[-1]
+  kv_blocks = _kv_blocks(k, v, kv_pos, block_k, causal)
   n_chunks = _chunk_count(q, idx, block_q, block_k)
   xs = (_split(q, n_chunks, (block_q, d)), _split(idx, n_chunks, (idx.shape[-1],)),
         _split(q_pos, n_chunks, (block_q,)) if causal else None)
 
   def step(_, chunk):
     q_c, idx_c, qpos_c = chunk
-    kg = _gather_blocks(kb, idx_c)
-    vg = _gather_blocks(vb, idx_c)
-    s = jnp.einsum("bhcqd,bhcskd->bhcqsk", q_c, kg,
-                   preferred_element_type=jnp.float32) * scale
-    mask = _tile_mask(idx_c, qpos_c, kpb, causal)
+    _, vg, s, mask = _chunk_scores(q_c, idx_c, qpos_c, kv_blocks, causal=causal,
+                                   scale=scale)
     p, lse = attention_math.masked_softmax(s, mask, axes=(-2, -1))
     o = jnp.einsum("bhcqsk,bhcskd->bhcqd", p.astype(v.dtype), vg,
                    preferred_element_type=jnp.float32)
@@ -93,11 +105,9 @@ def forward(q, k, v, idx, q_pos, kv_pos, *, block_q, block_k, causal, scale):
 def backward(q, k, v, idx, q_pos, kv_pos, lse, do, delta, *, block_q, block_k,
              causal, scale):
   """Returns (dq, dk, dv) in the input dtypes."""
-  b, h, tq, d = q.shape
+  b, h, _, d = q.shape
   nk = k.shape[2] // block_k
-  kb = k.reshape(b, h, nk, block_k, d)
-  vb = v.reshape(b, h, nk, block_k, d)
-  kpb = kv_pos.reshape(b, h, nk, block_k) if causal else None
+  kv_blocks = _kv_blocks(k, v, kv_pos, block_k, causal)
   n_chunks = _chunk_count(q, idx, block_q, block_k)
   n_sel = idx.shape[-1]
   xs = (_split(q, n_chunks, (block_q, d)), _split(do, n_chunks, (block_q, d)),
@@ -110,11 +120,8 @@ def backward(q, k, v, idx, q_pos, kv_pos, lse, do, delta, *, block_q, block_k,
   def step(carry, chunk):
     dk_acc, dv_acc = carry
     q_c, do_c, lse_c, delta_c, idx_c, qpos_c = chunk
-    kg = _gather_blocks(kb, idx_c)
-    vg = _gather_blocks(vb, idx_c)
-    s = jnp.einsum("bhcqd,bhcskd->bhcqsk", q_c, kg,
-                   preferred_element_type=jnp.float32) * scale
-    mask = _tile_mask(idx_c, qpos_c, kpb, causal)
+    kg, vg, s, mask = _chunk_scores(q_c, idx_c, qpos_c, kv_blocks,
+                                    causal=causal, scale=scale)
     p = jnp.where(mask, jnp.exp(s - lse_c[..., None, None]), 0.0)
     dp = jnp.einsum("bhcqd,bhcskd->bhcqsk", do_c, vg,
                     preferred_element_type=jnp.float32)

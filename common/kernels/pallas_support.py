@@ -1,12 +1,25 @@
-"""Small helpers every Pallas wrapper here needs: interpret flags, shard_map types, vmap folding."""
+"""Small helpers every Pallas wrapper here needs: interpret flags, shard_map types, vmap folding,
+and the f32-accumulating tile matmul of the kernel bodies."""
 from __future__ import annotations
 
 import functools
 
 import jax
+import jax.numpy as jnp
+from jax import lax
 from jax.experimental.pallas import tpu as pltpu
 
 from common.kernels import dispatch
+
+# lax.dot_general dimension numbers of the tile matmuls.
+NT = (((1,), (1,)), ((), ()))  # a @ b.T
+TN = (((0,), (0,)), ((), ()))  # a.T @ b
+NN = (((1,), (0,)), ((), ()))  # a @ b
+
+
+def dot(a, b, dims):
+  """A tile matmul accumulated in f32 (whatever the input dtype)."""
+  return lax.dot_general(a, b, dims, preferred_element_type=jnp.float32)
 
 
 def interpret_arg(impl: str):

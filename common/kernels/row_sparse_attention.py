@@ -102,10 +102,7 @@ def row_sparse_attention(q, k, v, key_indices, *, key_valid=None, scale=None,
     v: [B, H, Tk, D] values, same dtype.
     key_indices: int32 [B, H, Tq, K]; -1 = empty slot.
     key_valid: optional bool [B, H, Tq, K]; False = empty slot.
-    scale: score scale; default D ** -0.5.
-    return_lse: also return the f32 log-sum-exp [B, H, Tq] (-inf: empty row).
-    impl: "auto" | "xla" | "reference" | "pallas_tpu" | "pallas_gpu" |
-      "interpret" (= "interpret_gpu") | "interpret_tpu".
+    scale, return_lse, impl: as for block_sparse_attention.block_sparse_attention.
 
   Returns:
     o [B, H, Tq, D] in q.dtype, or (o, lse) if return_lse.
@@ -234,8 +231,4 @@ def row_sparse_attention_reference(q, k, v, key_indices, *, key_valid=None,
   qi = jnp.arange(tq)[None, None, :, None]
   mask = jnp.zeros((b, h, tq, tk), bool).at[bi, hi, qi, target].set(
       True, mode="drop")
-  s = jnp.einsum("bhqd,bhkd->bhqk", q.astype(jnp.float32),
-                 k.astype(jnp.float32)) * scale
-  p, lse = attention_math.masked_softmax(s, mask, axes=-1)
-  o = jnp.einsum("bhqk,bhkd->bhqd", p, v.astype(jnp.float32)).astype(q.dtype)
-  return (o, attention_math.public_lse(lse)) if return_lse else o
+  return attention_math.dense_masked_attention(q, k, v, mask, scale, return_lse)

@@ -23,23 +23,15 @@ import functools
 import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
-from jax.experimental.pallas import triton as plgpu
 
 from common.kernels import attention_math
+from common.kernels import gpu_support
 from common.kernels import pallas_support
 from common.kernels import sparse_indices
-from common.kernels.block_sparse_gpu import pad_pow2
+from common.kernels.gpu_support import head, pad_pow2, tile
+from common.kernels.pallas_support import NN, TN, dot
 
-_NN = (((1,), (0,)), ((), ()))  # a @ b
-_TN = (((0,), (0,)), ((), ()))  # a.T @ b
-
-
-def _dot(a, b, dims):
-  return lax.dot_general(a, b, dims, preferred_element_type=jnp.float32)
-
-
-def _compiler_params():
-  return plgpu.CompilerParams(num_warps=4, num_stages=1)
+_COMPILER_PARAMS = gpu_support.compiler_params(num_stages=1)
 
 
 def _slot(rows_ref, j, k_ref, v_ref, q, scale):
@@ -110,29 +102,17 @@ def _dkv_kernel(q_ref, do_ref, lse_ref, delta_ref, k_ref, v_ref, pair_q_ref,
     onehot = ((local[:, None] == key_col) & live[:, None]).astype(jnp.float32)
     qg = q_ref[pq, :].astype(jnp.float32)
     dog = do_ref[pq, :].astype(jnp.float32)
-    s = jnp.sum(qg * _dot(onehot, k, _NN), axis=1) * scale
+    s = jnp.sum(qg * dot(onehot, k, NN), axis=1) * scale
     p = jnp.where(live, jnp.exp(s - lse_ref[pq]), 0.0)
-    dp = jnp.sum(dog * _dot(onehot, v, _NN), axis=1)
+    dp = jnp.sum(dog * dot(onehot, v, NN), axis=1)
     ds = p * (dp - delta_ref[pq])
-    return (dk + _dot(onehot, ds[:, None] * qg, _TN),
-            dv + _dot(onehot, p[:, None] * dog, _TN))
+    return (dk + dot(onehot, ds[:, None] * qg, TN),
+            dv + dot(onehot, p[:, None] * dog, TN))
 
   zeros = jnp.zeros(k.shape, jnp.float32)
   dk, dv = lax.fori_loop(0, pl.cdiv(n, chunk), body, (zeros, zeros))
   dk_ref[...] = (dk * scale).astype(dk_ref.dtype)
   dv_ref[...] = dv.astype(dv_ref.dtype)
-
-
-def _head(shape_tail):
-  zeros = (0,) * len(shape_tail)
-  return pl.BlockSpec((None, None) + tuple(shape_tail),
-                      lambda b, h, x: (b, h) + zeros)
-
-
-def _tile(rows, *tail):
-  zeros = (0,) * len(tail)
-  return pl.BlockSpec((None, None, rows) + tuple(tail),
-                      lambda b, h, x: (b, h, x) + zeros)
 
 
 def forward(q, k, v, rows, *, block_q, scale, interpret):
@@ -143,12 +123,12 @@ def forward(q, k, v, rows, *, block_q, scale, interpret):
   return pl.pallas_call(
       functools.partial(_fwd_kernel, scale=scale),
       grid=(b, h, tq // block_q),
-      in_specs=[_tile(block_q, d), _head((tk, d)), _head((tk, d)),
-                _tile(block_q, kk)],
-      out_specs=[_tile(block_q, d), _tile(block_q)],
+      in_specs=[tile(block_q, d), head((tk, d)), head((tk, d)),
+                tile(block_q, kk)],
+      out_specs=[tile(block_q, d), tile(block_q)],
       out_shape=[pallas_support.out_struct(q.shape, q.dtype, ops[0]),
                  pallas_support.out_struct((b, h, tq), jnp.float32, ops[0])],
-      compiler_params=_compiler_params(), interpret=interpret,
+      compiler_params=_COMPILER_PARAMS, interpret=interpret,
       name="row_sparse_fwd_gpu")(*ops)
 
 
@@ -161,12 +141,12 @@ def backward(q, k, v, rows, lse, do, delta, *, block_q, block_k, chunk, scale,
   dq = pl.pallas_call(
       functools.partial(_dq_kernel, scale=scale),
       grid=(b, h, tq // block_q),
-      in_specs=[_tile(block_q, d), _head((tk, d)), _head((tk, d)),
-                _tile(block_q, kk), _tile(block_q, d), _tile(block_q),
-                _tile(block_q)],
-      out_specs=_tile(block_q, d),
+      in_specs=[tile(block_q, d), head((tk, d)), head((tk, d)),
+                tile(block_q, kk), tile(block_q, d), tile(block_q),
+                tile(block_q)],
+      out_specs=tile(block_q, d),
       out_shape=pallas_support.out_struct(q.shape, q.dtype, ops[0]),
-      compiler_params=_compiler_params(), interpret=interpret,
+      compiler_params=_COMPILER_PARAMS, interpret=interpret,
       name="row_sparse_dq_gpu")(*ops)
 
   nkb = tk // block_k
@@ -177,19 +157,14 @@ def backward(q, k, v, rows, lse, do, delta, *, block_q, block_k, chunk, scale,
   pair_q = pad_pow2(jnp.pad(pair_q, pad, constant_values=-1))
   pair_key = pad_pow2(jnp.pad(pair_key, pad, constant_values=tk), tk)
   start, count = pad_pow2(start, 0), pad_pow2(count, 0)
-  ops = pallas_support.match_varying(q, do, lse, delta, k, v, pair_q, pair_key,
-                                     start, count)
-  dk, dv = pl.pallas_call(
+  dk, dv = gpu_support.dkv_call(
       functools.partial(_dkv_kernel, scale=scale, block_k=block_k,
                         chunk=chunk),
-      grid=(b, h, nkb),
-      in_specs=[_head((tq, d)), _head((tq, d)), _head((tq,)), _head((tq,)),
-                _tile(block_k, d), _tile(block_k, d),
-                _head(pair_q.shape[-1:]), _head(pair_key.shape[-1:]),
-                _head(start.shape[-1:]), _head(count.shape[-1:])],
-      out_specs=[_tile(block_k, d), _tile(block_k, d)],
-      out_shape=[pallas_support.out_struct(k.shape, k.dtype, ops[0]),
-                 pallas_support.out_struct(v.shape, v.dtype, ops[0])],
-      compiler_params=_compiler_params(), interpret=interpret,
-      name="row_sparse_dkv_gpu")(*ops)
+      (q, do, lse, delta, k, v, pair_q, pair_key, start, count),
+      [head((tq, d)), head((tq, d)), head((tq,)), head((tq,)),
+       tile(block_k, d), tile(block_k, d),
+       head(pair_q.shape[-1:]), head(pair_key.shape[-1:]),
+       head(start.shape[-1:]), head(count.shape[-1:])],
+      k=k, v=v, block_k=block_k, compiler_params=_COMPILER_PARAMS,
+      interpret=interpret, name="row_sparse_dkv_gpu")
   return dq, dk, dv

@@ -1,8 +1,8 @@
 """Activation functions by the names configs use.
 
-Gated names ('geglu', 'swiglu', 'reglu') tell the MLP to build two input projections and
-multiply act(x W0) by (x W1), as in T5 v1.1 / Shazeer (2020); the callable returned for them is
-the gate's activation.
+Gated names ('geglu', 'geglu_tanh', 'swiglu', 'reglu') tell the MLP to build two input
+projections and multiply act(x W0) by (x W1), as in T5 v1.1 / Shazeer (2020); the callable
+returned for them is the gate's activation.
 """
 from __future__ import annotations
 
@@ -25,10 +25,11 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu2": _relu2,                                         # squared ReLU (Primer)
     "silu": jax.nn.silu,
     "geglu": lambda x: jax.nn.gelu(x, approximate=False),
+    "geglu_tanh": lambda x: jax.nn.gelu(x, approximate=True),  # T2T `geglu` (routing_transformer)
     "swiglu": jax.nn.silu,
     "reglu": jax.nn.relu,
 }
-GATED = frozenset({"geglu", "swiglu", "reglu"})
+GATED = frozenset({"geglu", "geglu_tanh", "swiglu", "reglu"})
 
 
 def get_activation(name: str, field: str = "activation") -> Callable[[jax.Array], jax.Array]:

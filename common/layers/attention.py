@@ -24,6 +24,7 @@ from jax.ad_checkpoint import checkpoint_name
 
 import common  # noqa: F401  (switches off eager variable sharding before any Param exists)
 from common.layers import initializers, validation
+from common.layers.dropout import Dropout
 
 # Large but finite, so that bias + mask never overflows to -inf and fully masked rows stay finite.
 _MASKED = -1e10
@@ -44,13 +45,14 @@ def make_attention_mask(query_valid: jax.Array, key_valid: jax.Array) -> jax.Arr
 def dot_product_attention(query: jax.Array, key: jax.Array, value: jax.Array, *,
                           scale: float, bias: jax.Array | None = None,
                           mask: jax.Array | None = None,
-                          dropout: nnx.Dropout | None = None, deterministic: bool = True,
+                          dropout: Dropout | None = None, train: bool = False,
                           rngs: nnx.Rngs | None = None) -> jax.Array:
   """softmax(scale * q k^T + bias, masked) v.
 
   Args:
     query [B, Tq, H, Dh]; key, value [B, Tk, H, Dh]; bias broadcastable to [B, H, Tq, Tk];
-    mask boolean broadcastable to [B, H, Tq, Tk] (True = attend).
+    mask boolean broadcastable to [B, H, Tq, Tk] (True = attend);
+    dropout on the attention weights, active only with `train` (its key from `rngs.dropout()`).
   Returns:
     [B, Tq, H, Dh] in the dtype of `value`.
   """
@@ -62,7 +64,7 @@ def dot_product_attention(query: jax.Array, key: jax.Array, value: jax.Array, *,
     logits = jnp.where(mask, logits, _MASKED)
   weights = jax.nn.softmax(logits, axis=-1)
   if dropout is not None:
-    weights = dropout(weights, deterministic=deterministic, rngs=rngs)
+    weights = dropout(weights, train=train, rngs=rngs)
   return jnp.einsum("bhqk,bkhd->bqhd", weights.astype(value.dtype), value)
 
 
@@ -124,7 +126,7 @@ class MultiHeadAttention(nnx.Module):
     self.key_bias = bias((num_heads, head_dim), ("heads", "kv"))
     self.value_bias = bias((num_heads, head_dim), ("heads", "kv"))
     self.out_bias = bias((out_features,), ("embed",))
-    self.dropout = nnx.Dropout(dropout_rate)
+    self.dropout = Dropout(dropout_rate)
 
   def _project(self, x, kernel, bias):
     dtype = self.dtype or x.dtype
@@ -133,12 +135,13 @@ class MultiHeadAttention(nnx.Module):
 
   def __call__(self, inputs_q: jax.Array, inputs_kv: jax.Array | None = None, *,
                mask: jax.Array | None = None, bias: jax.Array | None = None,
-               causal: bool = False, deterministic: bool = True,
+               causal: bool = False, train: bool = False,
                rngs: nnx.Rngs | None = None) -> jax.Array:
     """Args:
       inputs_q [B, Tq, D]; inputs_kv [B, Tk, Dkv] (None: self-attention on inputs_q);
       mask boolean, broadcastable to [B, H, Tq, Tk]; bias additive, broadcastable likewise;
-      causal: also apply `make_causal_mask(Tq, Tk)`.
+      causal: also apply `make_causal_mask(Tq, Tk)`;
+      train: attention-weight dropout on (needs `rngs` with a 'dropout' stream when the rate > 0).
     Returns: [B, Tq, out_features].
     """
     inputs_kv = inputs_q if inputs_kv is None else inputs_kv
@@ -149,7 +152,7 @@ class MultiHeadAttention(nnx.Module):
       causal_mask = make_causal_mask(q.shape[1], k.shape[1])
       mask = causal_mask if mask is None else jnp.logical_and(mask, causal_mask)
     y = dot_product_attention(q, k, v, scale=self.query_scale, bias=bias, mask=mask,
-                              dropout=self.dropout, deterministic=deterministic, rngs=rngs)
+                              dropout=self.dropout, train=train, rngs=rngs)
     dtype = self.dtype or y.dtype
     y = jnp.einsum("bthk,hkd->btd", y, self.out[...].astype(dtype))
     if self.out_bias is not None:

@@ -13,6 +13,7 @@ from flax import nnx
 
 import common  # noqa: F401  (switches off eager variable sharding before any Param exists)
 from common.layers import attention, mlp, norms
+from common.layers.dropout import Dropout
 
 
 class PreLNEncoderBlock(nnx.Module):
@@ -36,11 +37,11 @@ class PreLNEncoderBlock(nnx.Module):
                        dropout_rate=dropout_rate, bias_init=nnx.initializers.normal(1e-6),
                        sow_activations=sow_activations, dtype=dtype, param_dtype=param_dtype,
                        rngs=rngs)
-    self.dropout = nnx.Dropout(dropout_rate)
+    self.dropout = Dropout(dropout_rate)
 
   def __call__(self, x: jax.Array, *, mask: jax.Array | None = None,
-               deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
-    h = self.attention(self.norm1(x), mask=mask, deterministic=deterministic, rngs=rngs)
-    x = x + self.dropout(h, deterministic=deterministic, rngs=rngs)
-    h = self.mlp(self.norm2(x), deterministic=deterministic, rngs=rngs)
-    return x + self.dropout(h, deterministic=deterministic, rngs=rngs)
+               train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:
+    h = self.attention(self.norm1(x), mask=mask, train=train, rngs=rngs)
+    x = x + self.dropout(h, train=train, rngs=rngs)
+    h = self.mlp(self.norm2(x), train=train, rngs=rngs)
+    return x + self.dropout(h, train=train, rngs=rngs)

@@ -2,7 +2,13 @@
 
     h = act(x W_i + b_i)            (gated: act(x W_i0) * (x W_i1))
     h = topk_threshold(h, k)        (if top_k > 0; see common.layers.topk)
-    y = dropout(h) W_o + b_o
+    y = dropout(h) W_o + b_o        (output_dropout=True: dropout(y) too, as timm's Mlp)
+
+It covers the ports' fc1 -> act -> drop -> fc2 [-> drop] MLPs: `layer_names` renames the
+projections (e.g. ('fc1', 'fc1_linear', 'fc2') for timm/torch checkpoints), `kernel_init` /
+`bias_init` / `kernel_axes` set init and sharding, `sow_stats=False` keeps the model free of
+`nnx.Intermediate`s. MLPs with something between the projections (SViT's depthwise conv) stay in
+their project. Call convention: `__call__(x, *, token_mask=None, train=False, rngs=None)`.
 
 Statistics are sown into `nnx.Intermediate` for losses and evaluators to pop
 (`nnx.pop(model, nnx.Intermediate)`, then `common.layers.intermediates.layer_stats`):
@@ -25,7 +31,9 @@ from jax.ad_checkpoint import checkpoint_name
 
 import common  # noqa: F401  (switches off eager variable sharding before any Param exists)
 from common.layers import activations, topk, validation
+from common.layers.dropout import Dropout
 from common.layers.initializers import Initializer
+from common.layers.linear import Linear
 
 default_kernel_init = nnx.initializers.xavier_uniform()
 
@@ -42,18 +50,23 @@ class Mlp(nnx.Module):
     topk_mode: 'threshold' | 'exact' | 'approx' (see common.layers.topk).
     use_bias: biases on both projections (ViT: yes; T5: no).
     dropout_rate: dropout on the hidden activations (after top-k).
+    output_dropout: also drop the output with `dropout_rate` (timm's Mlp `drop`).
     kernel_init, bias_init, out_kernel_init: initialisers (out defaults to kernel_init).
+    kernel_axes: logical names of the input kernel (in, hidden); the output kernel reverses them.
+    layer_names: attribute names of (input, gated linear half, output) projections.
     dtype: compute dtype (None: from the inputs); param_dtype: parameter dtype.
     sow_stats: sow 'act_nonzero'; sow_activations: also sow the hidden activations.
   """
 
   def __init__(self, in_features: int, hidden_features: int, *, out_features: int | None = None,
                activation: str = "relu", top_k: int = 0, topk_mode: str = "threshold",
-               use_bias: bool = True, dropout_rate: float = 0.0,
+               use_bias: bool = True, dropout_rate: float = 0.0, output_dropout: bool = False,
                kernel_init: Initializer = default_kernel_init,
                bias_init: Initializer = nnx.initializers.zeros,
-               out_kernel_init: Initializer | None = None, dtype: Any = None,
-               param_dtype: Any = jnp.float32, sow_stats: bool = True,
+               out_kernel_init: Initializer | None = None,
+               kernel_axes: tuple[str | None, str | None] = ("embed", "mlp"),
+               layer_names: tuple[str, str, str] = ("wi", "wi_linear", "wo"),
+               dtype: Any = None, param_dtype: Any = jnp.float32, sow_stats: bool = True,
                sow_activations: bool = False, rngs: nnx.Rngs):
     validation.check_positive("hidden_features", hidden_features)
     activations.get_activation(activation)  # validates the name now, not at the first call
@@ -68,35 +81,44 @@ class Mlp(nnx.Module):
     self.topk_mode = topk_mode
     self.sow_stats = sow_stats
     self.sow_activations = sow_activations
+    self.output_dropout = output_dropout
+    if len(set(layer_names)) != 3 or "dropout" in layer_names:
+      raise ValueError(f"layer_names={layer_names!r} must be 3 distinct attribute names.")
+    self.layer_names = tuple(layer_names)
+    axes_in, axes_out = tuple(kernel_axes), tuple(reversed(kernel_axes))
 
     def dense(n_in, n_out, init, axes):
-      return nnx.Linear(n_in, n_out, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype,
-                        kernel_init=nnx.with_partitioning(init, axes),
-                        bias_init=nnx.with_partitioning(bias_init, (axes[1],)), rngs=rngs)
+      return Linear(n_in, n_out, use_bias=use_bias, kernel_axes=axes, kernel_init=init,
+                    bias_init=bias_init, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
-    self.wi = dense(in_features, hidden_features, kernel_init, ("embed", "mlp"))
+    name_in, name_gate, name_out = self.layer_names
+    setattr(self, name_in, dense(in_features, hidden_features, kernel_init, axes_in))
     # The linear half of a gated unit; None keeps the parameter tree of plain MLPs minimal.
-    self.wi_linear = (dense(in_features, hidden_features, kernel_init, ("embed", "mlp"))
-                      if activations.is_gated(activation) else None)
-    self.wo = dense(hidden_features, out_features, out_kernel_init or kernel_init,
-                    ("mlp", "embed"))
-    self.dropout = nnx.Dropout(dropout_rate)
+    setattr(self, name_gate, dense(in_features, hidden_features, kernel_init, axes_in)
+            if activations.is_gated(activation) else None)
+    setattr(self, name_out, dense(hidden_features, out_features, out_kernel_init or kernel_init,
+                                  axes_out))
+    self.dropout = Dropout(dropout_rate)
 
-  def __call__(self, x: jax.Array, *, token_mask: jax.Array | None = None,
-               deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
+  def __call__(self, x: jax.Array, *, token_mask: jax.Array | None = None, train: bool = False,
+               rngs: nnx.Rngs | None = None) -> jax.Array:
     """Args: x [B, ..., D]; token_mask [B, ...] (1 for tokens that count in 'act_nonzero')."""
-    h = activations.get_activation(self.activation)(self.wi(x))
-    if self.wi_linear is not None:
-      h = h * self.wi_linear(x)
+    proj_in, gate, proj_out = (getattr(self, n) for n in self.layer_names)
+    h = activations.get_activation(self.activation)(proj_in(x))
+    if gate is not None:
+      h = h * gate(x)
     if self.top_k:
       h = topk.topk_threshold(h, self.top_k, mode=self.topk_mode)
     if self.sow_stats:
       self.sow(nnx.Intermediate, "act_nonzero", nonzero_fraction(h, token_mask))
     if self.sow_activations:
       self.sow(nnx.Intermediate, "activations", h)
-    h = self.dropout(h, deterministic=deterministic, rngs=rngs)
+    h = self.dropout(h, train=train, rngs=rngs)
+    y = proj_out(h)
+    if self.output_dropout:
+      y = self.dropout(y, train=train, rngs=rngs)
     # Named so the 'save_block_outputs' remat policy can keep it (common.layers.remat).
-    return checkpoint_name(self.wo(h), "mlp_out")
+    return checkpoint_name(y, "mlp_out")
 
 
 def nonzero_fraction(h: jax.Array, token_mask: jax.Array | None = None) -> jax.Array:

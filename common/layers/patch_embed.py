@@ -14,6 +14,7 @@ from flax import nnx
 
 import common  # noqa: F401  (switches off eager variable sharding before any Param exists)
 from common.layers import validation
+from common.layers.linear import Linear
 
 
 def patchify(images: jax.Array, patch_size: int) -> jax.Array:
@@ -39,11 +40,10 @@ class PatchEmbed(nnx.Module):
     self.image_size = (height, width)
     self.patch_size = patch_size
     self.grid = (height // patch_size, width // patch_size)
-    self.proj = nnx.Linear(patch_size * patch_size * channels, features, use_bias=use_bias,
-                           dtype=dtype, param_dtype=param_dtype,
-                           kernel_init=nnx.with_partitioning(kernel_init, (None, "embed")),
-                           bias_init=nnx.with_partitioning(nnx.initializers.zeros, ("embed",)),
-                           rngs=rngs)
+    self.proj = Linear(patch_size * patch_size * channels, features, use_bias=use_bias,
+                       kernel_axes=(None, "embed"), kernel_init=kernel_init,
+                       bias_init=nnx.initializers.zeros, dtype=dtype, param_dtype=param_dtype,
+                       rngs=rngs)
 
   @property
   def num_patches(self) -> int:

@@ -22,6 +22,8 @@ from flax import nnx
 
 import common  # noqa: F401  (switches off eager variable sharding before any Param exists)
 from common.layers import encoder_block, norms, patch_embed, position, remat, validation
+from common.layers.dropout import Dropout
+from common.layers.linear import Linear
 
 POOLS = ("cls", "gap")
 POSEMBS = ("learn", "sincos2d")
@@ -68,13 +70,12 @@ class VisionTransformer(nnx.Module):
         for k in top_ks])
     self.norm = norms.LayerNorm(width, dtype=dtype, param_dtype=param_dtype)
     head_init = nnx.initializers.zeros if head_zero_init else nnx.initializers.lecun_normal()
-    self.head = nnx.Linear(width, num_classes, dtype=dtype, param_dtype=param_dtype,
-                           kernel_init=nnx.with_partitioning(head_init, ("embed", None)),
-                           bias_init=nnx.with_partitioning(nnx.initializers.zeros, (None,)),
-                           rngs=rngs)
-    self.dropout = nnx.Dropout(dropout_rate)
+    self.head = Linear(width, num_classes, kernel_axes=("embed", None), kernel_init=head_init,
+                       bias_init=nnx.initializers.zeros, dtype=dtype, param_dtype=param_dtype,
+                       rngs=rngs)
+    self.dropout = Dropout(dropout_rate)
 
-  def embed(self, images: jax.Array, *, deterministic: bool = True,
+  def embed(self, images: jax.Array, *, train: bool = False,
             rngs: nnx.Rngs | None = None) -> jax.Array:
     """The pooled, normalised representation [B, width] (the input of the head)."""
     x = self.patch_embed(images.astype(self.dtype or images.dtype))
@@ -85,10 +86,10 @@ class VisionTransformer(nnx.Module):
     if self.cls_token is not None:
       cls = jnp.broadcast_to(self.cls_token[...].astype(x.dtype), (x.shape[0], 1, x.shape[-1]))
       x = jnp.concatenate([cls, x], axis=1)
-    x = self.dropout(x, deterministic=deterministic, rngs=rngs)
+    x = self.dropout(x, train=train, rngs=rngs)
 
     def apply_block(block, x, rngs):
-      return block(x, deterministic=deterministic, rngs=rngs)
+      return block(x, train=train, rngs=rngs)
 
     apply_block = remat.remat(apply_block, self.remat_policy)
     for block in self.layers:
@@ -96,7 +97,8 @@ class VisionTransformer(nnx.Module):
     x = self.norm(x)
     return x[:, 0] if self.pool == "cls" else jnp.mean(x, axis=1)
 
-  def __call__(self, images: jax.Array, *, deterministic: bool = True,
+  def __call__(self, images: jax.Array, *, train: bool = False,
                rngs: nnx.Rngs | None = None) -> jax.Array:
-    x = self.embed(images, deterministic=deterministic, rngs=rngs)
+    """train: dropout on (with rates > 0, `rngs` must hold a 'dropout' stream)."""
+    x = self.embed(images, train=train, rngs=rngs)
     return self.head(x).astype(jnp.float32)

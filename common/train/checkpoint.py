@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from typing import Any
 
 import grain
@@ -30,6 +31,13 @@ ITEMS = ("state", "data", "config")
 
 class CheckpointError(RuntimeError):
   """A checkpoint exists but cannot be restored; the message names the step and the path."""
+
+
+class StateMismatch(CheckpointError):
+  """The checkpoint's files are intact but hold another model's state (a config change).
+
+  Never a reason to set a checkpoint aside: `restore_latest(fallback=True)` re-raises it.
+  """
 
 
 class _IteratorSnapshot:
@@ -95,25 +103,17 @@ class Checkpointer:
 
   def restore(self, step: int, abstract_state: Any, data_iter: Any = None) -> Any:
     """Restores `state` onto the shardings in `abstract_state` (any mesh) and the data position."""
-    step_dir = self.step_dir(step)
+    problems = self.shape_problems(step, abstract_state)
+    if problems:
+      raise StateMismatch(_mismatch_message(step, self.directory, "; ".join(problems[:4])))
     try:
       restored = self.manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract_state)))
     except Exception as e:  # orbax raises many types for truncated or missing files
-      bad = checkpoint_files.find_bad_file(step_dir, e)
+      bad = checkpoint_files.find_bad_file(self.step_dir(step), e)
       if bad is None and any(m in _first_line(e) for m in _STRUCTURE_MISMATCH):
-        # Intact files, other model: the --config builds a different state than the run saved.
-        raise CheckpointError(
-            f"checkpoint step {step} in {self.directory} holds a different model than the one "
-            f"this config builds ({_first_line(e)}). Use the config the run was trained with "
-            "(it is saved beside the checkpoint: `python -m common.eval --workdir DIR` reads it) "
-            "or another --workdir.") from e
-      where = f"file {bad}" if bad else f"directory {step_dir}"
-      raise CheckpointError(
-          f"checkpoint step {step} could not be restored: {where} is damaged or missing "
-          f"({type(e).__name__}: {_first_line(e)}). Delete {step_dir} to resume from the previous "
-          f"step, or pass --restore_fallback (Checkpointer.restore_latest(fallback=True)) to skip "
-          f"it automatically.") from e
+        raise StateMismatch(_mismatch_message(step, self.directory, _first_line(e))) from e
+      raise self._damaged(step, e, bad) from e
     if data_iter is not None:
       self._restore_data(step, data_iter)
     return restored["state"]
@@ -171,9 +171,12 @@ class Checkpointer:
     never deleted), so the resumed run can save that step number again.
     """
     skipped = []
-    for step in reversed(self.all_steps()):
+    steps = self.all_steps()
+    for step in reversed(steps):
       try:
         restored = self.restore(step, abstract_state, data_iter)
+      except StateMismatch:
+        raise  # a config change, not damage: nothing is set aside
       except CheckpointError as e:
         if not fallback:
           raise
@@ -182,8 +185,48 @@ class Checkpointer:
         continue
       self._set_aside(skipped)
       return step, restored
-    self._set_aside(skipped)
+    if steps:  # never a silent start from step 0 in a directory that holds checkpoints
+      raise CheckpointError(
+          f"none of the checkpoints in {self.directory} (steps {steps}) can be restored, so "
+          "nothing was set aside. Inspect them, or pass --start_fresh to move them aside and "
+          "train from step 0.")
     return None, None
+
+  def shape_problems(self, step: int, abstract_state: Any) -> list[str]:
+    """How the state saved at `step` differs from `abstract_state` (from Orbax's metadata).
+
+    Empty when every entry exists on both sides with the same shape. Reading only the metadata
+    tells a config change from damage before any array is read; unreadable metadata is damage.
+    """
+    try:
+      saved = self.manager.item_metadata(step)["state"]
+      saved = {_path(p): tuple(m.shape) for p, m in jax.tree_util.tree_flatten_with_path(saved)[0]}
+    except Exception as e:  # truncated or missing metadata files
+      raise self._damaged(step, e, checkpoint_files.find_bad_file(self.step_dir(step), e)) from e
+    wanted = {_path(p): tuple(a.shape) for p, a in
+              jax.tree_util.tree_flatten_with_path(abstract_state)[0]}
+    problems = [(k, f"{k} is {saved[k]} in the checkpoint but {wanted[k]} here")
+                for k in set(saved) & set(wanted) if saved[k] != wanted[k]]
+    problems += [(k, f"{k} is only in the checkpoint") for k in set(saved) - set(wanted)]
+    problems += [(k, f"{k} is not in the checkpoint") for k in set(wanted) - set(saved)]
+    # Parameters first: they name the layer; optimiser moments only repeat them.
+    return [text for k, text in sorted(problems, key=lambda p: (not p[0].startswith("params"), p[0]))]
+
+  def saved_config(self, step: int) -> dict:
+    """The config saved beside `step` (JSON), or CheckpointError when it is unreadable."""
+    try:
+      cfg = self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+    except Exception as e:
+      raise CheckpointError(f"checkpoint step {step} in {self.directory}/{step}: its config is "
+                            f"unreadable ({_first_line(e)}).") from e
+    return cfg["config"]
+
+  def _damaged(self, step: int, error: BaseException, bad: str | None) -> CheckpointError:
+    where = f"file {bad}" if bad else f"directory {self.step_dir(step)}"
+    return CheckpointError(
+        f"checkpoint step {step} could not be restored: {where} is damaged or missing "
+        f"({type(error).__name__}: {_first_line(error)}). Delete {self.step_dir(step)} to resume "
+        "from the previous step, or pass --restore_fallback to skip it automatically.")
 
   def _set_aside(self, steps: list[int]) -> None:
     if not steps:
@@ -207,6 +250,46 @@ class Checkpointer:
 _STRUCTURE_MISMATCH = ("tree structures do not match", "Structure mismatch")
 
 
+def _path(keys: tuple) -> str:
+  """'params/w1/kernel': one spelling for dict keys, sequence indices and attributes alike
+  (Orbax's metadata tree stores an optimiser's namedtuples as dicts)."""
+  parts = []
+  for k in keys:
+    for attr in ("key", "idx", "name"):
+      if hasattr(k, attr):
+        parts.append(str(getattr(k, attr)))
+        break
+    else:
+      parts.append(str(k))
+  return "/".join(parts)
+
+
+def _mismatch_message(step: int, directory: str, detail: str) -> str:
+  return (f"checkpoint step {step} in {directory} holds a different model than the one this "
+          f"config builds ({detail}). Use the config the run was trained with (it is saved "
+          "beside the checkpoint: `python -m common.eval --workdir DIR` reads it) or another "
+          "--workdir.")
+
+
+def set_aside_run(workdir: str) -> str | None:
+  """Moves a workdir's previous run (checkpoints, metrics) into `<workdir>/previous_<UTC time>/`.
+
+  For `--start_fresh`: nothing is deleted. Returns the new folder, or None when there was no run.
+  """
+  workdir = os.path.abspath(workdir)
+  names = [n for n in ("checkpoints", "checkpoints_unreadable", "metrics.jsonl",
+                       "final_metrics.json", "tensorboard") if os.path.exists(os.path.join(workdir, n))]
+  if not names:
+    return None
+  stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+  aside = os.path.join(workdir, f"previous_{stamp}")
+  os.makedirs(aside)
+  for name in names:
+    os.rename(os.path.join(workdir, name), os.path.join(aside, name))
+  logging.warning("--start_fresh: moved the previous run's %s to %s", ", ".join(names), aside)
+  return aside
+
+
 def _first_line(e: BaseException) -> str:
   text = str(e).strip().splitlines()
   return text[0][:300] if text else ""
@@ -223,9 +306,4 @@ def read_config(workdir: str, step: int | None = None) -> tuple[int, ml_collecti
     step = steps[-1]
   elif step not in steps:
     raise ValueError(f"checkpoint step {step} not found in {ckpt.directory}; available: {steps}.")
-  try:
-    cfg = ckpt.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
-  except Exception as e:
-    raise CheckpointError(f"checkpoint step {step} in {ckpt.directory}/{step}: its config.json "
-                          f"is unreadable ({_first_line(e)}).") from e
-  return step, ml_collections.ConfigDict(cfg["config"])
+  return step, ml_collections.ConfigDict(ckpt.saved_config(step))

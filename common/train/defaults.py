@@ -77,3 +77,20 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.param_dtype = "float32"
   c.model.remat_policy = "none"    # none | full | dots_saveable | dots_with_no_batch_dims_saveable | ...
   return c
+
+
+def smoke_run(c: ml_collections.ConfigDict, *, batch_size: int, num_steps: int,
+              eval_batch_size: int, eval_max_batches: int, log_every: int = 1,
+              checkpoint_every: int | None = None, **train) -> None:
+  """Turns `c` into a seconds-long CI run (the configs' 'tiny' variants).
+
+  `num_steps` steps of `batch_size`, a log line every `log_every` steps, a checkpoint every
+  `checkpoint_every` (default: at the last step), no periodic evaluation (the final one runs on
+  `eval_max_batches` batches of `eval_batch_size`), a one-step warm-up and no progress bar.
+  `train` sets further `c.train` fields.
+  """
+  c.train.update(dict(batch_size=batch_size, num_steps=num_steps, log_every=log_every,
+                      eval_every=0, checkpoint_every=checkpoint_every or num_steps,
+                      progress_bar=False, **train))
+  c.optimizer.warmup_steps = 1
+  c.eval.update(dict(batch_size=eval_batch_size, max_batches=eval_max_batches))

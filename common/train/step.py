@@ -1,7 +1,7 @@
 """The jit-compiled train step: micro-batch gradient accumulation, non-finite guard, EMA."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +32,6 @@ def make_train_step(task, spec: ModelSpec, tx: optax.GradientTransformation,
 
   def loss_on(params, rest, micro, rng):
     model = spec.merge(params, rest)
-    model.train()  # dropout on, batch statistics from the batch
     loss, metrics = task.loss(model, micro, train=True, rngs=nnx.Rngs(dropout=rng, default=rng))
     new_rest = nnx.to_pure_dict(nnx.state(model, non_param_filter()))
     return loss, (metrics, new_rest)
@@ -101,15 +100,3 @@ def make_train_step(task, spec: ModelSpec, tx: optax.GradientTransformation,
 
   return train_step
 
-
-def make_eval_loss_step(task, spec: ModelSpec) -> Callable:
-  """`(params, rest, batch) -> (weighted loss sum, weight, metric sums)` for the default evaluator."""
-
-  def step(params, rest, batch):
-    model = spec.merge(params, rest)
-    model.eval()
-    loss, metrics = task.loss(model, batch, train=False, rngs=None)
-    w = jnp.sum(batch["mask"])
-    return dict({k: v * w for k, v in metrics.items()}, loss=loss * w), w
-
-  return step

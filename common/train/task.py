@@ -1,7 +1,8 @@
 """The contract between a project and the shared trainer.
 
-A project supplies a `Task`: its model, its loss, and (optionally) its data and evaluators.
-Everything else (mesh, sharding, optimiser, jit step, checkpoints, metrics) is common code.
+A project supplies a `Task`: its model, its loss, and (optionally) its data. Evaluators are
+chosen by name in `config.eval.evaluators` (common/eval/registry.py). Everything else (mesh,
+sharding, optimiser, jit step, checkpoints, metrics) is common code.
 `projects/<name>/task.py` must define `get_task(config) -> Task`; the trainer and
 `python -m common.eval` find it from `config.project` alone.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import importlib
-from typing import Any, Iterator, Mapping, Protocol
+from typing import Any, Iterator, Mapping
 
 import jax
 import ml_collections
@@ -17,17 +18,6 @@ from flax import nnx
 
 Batch = Mapping[str, Any]
 Metrics = dict[str, jax.Array]
-
-
-class Evaluator(Protocol):
-  """Computes scalar results from a model on the task's evaluation data.
-
-  `ctx` is a `common.eval.context.EvalContext`: it yields sharded global batches and carries
-  the config, the task and the mesh. Evaluators return plain python floats keyed by name.
-  """
-
-  def __call__(self, model: nnx.Module, ctx: Any) -> dict[str, float]:
-    ...
 
 
 class Task(abc.ABC):
@@ -84,9 +74,11 @@ class Task(abc.ABC):
     return pipeline.eval_iterator(self.config.data, split=split, process_index=process_index,
                                   process_count=process_count, batch_size=batch_size)
 
-  def evaluators(self) -> dict[str, Evaluator]:
-    """Named evaluators run periodically in training and by `--mode=eval`."""
-    return {}
+  def eval_forward(self, model: nnx.Module, batch: Batch) -> jax.Array:
+    """The model's inference forward on an evaluation batch, as the shared evaluators
+    (common/eval/registry.py: classification, throughput, sparsity, robustness) call it.
+    Default: the model on batch['image']."""
+    return model(batch["image"])
 
   def sample(self, model: nnx.Module, prompt: str, *, num_tokens: int, temperature: float,
              seed: int) -> str:

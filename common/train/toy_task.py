@@ -15,6 +15,8 @@ import optax
 from flax import nnx
 
 from common.data import process_order
+from common.layers.dropout import Dropout
+from common.layers.linear import Linear
 from common.train import defaults
 from common.train.task import Task
 
@@ -27,19 +29,20 @@ class ToyMLP(nnx.Module):
 
   def __init__(self, din: int, hidden: int, classes: int, rngs: nnx.Rngs):
     init = nnx.initializers.lecun_normal()
-    self.w1 = nnx.Linear(din, hidden, kernel_init=nnx.with_partitioning(init, ("embed", "mlp")),
-                         rngs=rngs)
-    self.w2 = nnx.Linear(hidden, classes, kernel_init=nnx.with_partitioning(init, ("mlp", "vocab")),
-                         rngs=rngs)
-    self.dropout = nnx.Dropout(0.1)
+    zeros = nnx.initializers.zeros
+    self.w1 = Linear(din, hidden, kernel_axes=("embed", "mlp"), kernel_init=init, bias_init=zeros,
+                     rngs=rngs)
+    self.w2 = Linear(hidden, classes, kernel_axes=("mlp", "vocab"), kernel_init=init,
+                     bias_init=zeros, rngs=rngs)
+    self.dropout = Dropout(0.1)
     self.mean = RunningMean(jnp.zeros((din,)))
     self.update_mean = True
 
-  def __call__(self, x, rngs=None):
-    if self.update_mean and not self.dropout.deterministic:
+  def __call__(self, x, *, train: bool = False, rngs=None):
+    if self.update_mean and train:
       self.mean.value = 0.9 * self.mean.value + 0.1 * jnp.mean(x, axis=0)
     h = nnx.relu(self.w1(x - self.mean.value))
-    return self.w2(self.dropout(h, rngs=rngs))
+    return self.w2(self.dropout(h, train=train, rngs=rngs))
 
 
 def make_data(n: int = 512, din: int = 8, classes: int = 4, seed: int = 0):
@@ -61,7 +64,7 @@ class ToyTask(Task):
     return ToyMLP(m.din, m.hidden, m.classes, rngs)
 
   def loss(self, model, batch, *, train, rngs):
-    logits = model(batch["x"], rngs=rngs)
+    logits = model(batch["x"], train=train, rngs=rngs)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"])
     w = batch.get("mask", jnp.ones_like(losses))
     loss = jnp.sum(losses * w) / jnp.maximum(jnp.sum(w), 1)
@@ -99,10 +102,6 @@ class ToyTask(Task):
     for i in range(0, len(items), batch_size):
       chunk = items[i:i + batch_size]
       yield {k: np.stack([c[k] for c in chunk]) for k in chunk[0]}
-
-  def evaluators(self):
-    from common.eval.task_loss import TaskLoss
-    return {"loss": TaskLoss("test")}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -25,12 +25,14 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from common.eval import registry as eval_registry
 from common.eval.context import EvalContext
 from common.train import checkpoint as ckpt_lib
 from common.train import config_checks
 from common.train import mesh as mesh_lib
 from common.train import metrics as metrics_lib
 from common.train import optim
+from common.train import run_guards
 from common.train import sharding as sharding_lib
 from common.train import state as state_lib
 from common.train import step as step_lib
@@ -53,14 +55,14 @@ class Run:
   lr_schedule: Any
   abstract_state: Any
   shardings: Any
+  # Built once per run (their jitted steps compile once), from config.eval.evaluators.
+  evaluators: dict[str, eval_registry.Evaluator]
 
   def put_batch(self, batch: dict) -> dict:
     return sharding_lib.put_batch(batch, self.mesh, self.rules)
 
   def model(self, state: dict, *, ema: bool = False) -> nnx.Module:
-    model = self.spec.merge(state["ema_params" if ema else "params"], state["model_state"])
-    model.eval()
-    return model
+    return self.spec.merge(state["ema_params" if ema else "params"], state["model_state"])
 
   def eval_context(self) -> EvalContext:
     return EvalContext(config=self.config, task=self.task, mesh=self.mesh,
@@ -77,6 +79,7 @@ def setup(config: ml_collections.ConfigDict, task: Task | None = None,
   config_checks.validate(config)
   task = task or load_task(config)
   task.validate(config)  # project-specific checks (e.g. sequence length vs attention block)
+  evaluators = eval_registry.build(config, task)  # unknown names fail before anything compiles
   if check_data:
     _validate_data(config)
   mesh = mesh_lib.make_mesh(config.mesh.shape, devices)
@@ -87,15 +90,12 @@ def setup(config: ml_collections.ConfigDict, task: Task | None = None,
   ema = config.optimizer.ema_decay > 0
   abstract, shardings = state_lib.abstract_state_and_shardings(
       spec, task.build_model, tx, seed=config.seed, ema=ema, mesh=mesh, rules=rules)
-  return Run(config, task, mesh, rules, spec, tx, lr, abstract, shardings)
+  return Run(config, task, mesh, rules, spec, tx, lr, abstract, shardings, evaluators)
 
 
 def _validate_data(config) -> None:
-  try:
-    from common.data import pipeline
-  except ImportError:  # projects that bring their own data
-    return
-  if hasattr(pipeline, "validate") and config.data.get("name"):
+  if config.data.get("name"):
+    from common.data import pipeline  # pylint: disable=g-import-not-at-top
     pipeline.validate(config.data)
 
 
@@ -166,31 +166,47 @@ def _health_check(state: dict, config, writer, step: int) -> None:
 
 
 def evaluate(run: Run, state: dict, step: int | None = None) -> dict[str, float]:
-  """Runs every evaluator of the task (and on the EMA parameters when there are some)."""
+  """Runs the run's evaluators (and on the EMA parameters too when there are some)."""
   results: dict[str, float] = {}
   ctx = run.eval_context()
   variants = [("", False)] + ([("ema/", True)] if "ema_params" in state else [])
   for prefix, ema in variants:
     model = run.model(state, ema=ema)
-    for name, evaluator in run.task.evaluators().items():
+    for name, evaluator in run.evaluators.items():
       for k, v in evaluator(model, ctx).items():
         results[f"{prefix}{name}/{k}"] = float(v)
   return results
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, *, task: Task | None = None,
-          restore_fallback: bool = False, stop_after: int | None = None) -> dict[str, float]:
+          restore_fallback: bool = False, start_fresh: bool = False,
+          stop_after: int | None = None) -> dict[str, float]:
   """Trains (resuming from `workdir` if it holds checkpoints) and returns the final metrics.
 
+  The run holds `workdir`'s lock throughout (run_guards.WorkdirLock). `start_fresh` moves a
+  previous run's checkpoints and metrics aside (nothing is deleted) and starts from step 0.
   `stop_after` ends the loop early at that step with a checkpoint, as a preemption would; tests
   use it to check that resuming is exact.
   """
   config_checks.check_workdir(workdir)
+  lock = run_guards.WorkdirLock(workdir)
+  run_guards.process0_decides(lock.acquire)
+  try:
+    return _train(config, workdir, task=task, restore_fallback=restore_fallback,
+                  start_fresh=start_fresh, stop_after=stop_after)
+  finally:
+    lock.release()
+
+
+def _train(config, workdir, *, task, restore_fallback, start_fresh, stop_after):
   run = setup(config, task)
+  if start_fresh:
+    run_guards.process0_decides(lambda: ckpt_lib.set_aside_run(workdir))
   cfg = run.config
   t = cfg.train
-  writer = metrics_lib.MetricWriter(workdir)
   ckpt = ckpt_lib.Checkpointer(workdir, keep=t.keep_checkpoints, async_save=t.async_checkpointing)
+  _check_resume(ckpt, workdir, cfg, restore_target(run))
+  writer = metrics_lib.MetricWriter(workdir)
   local_batch = t.batch_size // jax.process_count()
   data_iter = run.task.train_data(seed=cfg.seed, process_index=jax.process_index(),
                                   process_count=jax.process_count(), batch_size=local_batch)
@@ -261,6 +277,23 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, task: Task | None 
         json.dump({"step": step, **final}, f, indent=1, sort_keys=True)
   writer.close()
   return final
+
+
+def _check_resume(ckpt: ckpt_lib.Checkpointer, workdir: str, config, target) -> None:
+  """A newest checkpoint written for another model stops the run before anything is restored.
+
+  Damaged files are left to `restore_latest` (and --restore_fallback) to report. Every process
+  reads (Orbax's reads synchronise processes); process 0 decides.
+  """
+  step = ckpt.latest_step()
+  if step is None:
+    return
+  try:
+    saved, problems = ckpt.saved_config(step), ckpt.shape_problems(step, target)
+  except ckpt_lib.CheckpointError:
+    return
+  run_guards.process0_decides(lambda: run_guards.check_resume(
+      workdir, step, saved, ckpt_lib.config_to_json(config), problems))
 
 
 def _init_from(run: Run, state: dict, source: str) -> dict:

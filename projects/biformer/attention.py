@@ -8,32 +8,43 @@ conv on the block's normed input x (not on v), added before `proj`.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from projects.biformer import layers
+from common.layers import initializers
+from common.layers.conv import Conv2d
+from common.layers.linear import Linear
 
-Dtype = layers.Dtype
+# Official init of every nn.Linear [B:L260-267]: trunc_normal(std=.02) with timm's absolute
+# bounds, zero bias. Convs keep torch's default init (the common layers' default).
+LINEAR_INIT = dict(kernel_init=initializers.trunc_normal(0.02),
+                   bias_init=nnx.initializers.zeros)
+
+
+def depthwise_conv(dim: int, kernel: int, **kw) -> Conv2d:
+  """Depthwise 'same' conv (groups=dim, padding kernel//2): LePE and the conv pos-embed."""
+  return Conv2d(dim, dim, kernel, padding=kernel // 2, groups=dim,
+                kernel_axes=(None, None, None, "embed"), **kw)
 
 
 class AttentionLePE(nnx.Module):
   """Global MHSA over all H*W tokens plus an optional LePE depthwise conv on the input."""
 
   def __init__(self, dim: int, *, num_heads: int = 8, qkv_bias: bool = False,
-               qk_scale: float | None = None, side_dwconv: int = 5, dtype: Dtype = None,
-               param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+               qk_scale: float | None = None, side_dwconv: int = 5, dtype: Any = None,
+               param_dtype: Any = jnp.float32, rngs: Any):
     if dim % num_heads:
       raise ValueError(f"dim={dim}: must be divisible by num_heads={num_heads}.")
+    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.num_heads = num_heads
     self.scale = qk_scale or (dim // num_heads)**-0.5
-    self.qkv = layers.linear(dim, 3 * dim, ("embed", "heads"), use_bias=qkv_bias, dtype=dtype,
-                             param_dtype=param_dtype, rngs=rngs)
-    self.proj = layers.linear(dim, dim, ("heads", "embed"), dtype=dtype,
-                              param_dtype=param_dtype, rngs=rngs)
-    self.lepe = (layers.depthwise_conv2d(dim, side_dwconv, dtype=dtype,
-                                         param_dtype=param_dtype, rngs=rngs)
-                 if side_dwconv > 0 else None)
+    self.qkv = Linear(dim, 3 * dim, use_bias=qkv_bias, kernel_axes=("embed", "heads"),
+                      **LINEAR_INIT, **kw)
+    self.proj = Linear(dim, dim, kernel_axes=("heads", "embed"), **LINEAR_INIT, **kw)
+    self.lepe = depthwise_conv(dim, side_dwconv, **kw) if side_dwconv > 0 else None
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """x: (N, H, W, C) -> (N, H, W, C)."""

@@ -5,15 +5,18 @@ and models/biformer_stl.py `BiFormerBlock` (no pos-embed, no layer scale, pre-no
 """
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from common.layers import keys
+from common.layers.dropout import drop_path
+from common.layers.mlp import Mlp
+from common.layers.norms import LayerNorm
 from projects.biformer import attention as attention_lib
 from projects.biformer import bra as bra_lib
-from projects.biformer import layers
-
-Dtype = layers.Dtype
 
 
 class Block(nnx.Module):
@@ -30,12 +33,12 @@ class Block(nnx.Module):
                mlp_ratio: float = 3.0, side_dwconv: int = 5, before_attn_dwconv: int = 3,
                layer_scale_init_value: float = -1.0, pre_norm: bool = True,
                auto_pad: bool = False, drop_path: float = 0.0,
-               attention_impl: str = "gather", dtype: Dtype = None,
-               param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+               attention_impl: str = "official", dtype: Any = None,
+               param_dtype: Any = jnp.float32, rngs: Any):
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    self.pos_embed = (layers.depthwise_conv2d(dim, before_attn_dwconv, **kw)
+    self.pos_embed = (attention_lib.depthwise_conv(dim, before_attn_dwconv, **kw)
                       if before_attn_dwconv > 0 else None)
-    self.norm1 = layers.layer_norm(dim, eps=1e-6, **kw)
+    self.norm1 = LayerNorm(dim, epsilon=1e-6, **kw)
     self.routed = topk > 0
     if topk > 0:
       self.attn = bra_lib.BiLevelRoutingAttention(
@@ -48,15 +51,17 @@ class Block(nnx.Module):
           dim, side_dwconv=side_dwconv if topk == -2 else 0, **kw)
     else:
       raise ValueError(f"topk={topk!r}: allowed are k >= 1, -1 or -2.")
-    self.norm2 = layers.layer_norm(dim, eps=1e-6, **kw)
-    self.mlp = layers.Mlp(dim, int(mlp_ratio * dim), **kw)
-    self.drop_path = layers.DropPath(drop_path, rngs=rngs)
+    self.norm2 = LayerNorm(dim, epsilon=1e-6, **kw)
+    # Linear -> exact (erf) GELU -> Linear; the official `drop_rate` never reaches it.
+    self.mlp = Mlp(dim, int(mlp_ratio * dim), activation="gelu",
+                   layer_names=("fc1", "fc1_gate", "fc2"),
+                   kernel_init=attention_lib.LINEAR_INIT["kernel_init"], sow_stats=False, **kw)
+    self.drop_path = drop_path
     self.pre_norm = pre_norm
     if layer_scale_init_value > 0:
-      init = nnx.with_partitioning(
-          lambda key, shape, dt: jnp.full(shape, layer_scale_init_value, dt), ("embed",))
-      self.gamma1 = nnx.Param(init(rngs.params(), (dim,), param_dtype))
-      self.gamma2 = nnx.Param(init(rngs.params(), (dim,), param_dtype))
+      init = nnx.initializers.constant(layer_scale_init_value)
+      self.gamma1 = keys.param(init, ("embed",), None, (dim,), param_dtype)
+      self.gamma2 = keys.param(init, ("embed",), None, (dim,), param_dtype)
     else:
       self.gamma1 = self.gamma2 = None
 
@@ -65,19 +70,22 @@ class Block(nnx.Module):
       return self.attn(x)
     return self.attn(x), None
 
-  def _scaled(self, gamma, y):
-    return y if gamma is None else gamma[...].astype(y.dtype) * y
+  def _branch(self, gamma, y, train, rngs):
+    """Layer scale, then drop path, of a residual branch."""
+    y = y if gamma is None else gamma[...].astype(y.dtype) * y
+    return drop_path(y, self.drop_path, train=train, rngs=rngs)
 
-  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+  def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None
+               ) -> tuple[jax.Array, jax.Array | None]:
     """x: (N, H, W, C). Returns (x, r_idx or None for global attention)."""
     if self.pos_embed is not None:
       x = x + self.pos_embed(x)
     if self.pre_norm:
       y, r_idx = self._attn(self.norm1(x))
-      x = x + self.drop_path(self._scaled(self.gamma1, y))
-      x = x + self.drop_path(self._scaled(self.gamma2, self.mlp(self.norm2(x))))
+      x = x + self._branch(self.gamma1, y, train, rngs)
+      x = x + self._branch(self.gamma2, self.mlp(self.norm2(x)), train, rngs)
     else:
       y, r_idx = self._attn(x)
-      x = self.norm1(x + self.drop_path(self._scaled(self.gamma1, y)))
-      x = self.norm2(x + self.drop_path(self._scaled(self.gamma2, self.mlp(x))))
+      x = self.norm1(x + self._branch(self.gamma1, y, train, rngs))
+      x = self.norm2(x + self._branch(self.gamma2, self.mlp(x), train, rngs))
     return x, r_idx

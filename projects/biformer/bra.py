@@ -8,19 +8,21 @@ but the maths is the same:
   occupies the contiguous token block [r*w2, (r+1)*w2) with pixels row-major inside it. Every
   region is then one block of a block-sparse attention, and the router's indices are the
   kv block indices of `common.kernels.block_sparse_attention`;
-* the routed attention is one function, `routed_attention`, with an `impl` switch; the default
-  "gather" path gathers the top-k regions' k/v per query region (as the official KVGather)
-  and runs a dense softmax over them.
+* the routed attention is one function, `routed_attention`, with an `impl` switch
+  (`config.model.attention_impl`): "official" gathers the top-k regions' k/v per query region
+  (as the official KVGather) and runs a dense softmax over them; any other value is passed
+  unchanged to the shared kernel `common.kernels.block_sparse_attention`.
 """
 from __future__ import annotations
+
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from projects.biformer import layers
-
-Dtype = layers.Dtype
+from common.layers.linear import Linear
+from projects.biformer.attention import LINEAR_INIT, depthwise_conv
 
 
 def to_regions(x: jax.Array, n_win: int) -> jax.Array:
@@ -99,7 +101,7 @@ def routed_attention_gather(q: jax.Array, k: jax.Array, v: jax.Array,
 
 def routed_attention(q: jax.Array, k: jax.Array, v: jax.Array, kv_block_indices: jax.Array,
                      *, block_q: int, block_k: int, scale: float,
-                     impl: str = "gather") -> jax.Array:
+                     impl: str = "official") -> jax.Array:
   """Attention of every query block over its routed key/value blocks (no mask, no causality).
 
   The signature mirrors `common.kernels.block_sparse_attention.block_sparse_attention`, so the
@@ -113,9 +115,10 @@ def routed_attention(q: jax.Array, k: jax.Array, v: jax.Array, kv_block_indices:
       attends to (the router's r_idx, repeated over heads).
     block_q, block_k: tokens per query / key block (both the region size in BRA).
     scale: logit scale.
-    impl: "gather" (pure jnp) or "block_sparse" (the shared kernel
-      `common.kernels.block_sparse_attention`, impl="auto": Pallas on GPU/TPU, its XLA
-      gather path on CPU; it needs Dv == D).
+    impl: "official" (the official computation in pure jnp: gather the routed blocks, dense
+      softmax over them) or an `impl` of the shared kernel
+      `common.kernels.block_sparse_attention` ("auto", "xla", "reference", "pallas_tpu",
+      "pallas_gpu", "interpret", ...), passed to it unchanged; the kernel needs Dv == D.
 
   Returns:
     (B, H, Tq, Dv).
@@ -123,15 +126,13 @@ def routed_attention(q: jax.Array, k: jax.Array, v: jax.Array, kv_block_indices:
   if q.shape[2] % block_q or k.shape[2] % block_k:
     raise ValueError(f"token counts Tq={q.shape[2]}, Tk={k.shape[2]} must be multiples of "
                      f"block_q={block_q}, block_k={block_k}.")
-  if impl == "gather":
+  if impl == "official":
     return routed_attention_gather(q, k, v, kv_block_indices, block_q=block_q,
                                    block_k=block_k, scale=scale)
-  if impl == "block_sparse":
-    # Imported lazily: the kernel is optional and must not be a hard dependency of the model.
-    from common.kernels import block_sparse_attention as bsa  # pylint: disable=g-import-not-at-top
-    return bsa.block_sparse_attention(q, k, v, kv_block_indices, block_q=block_q,
-                                      block_k=block_k, causal=False, scale=scale, impl="auto")
-  raise ValueError(f"attention impl={impl!r}: allowed are 'gather' and 'block_sparse'.")
+  # Imported lazily: the kernel package is not needed by the official path.
+  from common.kernels import block_sparse_attention as bsa  # pylint: disable=g-import-not-at-top
+  return bsa.block_sparse_attention(q, k, v, kv_block_indices, block_q=block_q,
+                                    block_k=block_k, causal=False, scale=scale, impl=impl)
 
 
 class BiLevelRoutingAttention(nnx.Module):
@@ -148,26 +149,24 @@ class BiLevelRoutingAttention(nnx.Module):
 
   def __init__(self, dim: int, *, num_heads: int, n_win: int, topk: int,
                qk_dim: int | None = None, qk_scale: float | None = None,
-               side_dwconv: int = 5, auto_pad: bool = False, attention_impl: str = "gather",
-               dtype: Dtype = None, param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+               side_dwconv: int = 5, auto_pad: bool = False, attention_impl: str = "official",
+               dtype: Any = None, param_dtype: Any = jnp.float32, rngs: Any):
     self.dim = dim
     self.qk_dim = qk_dim or dim
     if self.qk_dim % num_heads or dim % num_heads:
       raise ValueError(f"num_heads={num_heads} must divide qk_dim={self.qk_dim} and "
                        f"dim={dim}.")
+    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.num_heads = num_heads
     self.n_win = n_win
     self.topk = topk
     self.scale = qk_scale or self.qk_dim**-0.5
     self.auto_pad = auto_pad
     self.attention_impl = attention_impl
-    self.qkv = layers.linear(dim, 2 * self.qk_dim + dim, ("embed", "heads"), dtype=dtype,
-                             param_dtype=param_dtype, rngs=rngs)
-    self.wo = layers.linear(dim, dim, ("heads", "embed"), dtype=dtype,
-                            param_dtype=param_dtype, rngs=rngs)
-    self.lepe = (layers.depthwise_conv2d(dim, side_dwconv, dtype=dtype,
-                                         param_dtype=param_dtype, rngs=rngs)
-                 if side_dwconv > 0 else None)
+    self.qkv = Linear(dim, 2 * self.qk_dim + dim, kernel_axes=("embed", "heads"),
+                      **LINEAR_INIT, **kw)
+    self.wo = Linear(dim, dim, kernel_axes=("heads", "embed"), **LINEAR_INIT, **kw)
+    self.lepe = depthwise_conv(dim, side_dwconv, **kw) if side_dwconv > 0 else None
 
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """x: (N, H, W, C). Returns (out (N, H, W, C), r_idx int32 (N, n_win**2, topk))."""

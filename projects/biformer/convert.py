@@ -1,28 +1,26 @@
 """Converts official BiFormer weights: runs a case in eval mode, or writes a trainer checkpoint.
 
   python -m projects.biformer.convert --case ../shared/golden/biformer/tiny_s0 --out out.npz
-  python -m projects.biformer.convert --case ../shared/golden/biformer/tiny_s0 \
+  python -m projects.biformer.convert --case ../shared/golden/biformer/tiny_s0 \\
       --to_checkpoint DIR
-  python -m projects.biformer.convert --state_dict biformer_tiny.npz --preset BiFormer-T \
+  python -m projects.biformer.convert --state_dict biformer_tiny.npz --preset BiFormer-T \\
       --to_checkpoint DIR   # a released .pth's 'model' dict saved as npz (numpy arrays)
 
 DIR/config.json gives the official class (`model`) and its constructor `kwargs`;
 DIR/state_dict.npz the official weights; DIR/inputs.npz the NCHW input `x`. The output npz
 holds the keys of DIR/outputs.npz: `logits`, `stage0`..`stage3` (NCHW) and
-`r_idx/<stage>.<block>` (int64, sorted ascending along the last axis).
+`r_idx/<stage>.<block>` (int64, sorted ascending along the last axis). `--attention_impl`
+picks the routed attention (projects/biformer/config.py ATTENTION_IMPLS: `official`, the
+default, or a kernel impl such as `auto`); `--check` scores the outputs against
+DIR/outputs.npz. The command line is the shared one of every converter
+(common/convert_cli.py).
 
---to_checkpoint DIR writes the converted weights as step 0 of a trainer checkpoint in DIR
-(projects/biformer/export.py), evaluated by
-`python projects/biformer/main.py --config <config> --workdir DIR --mode=eval` or
-`python -m common.eval --workdir DIR`. The config saved with it: with --case, the demo data
-config around the case's model (restores without ImageNet); with --state_dict and --preset,
-configs/imagenet.py:<preset>; --config path.py:args overrides either.
+--to_checkpoint DIR writes the converted weights as step 0 of a trainer checkpoint that
+`python projects/biformer/main.py --config <config> --workdir DIR --mode=eval` evaluates;
+common/tasks/image_convert.py says which config is saved with it.
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
 import os
 import sys
 from typing import Sequence
@@ -33,26 +31,28 @@ import numpy as np
 from flax import nnx
 
 import common  # noqa: F401  (switches off eager variable sharding)
+from common import convert_cli
+from common.tasks import image_convert
+from projects.biformer import config as config_lib
 from projects.biformer.model import BiFormer
 from third_party.biformer import official_kwargs
 from third_party.biformer import state_dict as state_dict_lib
 
+CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
-def build_from_case(case_dir: str, *, attention_impl: str = "gather") -> BiFormer:
-  """The model described by DIR/config.json with DIR/state_dict.npz loaded, in eval mode."""
-  with open(os.path.join(case_dir, "config.json")) as f:
-    meta = json.load(f)
-  # drop_path_rate is forced to 0: this model only runs in eval, where drop path is the
-  # identity, and without it the model holds no rng state, so it can be built abstractly
-  # (nnx.eval_shape: no random init, which costs seconds of op compilation on CPU) and filled
-  # entirely from the state_dict.
+
+def build_from_state_dict(cfg: config_lib.BiFormerConfig, state_dict: dict) -> BiFormer:
+  """The BiFormer of `cfg` holding `state_dict`, built abstractly (no random init)."""
+  return image_convert.with_weights(BiFormer, cfg, state_dict, state_dict_lib.load_state_dict)
+
+
+def build_from_case(case_dir: str, *, attention_impl: str = "official") -> BiFormer:
+  """The model described by DIR/config.json with DIR/state_dict.npz loaded."""
+  meta = convert_cli.read_case_config(case_dir)
   cfg = official_kwargs.config_from_kwargs(meta["kwargs"], meta.get("model", "BiFormer"),
-                                           attention_impl=attention_impl, drop_path_rate=0.0)
-  model = nnx.eval_shape(lambda: BiFormer(cfg, rngs=nnx.Rngs(0)))
-  with np.load(os.path.join(case_dir, "state_dict.npz")) as sd:
-    state_dict_lib.load_state_dict(model, {k: sd[k] for k in sd.files})
-  model.eval()
-  return model
+                                           attention_impl=attention_impl)
+  return build_from_state_dict(
+      cfg, convert_cli.load_npz(os.path.join(case_dir, "state_dict.npz")))
 
 
 def run(model: BiFormer, x_nchw: np.ndarray) -> dict[str, np.ndarray]:
@@ -73,78 +73,35 @@ def run(model: BiFormer, x_nchw: np.ndarray) -> dict[str, np.ndarray]:
   return out
 
 
-def convert_case(case_dir: str, *, attention_impl: str = "gather") -> dict[str, np.ndarray]:
+def convert_case(case_dir: str, *, attention_impl: str = "official") -> dict[str, np.ndarray]:
   """Builds, converts and runs the case in DIR; returns what DIR/outputs.npz holds."""
   model = build_from_case(case_dir, attention_impl=attention_impl)
-  with np.load(os.path.join(case_dir, "inputs.npz")) as inputs:
-    x = inputs["x"]
-  return run(model, x)
+  return run(model, convert_cli.load_npz(os.path.join(case_dir, "inputs.npz"))["x"])
 
 
-def build_from_state_dict(cfg, state_dict: dict) -> BiFormer:
-  """The BiFormer of `cfg` (drop path off: eval only) holding `state_dict`, built abstractly."""
-  cfg = dataclasses.replace(cfg, drop_path_rate=0.0)
-  model = nnx.eval_shape(lambda: BiFormer(cfg, rngs=nnx.Rngs(0)))
-  state_dict_lib.load_state_dict(model, state_dict)
-  return model
+def _to_checkpoint(args) -> str:
+  return image_convert.write_checkpoint(
+      args, configs_dir=CONFIGS, project="biformer",
+      case_arch=lambda meta: official_kwargs.config_from_kwargs(
+          meta["kwargs"], meta.get("model", "BiFormer")),
+      arch_fields=config_lib.ARCH_FIELDS, from_config=config_lib.from_config, model_cls=BiFormer,
+      load_state_dict=state_dict_lib.load_state_dict)
 
 
-def _to_checkpoint(args) -> int:
-  from common.train import config_io
-  from projects.biformer import export
-  from projects.biformer import task as task_lib
-  if args.case:
-    with open(os.path.join(args.case, "config.json")) as f:
-      meta = json.load(f)
-    with np.load(os.path.join(args.case, "inputs.npz")) as inputs:
-      size = inputs["x"].shape[-1]
-    config = export.case_config(meta["kwargs"], meta.get("model", "BiFormer"), size)
-    with np.load(os.path.join(args.case, "state_dict.npz")) as sd:
-      state_dict = {k: sd[k] for k in sd.files}
-  else:
-    if not (args.state_dict and args.preset):
-      raise ValueError("--to_checkpoint needs --case, or --state_dict with --preset.")
-    if not os.path.isfile(args.state_dict):
-      raise ValueError(f"--state_dict={args.state_dict!r} is not a file.")
-    with np.load(args.state_dict) as sd:
-      state_dict = {k: sd[k] for k in sd.files}
-    config = export.imagenet_config(args.preset)
-  if args.config:
-    config = export.eval_only(config_io.load_config(args.config))
-  model = build_from_state_dict(task_lib.biformer_config(config), state_dict)
-  directory = export.write_checkpoint(model, config, args.to_checkpoint)
-  print(f"wrote checkpoint step 0 to {directory}")
-  return 0
+def _add_arguments(parser) -> None:
+  parser.add_argument("--attention_impl", default="official",
+                      choices=config_lib.ATTENTION_IMPLS, help="routed attention (--case)")
+
+
+CONVERTER = convert_cli.Converter(
+    prog="python -m projects.biformer.convert", description=__doc__,
+    run_case=lambda case_dir, args: convert_case(case_dir, attention_impl=args.attention_impl),
+    to_checkpoint=_to_checkpoint, presets=tuple(config_lib.PRESETS),
+    add_arguments=_add_arguments)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m projects.biformer.convert",
-                                   description=__doc__.split("\n")[0])
-  parser.add_argument("--case", help="folder with config.json, state_dict.npz and inputs.npz")
-  parser.add_argument("--out", help="output .npz path (with --case)")
-  parser.add_argument("--attention_impl", default="gather", choices=["gather", "block_sparse"],
-                      help="routed attention backend")
-  parser.add_argument("--state_dict", help="official state_dict as .npz (with --preset)")
-  parser.add_argument("--preset", help="BiFormer-T | -S | -B | -STL (with --state_dict)")
-  parser.add_argument("--to_checkpoint", metavar="WORKDIR",
-                      help="write a trainer checkpoint (step 0) of the converted weights here")
-  parser.add_argument("--config", help="trainer config 'path.py:args' to save with it")
-  args = parser.parse_args(argv)
-  if args.to_checkpoint:
-    try:
-      return _to_checkpoint(args)
-    except ValueError as e:
-      print(f"error: {e}", file=sys.stderr)
-      return 2
-  if not args.case or not args.out:
-    parser.error("--case and --out are required (or --to_checkpoint WORKDIR).")
-  for name in ("config.json", "state_dict.npz", "inputs.npz"):
-    if not os.path.isfile(os.path.join(args.case, name)):
-      parser.error(f"--case {args.case!r}: {name} not found there.")
-  outputs = convert_case(args.case, attention_impl=args.attention_impl)
-  np.savez(args.out, **outputs)
-  print(f"wrote {len(outputs)} arrays to {args.out}")
-  return 0
+  return convert_cli.main(CONVERTER, argv)
 
 
 if __name__ == "__main__":

@@ -1,41 +1,22 @@
 """The BiFormer demo in the README's main job: a small BiFormer vs a same-size ViT, MNIST-5k.
 
-Trains configs/mnist_demo.py:biformer and :vit (same data, steps and optimiser; ~1-3 minutes each
-on 2 CPU cores) and reports test top-1, parameters and eval-forward throughput, whatever they
-show; also the parameter counts of the paper presets against the official ones.
-
-The ViT baseline is the same config in projects/svit and projects/biformer, so it is trained
-once, in `<out_dir>/../vit_baseline_mnist` (next to this project's folder; the main job passes
-`<out>/<project>`), by whichever demo runs first, and reused by the other when its saved config
-matches; otherwise each trains its own in `<out_dir>/vit`. Every run is an ordinary `main.py`
-run (checkpoints, metrics.jsonl), resumable and re-evaluable with
-`python -m common.eval --workdir <dir>`.
+common/tasks/image_demo.py runs it (`vision_vs_vit_rows`, shared with projects/svit, whose
+demo trains the same ViT baseline): configs/mnist_demo.py:biformer and :vit, then the paper
+presets' parameter counts against the official ones.
 """
 from __future__ import annotations
 
-import os
+from common.tasks import image_demo
+from projects.biformer import BiFormer, preset
 
-from flax import nnx
-
-from common.train import demo_runs, state as state_lib
-
-CONFIG = "projects/biformer/configs/mnist_demo.py"
 # Trainable parameters of the official factories at 1000 classes (shared/golden/param_counts).
 OFFICIAL_PARAMS = {"BiFormer-T": 13_142_760, "BiFormer-S": 25_536_232, "BiFormer-B": 56_804_968,
                    "BiFormer-STL": 28_372_552}
 
 
-def preset_params(name: str) -> int:
-  """Trainable parameters of a paper preset at 1000 classes, counted abstractly (no init)."""
-  from projects.biformer import create
-  model = nnx.eval_shape(lambda: create(name, rngs=nnx.Rngs(0)))
-  return state_lib.count_params(nnx.state(model, nnx.Param))
-
-
 def run(out_dir: str, *, quick: bool = False) -> list[dict]:
-  os.makedirs(out_dir, exist_ok=True)
-  return demo_runs.vision_vs_vit_rows(
-      project="biformer", label="BiFormer", config_file=CONFIG, out_dir=out_dir, quick=quick,
+  return image_demo.vision_vs_vit_rows(
+      project="biformer", label="BiFormer", out_dir=out_dir, quick=quick,
       paper_top1="BiFormer-S 83.8% vs DeiT-S 79.8% (ImageNet-1k)",
       paper_speed="not reported", official_params=OFFICIAL_PARAMS,
-      preset_params=preset_params)
+      build_preset=lambda name, rngs: BiFormer(preset(name), rngs=rngs))  # at 1000 classes

@@ -6,9 +6,9 @@ Everything runs NHWC; the official model is NCHW between blocks, which only chan
 the channel axis sits.
 
 Usage:
-  model = BiFormer(presets.biformer_t(num_classes=10), rngs=nnx.Rngs(0))
-  model.eval()
-  logits = model(images_nhwc)                           # classifier
+  model = BiFormer(config.preset("BiFormer-T", num_classes=10), rngs=nnx.Rngs(0))
+  logits = model(images_nhwc)                           # classifier, eval mode
+  logits = model(images_nhwc, train=True, rngs=nnx.Rngs(dropout=k))  # BN batch stats, drop path
   logits, feats = model(images_nhwc, return_features=True)
   feats.stages[i]        # (N, H_i, W_i, C_i) after stage i (backbone outputs, strides 4..32)
   feats.r_idx["s.b"]     # int32 (N, n_win**2, topk) router indices of block b of stage s
@@ -18,14 +18,17 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
+from common.layers import keys, remat
+from common.layers.conv import Conv2d, ConvBN
+from common.layers.linear import Linear
+from common.layers.norms import BatchNorm
 from projects.biformer import block as block_lib
-from projects.biformer import layers
-from projects.biformer.model_config import BiFormerConfig
+from projects.biformer.attention import LINEAR_INIT
+from projects.biformer.config import BiFormerConfig
 
-Dtype = layers.Dtype
+_CONV_AXES = (None, None, None, "embed")
 
 
 @dataclasses.dataclass
@@ -50,63 +53,46 @@ jax.tree_util.register_dataclass(Features, data_fields=["stages", "r_idx", "pool
 class ConvStem(nnx.Module):
   """Legacy stem: Conv3x3 s2 -> BN -> GELU -> Conv3x3 s2 -> BN [B:L186-192] (norm before act)."""
 
-  def __init__(self, cin: int, dim: int, *, dtype: Dtype, param_dtype: Dtype, rngs: nnx.Rngs):
-    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    self.conv1 = layers.conv2d(cin, dim // 2, 3, stride=2, padding=1, **kw)
-    self.bn1 = layers.batch_norm(dim // 2, **kw)
-    self.conv2 = layers.conv2d(dim // 2, dim, 3, stride=2, padding=1, **kw)
-    self.bn2 = layers.batch_norm(dim, **kw)
+  def __init__(self, cin: int, dim: int, **kw):
+    self.conv1 = Conv2d(cin, dim // 2, 3, stride=2, padding=1, kernel_axes=_CONV_AXES, **kw)
+    self.bn1 = BatchNorm(dim // 2, **kw)
+    self.conv2 = Conv2d(dim // 2, dim, 3, stride=2, padding=1, kernel_axes=_CONV_AXES, **kw)
+    self.bn2 = BatchNorm(dim, **kw)
 
-  def __call__(self, x):
-    x = jax.nn.gelu(self.bn1(self.conv1(x)), approximate=False)
-    return self.bn2(self.conv2(x))
-
-
-class ConvBN(nnx.Module):
-  """Conv (kernel k, stride s, padding p) -> BN: legacy downsampling [B:L199-203], STL stem."""
-
-  def __init__(self, cin: int, dim: int, kernel: int, stride: int, padding: int, *,
-               dtype: Dtype, param_dtype: Dtype, rngs: nnx.Rngs):
-    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    self.conv = layers.conv2d(cin, dim, kernel, stride=stride, padding=padding, **kw)
-    self.bn = layers.batch_norm(dim, **kw)
-
-  def __call__(self, x):
-    return self.bn(self.conv(x))
+  def __call__(self, x, *, train=False):
+    x = jax.nn.gelu(self.bn1(self.conv1(x), train=train), approximate=False)
+    return self.bn2(self.conv2(x), train=train)
 
 
 class BNConv(nnx.Module):
   """BN -> Conv2x2 s2: the STL patch merging (biformer_stl.py, norm_layer=BatchNorm2d)."""
 
-  def __init__(self, cin: int, dim: int, *, dtype: Dtype, param_dtype: Dtype,
-               rngs: nnx.Rngs):
-    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    self.bn = layers.batch_norm(cin, **kw)
-    self.conv = layers.conv2d(cin, dim, 2, stride=2, **kw)
+  def __init__(self, cin: int, dim: int, **kw):
+    self.bn = BatchNorm(cin, **kw)
+    self.conv = Conv2d(cin, dim, 2, stride=2, kernel_axes=_CONV_AXES, **kw)
 
-  def __call__(self, x):
-    return self.conv(self.bn(x))
+  def __call__(self, x, *, train=False):
+    return self.conv(self.bn(x, train=train))
 
 
 class BiFormer(nnx.Module):
   """BiFormer classifier / backbone on NHWC images.
 
-  Call `model.eval()` for inference (BN running stats, no drop path) and `model.train()` for
-  training; drop path draws from the 'dropout' stream of the rngs given at construction.
+  `train=True` uses batch statistics in BatchNorm (updating the running ones) and turns drop
+  path on; its masks draw from `rngs.dropout()`. `config.remat_policy` rematerialises each
+  block; `config.dtype` / `config.param_dtype` are the compute and parameter dtypes.
   """
 
-  def __init__(self, config: BiFormerConfig, *, dtype: Dtype = None,
-               param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
-    self.config = config
-    cfg = config
-    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+  def __init__(self, config: BiFormerConfig, *, rngs: nnx.Rngs | keys.KeyStream):
+    self.config = cfg = BiFormerConfig.of(config)
+    kw = cfg.layer_kwargs(rngs)
     dims = cfg.embed_dim
     if cfg.layout == "legacy":
       down = [ConvStem(cfg.in_chans, dims[0], **kw)]
-      down += [ConvBN(dims[i], dims[i + 1], 3, 2, 1, **kw) for i in range(3)]
+      down += [ConvBN(dims[i], dims[i + 1], 3, stride=2, padding=1, **kw) for i in range(3)]
       pos_kernel = cfg.before_attn_dwconv
     else:  # "stl": biformer_stl.py has no pos-embed, layer scale or post-norm.
-      down = [ConvBN(cfg.in_chans, dims[0], 4, 4, 0, **kw)]
+      down = [ConvBN(cfg.in_chans, dims[0], 4, stride=4, **kw)]
       down += [BNConv(dims[i], dims[i + 1], **kw) for i in range(3)]
       pos_kernel = 0
     self.downsample_layers = nnx.List(down)
@@ -126,31 +112,38 @@ class BiFormer(nnx.Module):
             for j in range(cfg.depth[i])
         ]) for i in range(4)
     ])
-    self.norm = layers.batch_norm(dims[-1], **kw)
-    self.head = (layers.linear(dims[-1], cfg.num_classes, ("embed", "vocab"), **kw)
-                 if cfg.num_classes > 0 else None)
+    self.norm = BatchNorm(dims[-1], **kw)
+    self.head = (Linear(dims[-1], cfg.num_classes, kernel_axes=("embed", "vocab"),
+                        **LINEAR_INIT, **kw) if cfg.num_classes > 0 else None)
 
-  def forward_features(self, x: jax.Array) -> Features:
+  def forward_features(self, x: jax.Array, *, train: bool = False,
+                       rngs: nnx.Rngs | None = None) -> Features:
     """x: (N, H, W, in_chans) -> Features (stage maps, router indices, pooled features)."""
     if x.ndim != 4 or x.shape[-1] != self.config.in_chans:
       raise ValueError(f"input shape {x.shape}: expected NHWC (N, H, W, "
                        f"{self.config.in_chans}).")
+
+    def apply_block(block, x, rngs):
+      return block(x, train=train, rngs=rngs)
+
+    apply_block = remat.remat(apply_block, self.config.remat_policy)
     stages, r_idx = [], {}
     for i in range(4):
-      x = self.downsample_layers[i](x)
+      x = self.downsample_layers[i](x, train=train)
       for j, blk in enumerate(self.stages[i]):
-        x, idx = blk(x)
+        x, idx = apply_block(blk, x, rngs)
         if idx is not None:
           r_idx[f"{i}.{j}"] = idx
       stages.append(x)
-    pooled = self.norm(x).mean(axis=(1, 2))
+    pooled = self.norm(x, train=train).mean(axis=(1, 2))
     return Features(stages=tuple(stages), r_idx=r_idx, pooled=pooled)
 
-  def __call__(self, x: jax.Array, *, return_features: bool = False):
+  def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None,
+               return_features: bool = False):
     """x: (N, H, W, in_chans) -> logits (N, num_classes), or pooled features if num_classes=0.
 
     With return_features=True, returns (logits, Features).
     """
-    feats = self.forward_features(x)
+    feats = self.forward_features(x, train=train, rngs=rngs)
     out = self.head(feats.pooled) if self.head is not None else feats.pooled
     return (out, feats) if return_features else out

@@ -15,8 +15,7 @@ from flax import nnx
 
 def routed_regions(model: nnx.Module, image: np.ndarray, key: str = "0.0") -> np.ndarray:
   """image: (H, W, C) as the model's input (normalised). Returns the boolean routing masks."""
-  model.eval()
-  _, feats = model(jnp.asarray(image)[None], return_features=True)
+  _, feats = model(jnp.asarray(image)[None], return_features=True)  # eval mode (train=False)
   if key not in feats.r_idx:
     raise ValueError(f"key={key!r} names no routed block; routed blocks: {sorted(feats.r_idx)}.")
   idx = np.asarray(feats.r_idx[key])[0]  # (R, topk)

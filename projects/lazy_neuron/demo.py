@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 
-from common.train import config_io, demo_runs, metrics as metrics_lib, trainer
+from common.tasks import demo_runs
+from common.train import config_io, metrics as metrics_lib, trainer
 
 CONFIGS = "projects/lazy_neuron/configs"
 # name -> (config spec, steps); `quick` swaps the size variant for `tiny` (seconds per run).

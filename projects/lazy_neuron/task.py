@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from common.layers import intermediates
+from common.layers import intermediates, validation
 from common.train import task as task_lib
-from projects.lazy_neuron import evaluators as evaluators_lib, losses, model as model_lib
+from projects.lazy_neuron import config as config_lib, losses, model as model_lib
 
 
 def _example_weights(batch: task_lib.Batch, first: jax.Array) -> jax.Array:
@@ -41,31 +41,29 @@ def _dropout_rngs(config: ml_collections.ConfigDict, train: bool, rngs: nnx.Rngs
 
 
 class _LazyNeuronTask(task_lib.Task):
-  """What both tasks share: evaluators built once, so their jitted steps compile once."""
+  """config.model checked and built once (projects/lazy_neuron/config.py), before any model."""
 
-  _evaluators: dict[str, task_lib.Evaluator] | None = None
+  def __init__(self, config: ml_collections.ConfigDict):
+    super().__init__(config)
+    self.model_config = config_lib.from_config(config.model)
 
-  def evaluators(self) -> dict[str, task_lib.Evaluator]:
-    # The trainer asks at every evaluation; new instances would recompile every time.
-    if self._evaluators is None:
-      self._evaluators = evaluators_lib.build_evaluators(self.config)
-    return self._evaluators
+  def validate(self, config: ml_collections.ConfigDict) -> None:
+    model_lib.check_data(config_lib.from_config(config.model), config.data)
 
 
 class ViTTask(_LazyNeuronTask):
   """Image classification: batches {'image' [B,H,W,C], 'label' [B], optional 'mask' [B]}."""
 
   def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
-    return model_lib.build_vit(self.config, rngs)
+    return model_lib.build_vit(self.model_config, self.config.data, rngs)
 
   def loss(self, model, batch, *, train, rngs):
     rngs = _dropout_rngs(self.config, train, rngs)
     nnx.pop(model, nnx.Intermediate)  # stale values would be averaged into this batch's stats
-    logits = model(batch["image"], deterministic=not train, rngs=rngs)
+    logits = model(batch["image"], train=train, rngs=rngs)
     weights = _example_weights(batch, batch["label"])
     loss, accuracy = losses.classification_loss(
-        logits, batch["label"], weights,
-        label_smoothing=self.config.model.get("label_smoothing", 0.0))
+        logits, batch["label"], weights, label_smoothing=self.model_config.label_smoothing)
     return loss, {"accuracy": accuracy, **sparsity_metrics(model, weights)}
 
 class T5Task(_LazyNeuronTask):
@@ -73,18 +71,23 @@ class T5Task(_LazyNeuronTask):
   int32, 'decoder_loss_weights' float32, optional 'mask' [B]}."""
 
   def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
-    return model_lib.build_t5(self.config, rngs)
+    return model_lib.build_t5(self.model_config, rngs)
+
+  def eval_forward(self, model, batch):
+    """What the shared 'sparsity' evaluator runs (common/eval/registry.py)."""
+    return model(batch["encoder_input_tokens"], batch["decoder_input_tokens"],
+                 decoder_target_tokens=batch["decoder_target_tokens"])
 
   def loss(self, model, batch, *, train, rngs):
     rngs = _dropout_rngs(self.config, train, rngs)
     nnx.pop(model, nnx.Intermediate)
     targets = batch["decoder_target_tokens"]
     logits = model(batch["encoder_input_tokens"], batch["decoder_input_tokens"],
-                   decoder_target_tokens=targets, deterministic=not train, rngs=rngs)
+                   decoder_target_tokens=targets, train=train, rngs=rngs)
     example_weights = _example_weights(batch, targets)
     token_weights = batch["decoder_loss_weights"] * example_weights[:, None]
     loss, metrics = losses.token_loss(logits, targets, token_weights,
-                                      z_loss=self.config.model.get("z_loss", 0.0))
+                                      z_loss=self.model_config.z_loss)
     return loss, {**metrics, **sparsity_metrics(model, example_weights)}
 
 
@@ -92,7 +95,5 @@ TASKS = {"vit": ViTTask, "t5": T5Task}
 
 
 def get_task(config: ml_collections.ConfigDict) -> task_lib.Task:
-  name = config.model.get("name")
-  if name not in TASKS:
-    raise ValueError(f"config.model.name={name!r} is not supported; allowed: {sorted(TASKS)}.")
-  return TASKS[name](config)
+  validation.check_choice("config.model.name", config.model.get("name"), TASKS)
+  return TASKS[config.model.name](config)

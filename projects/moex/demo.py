@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import os
 
-from common.train import config_io, demo_runs
+from common.tasks import demo_runs
+from common.train import config_io
 from projects.moex import upcycle
 
 CONFIG = "projects/moex/configs/chess.py"

@@ -7,44 +7,26 @@
 
 GPT-2's numerics: LayerNorm eps 1e-5, weights N(0, 0.02), the residual output projections
 N(0, 0.02 / sqrt(2 L)), token embeddings N(0, 0.02), positions N(0, 0.01), zero biases. No
-dropout (the paper trains with dropout 0).
+dropout (the paper trains with dropout 0), so `train` changes nothing. Each block's forward is
+rematerialised by `cfg.remat_policy` (common.layers.remat).
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 import common  # noqa: F401
-from common.layers import attention, norms, validation
+from common.layers import attention, norms, remat, validation
 from projects.moex import ffn as ffn_lib
-
-
-@dataclasses.dataclass(frozen=True)
-class LMConfig:
-  vocab_size: int
-  num_layers: int = 8
-  num_heads: int = 8
-  d_model: int = 512
-  max_len: int = 1024
-  ffn: ffn_lib.FFNConfig = ffn_lib.FFNConfig()
-  dtype: Any = None
-  param_dtype: Any = jnp.float32
-
-  def __post_init__(self):
-    for name in ("vocab_size", "num_layers", "num_heads", "d_model", "max_len"):
-      validation.check_positive(f"config.model.{name}", getattr(self, name))
-    validation.check_divides("config.model.d_model", self.d_model, "config.model.num_heads",
-                             self.num_heads)
+from projects.moex.config import ModelConfig
 
 
 class Block(nnx.Module):
 
-  def __init__(self, cfg: LMConfig, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
     out_init = nnx.initializers.normal(0.02 / math.sqrt(2 * cfg.num_layers))
     kw = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype)
     self.ln1 = norms.LayerNorm(cfg.d_model, epsilon=1e-5, **kw)
@@ -52,7 +34,7 @@ class Block(nnx.Module):
         cfg.num_heads, cfg.d_model, kernel_init=nnx.initializers.normal(0.02),
         out_kernel_init=out_init, rngs=rngs, **kw)
     self.ln2 = norms.LayerNorm(cfg.d_model, epsilon=1e-5, **kw)
-    self.ffn = ffn_lib.build(cfg.ffn, cfg.d_model, out_init=out_init, rngs=rngs, **kw)
+    self.ffn = ffn_lib.build(cfg, out_init=out_init, rngs=rngs, **kw)
 
   def __call__(self, x, token_mask):
     x = x + self.attn(self.ln1(x), causal=True)
@@ -62,7 +44,9 @@ class Block(nnx.Module):
 class GPT(nnx.Module):
   """ids [B, T] int -> logits [B, T, vocab] (float32)."""
 
-  def __init__(self, cfg: LMConfig, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+    # vocab_size 0 ('from the tokenizer') must be resolved by the task before building.
+    validation.check_positive("config.model.vocab_size", cfg.vocab_size)
     self.cfg = cfg
     embed = nnx.with_partitioning(nnx.initializers.normal(0.02), ("vocab", "embed"))
     pos = nnx.with_partitioning(nnx.initializers.normal(0.01), (None, "embed"))
@@ -73,15 +57,19 @@ class GPT(nnx.Module):
     self.ln_f = norms.LayerNorm(cfg.d_model, epsilon=1e-5, dtype=cfg.dtype,
                                 param_dtype=cfg.param_dtype)
 
-  def __call__(self, ids: jax.Array, *, token_mask: jax.Array | None = None) -> jax.Array:
+  def __call__(self, ids: jax.Array, *, token_mask: jax.Array | None = None,
+               train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:
+    del train, rngs  # no dropout (the paper's setting): train and eval are the same forward
     t = ids.shape[-1]
     if t > self.cfg.max_len:
       raise ValueError(f"sequence length {t} exceeds config.model.max_len={self.cfg.max_len}.")
     dtype = self.cfg.dtype or jnp.float32
     emb = self.tok_emb[...].astype(dtype)
     x = jnp.take(emb, ids, axis=0) + self.pos_emb[:t].astype(dtype)
+    apply_block = remat.remat(lambda block, x, token_mask: block(x, token_mask),
+                              self.cfg.remat_policy)
     for block in self.layers:
-      x = block(x, token_mask)
+      x = apply_block(block, x, token_mask)
     x = self.ln_f(x)
     return jnp.einsum("btd,vd->btv", x, emb, preferred_element_type=jnp.float32)
 

@@ -18,7 +18,8 @@ import json
 import os
 
 from common.data import tokenizers
-from common.train import config_io, demo_runs, trainer
+from common.tasks import demo_runs
+from common.train import config_io, trainer
 
 CONFIG = "projects/monet/configs/stdlib_demo.py"
 

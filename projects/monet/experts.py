@@ -17,8 +17,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from common.layers.activations import get_activation
+from common.layers.keys import KeyStream, param
+from projects.monet.attention import DEFAULT_INIT
 from projects.monet.config import MonetConfig
-from projects.monet.layers import DEFAULT_INIT, KeySeq, activation, param
 
 _ZEROS = nnx.initializers.zeros
 
@@ -34,6 +36,22 @@ def _down(h, kernel, dt):
   return jnp.einsum("btem,emd->btd", h, kernel[...].astype(dt))
 
 
+def _up_weights(keys, d, e, m, pd):
+  """The up projections U (d, E, m) and their biases (E, m), zero-initialised."""
+  return (param(DEFAULT_INIT, ("embed", "expert", "mlp"), keys, (d, e, m), pd),
+          param(_ZEROS, ("expert", "mlp"), None, (e, m), pd))
+
+
+def _down_kernel(keys, e, m, d_out, pd):
+  """A down projection V (E, m, d_out)."""
+  return param(DEFAULT_INIT, ("expert", "mlp", "embed"), keys, (e, m, d_out), pd)
+
+
+def _output_bias(e, d_out, pd):
+  """Per-expert output biases (E, d_out), zero-initialised."""
+  return param(_ZEROS, ("expert", "embed"), None, (e, d_out), pd)
+
+
 def _cross(h, g_in, g_out):
   """sum_h g_out[h, j] * sum_i g_in[h, i] * h[i]  -> (B, T, E, m), indexed by j."""
   mixed = jnp.einsum("btim,bthi->bthm", h, g_in)
@@ -46,12 +64,11 @@ class MonetMoHDE(nnx.Module):
   def __init__(self, cfg: MonetConfig, *, rngs: nnx.Rngs):
     d, e, m, pd = cfg.hidden_size, cfg.moe_experts, cfg.moe_dim, cfg.param_dtype
     self.dtype = cfg.dtype
-    self.act = activation(cfg.hidden_act)
-    keys = KeySeq.of(rngs)
-    self.u = param(keys, DEFAULT_INIT, (d, e, m), ("embed", "expert", "mlp"), pd)
-    self.u_bias = param(None, _ZEROS, (e, m), ("expert", "mlp"), pd)
-    self.v = param(keys, DEFAULT_INIT, (e, m, d), ("expert", "mlp", "embed"), pd)
-    self.b = param(None, _ZEROS, (e, d), ("expert", "embed"), pd)
+    self.act = get_activation(cfg.hidden_act, "hidden_act")
+    keys = KeyStream.of(rngs)
+    self.u, self.u_bias = _up_weights(keys, d, e, m, pd)
+    self.v = _down_kernel(keys, e, m, d, pd)
+    self.b = _output_bias(e, d, pd)
 
   def __call__(self, x: jax.Array, g1: jax.Array, g2: jax.Array) -> jax.Array:
     dt = self.dtype
@@ -72,18 +89,12 @@ class MonetMoVDE(nnx.Module):
     d, e, pd = cfg.hidden_size, cfg.moe_experts, cfg.param_dtype
     m, dh = cfg.moe_dim // 2, cfg.hidden_size // 2
     self.dtype = cfg.dtype
-    self.act = activation(cfg.hidden_act)
-    keys = KeySeq.of(rngs)
-    self.u1 = param(keys, DEFAULT_INIT, (d, e, m), ("embed", "expert", "mlp"), pd)
-    self.u1_bias = param(None, _ZEROS, (e, m), ("expert", "mlp"), pd)
-    self.u2 = param(keys, DEFAULT_INIT, (d, e, m), ("embed", "expert", "mlp"), pd)
-    self.u2_bias = param(None, _ZEROS, (e, m), ("expert", "mlp"), pd)
-    self.v11 = param(keys, DEFAULT_INIT, (e, m, dh), ("expert", "mlp", "embed"), pd)
-    self.v12 = param(keys, DEFAULT_INIT, (e, m, dh), ("expert", "mlp", "embed"), pd)
-    self.v21 = param(keys, DEFAULT_INIT, (e, m, dh), ("expert", "mlp", "embed"), pd)
-    self.v22 = param(keys, DEFAULT_INIT, (e, m, dh), ("expert", "mlp", "embed"), pd)
-    self.b1 = param(None, _ZEROS, (e, dh), ("expert", "embed"), pd)
-    self.b2 = param(None, _ZEROS, (e, dh), ("expert", "embed"), pd)
+    self.act = get_activation(cfg.hidden_act, "hidden_act")
+    keys = KeyStream.of(rngs)
+    self.u1, self.u1_bias = _up_weights(keys, d, e, m, pd)
+    self.u2, self.u2_bias = _up_weights(keys, d, e, m, pd)
+    self.v11, self.v12, self.v21, self.v22 = (_down_kernel(keys, e, m, dh, pd) for _ in range(4))
+    self.b1, self.b2 = _output_bias(e, dh, pd), _output_bias(e, dh, pd)
 
   def __call__(self, x: jax.Array, g1: jax.Array, g2: jax.Array) -> jax.Array:
     dt = self.dtype

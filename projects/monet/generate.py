@@ -1,4 +1,8 @@
-"""Greedy decoding with the KV cache, compiled as one jit (prefill, then a fori_loop of steps)."""
+"""Greedy decoding with the KV cache, compiled as one jit (prefill, then a fori_loop of steps).
+
+The model runs with train=False (the default), so the routers use their running statistics: a
+one-token decode step routes exactly as the full forward does.
+"""
 from __future__ import annotations
 
 import functools
@@ -8,16 +12,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from projects.monet.model import MonetForCausalLM
-from projects.monet.router import MonetRouter
-
-
-def _check_eval(model: MonetForCausalLM) -> None:
-  # In train mode the routers normalise with batch statistics, so a one-token decode step would
-  # route differently from the full forward (and would update the running statistics).
-  for _, module in nnx.iter_graph(model):
-    if isinstance(module, MonetRouter) and not module.use_running_average:
-      raise ValueError("model is in train mode (router use_running_average=False): call model.eval() "
-                       "before generating.")
 
 
 def greedy_generate(model: MonetForCausalLM, prompt: jax.Array, max_new_tokens: int) -> jax.Array:
@@ -30,7 +24,6 @@ def greedy_generate(model: MonetForCausalLM, prompt: jax.Array, max_new_tokens: 
   if total > model.config.max_position_embeddings:
     raise ValueError(f"prompt length + max_new_tokens={total}: exceeds max_position_embeddings="
                      f"{model.config.max_position_embeddings}.")
-  _check_eval(model)
   graphdef, state = nnx.split(model)
   return _generate(graphdef, state, jnp.asarray(prompt, jnp.int32), max_new_tokens)
 

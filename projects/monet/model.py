@@ -14,7 +14,8 @@ Example:
   cfg = MonetConfig(vocab_size=256, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
                     moe_dim=8, moe_heads=2, moe_experts=16, moe_topk=4, moe_groups=2)
   model = MonetForCausalLM(cfg, rngs=nnx.Rngs(0))
-  model.eval()                       # running BN statistics in the routers
+  # train=False (default): the routers use their running BN statistics; train=True uses the
+  # batch's and updates the running ones.
   out = model(ids, labels=ids, output_router_probs=True, output_hidden_states=True)
   out.logits, out.loss, out.router_probs[0]  # (g1, g2) of layer 0, None at layers without router
 """
@@ -26,10 +27,14 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
 
+from common.layers import remat
+from common.layers.keys import KeyStream, param
+from common.layers.norms import RMSNorm
+from projects.monet.attention import DEFAULT_INIT, Attention
 from projects.monet.config import MonetConfig
 from projects.monet.experts import make_experts
-from projects.monet.layers import DEFAULT_INIT, Attention, KeySeq, RMSNorm, param
 from projects.monet.losses import causal_lm_loss
 from projects.monet.router import MonetRouter
 
@@ -65,30 +70,37 @@ class MonetOutput:
   cache: KVCache | None = None
 
 
+def _rms_norm(cfg: MonetConfig) -> RMSNorm:
+  """HF LlamaRMSNorm: normalise in float32, cast back, then weight * x (the wider dtype)."""
+  return RMSNorm(cfg.hidden_size, epsilon=cfg.rms_norm_eps, cast_before_scale=True,
+                 param_dtype=cfg.param_dtype)
+
+
 class MonetDecoderLayer(nnx.Module):
   """Pre-norm attention + Monet MoE; owns a router only when layer % moe_groups == 0."""
 
   def __init__(self, cfg: MonetConfig, layer: int, *, rngs: nnx.Rngs):
-    pd = cfg.param_dtype
-    self.input_layernorm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, param_dtype=pd, rngs=rngs)
+    self.input_layernorm = _rms_norm(cfg)
     self.attn = Attention(cfg.hidden_size, cfg.num_attention_heads, cfg.kv_heads,
-                          rope_theta=cfg.rope_theta, dtype=cfg.dtype, param_dtype=pd, rngs=rngs)
-    self.post_attention_layernorm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, param_dtype=pd,
-                                            rngs=rngs)
+                          rope_theta=cfg.rope_theta, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+                          rngs=rngs)
+    self.post_attention_layernorm = _rms_norm(cfg)
     self.router = MonetRouter(cfg, rngs=rngs) if cfg.has_router(layer) else None
     self.moe = make_experts(cfg, rngs=rngs)
 
   def __call__(self, h, positions, previous: RouterProbs | None, *, mask=None, cache=None,
-               cache_index=None):
+               cache_index=None, train: bool = False, rngs: nnx.Rngs | None = None):
+    del rngs  # nothing random: Monet has no dropout
     dt = h.dtype
     attn_out, new_cache = self.attn(self.input_layernorm(h), positions, mask=mask, cache=cache,
                                     cache_index=cache_index)
-    h = h + attn_out.astype(dt)
+    # Tagged for remat_policy='save_block_outputs' (common.layers.remat.BLOCK_OUTPUT_NAMES).
+    h = h + checkpoint_name(attn_out, "attn_out").astype(dt)
     u = self.post_attention_layernorm(h)
     # The router sees this layer's post-attention-normed input; later layers of the group reuse its
     # (g1, g2) unchanged ([M:L250-254, L405-409]).
-    probs = self.router(u) if self.router is not None else previous
-    h = h + self.moe(u, *probs).astype(dt)
+    probs = self.router(u, train=train) if self.router is not None else previous
+    h = h + checkpoint_name(self.moe(u, *probs), "mlp_out").astype(dt)
     return h, probs, new_cache
 
 
@@ -100,13 +112,14 @@ class MonetForCausalLM(nnx.Module):
       raise ValueError(f"cfg={type(cfg).__name__}: expected a MonetConfig.")
     self.config = cfg
     pd = cfg.param_dtype
-    keys = KeySeq.of(rngs)
-    self.embed_tokens = param(keys, DEFAULT_INIT, (cfg.vocab_size, cfg.hidden_size),
-                              ("vocab", "embed"), pd)
+    keys = KeyStream.of(rngs)
+    self.embed_tokens = param(DEFAULT_INIT, ("vocab", "embed"), keys,
+                              (cfg.vocab_size, cfg.hidden_size), pd)
     self.layers = nnx.List([MonetDecoderLayer(cfg, l, rngs=keys)
                             for l in range(cfg.num_hidden_layers)])
-    self.norm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, param_dtype=pd, rngs=keys)
-    self.lm_head = param(keys, DEFAULT_INIT, (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), pd)
+    self.norm = _rms_norm(cfg)
+    self.lm_head = param(DEFAULT_INIT, ("embed", "vocab"), keys,
+                         (cfg.hidden_size, cfg.vocab_size), pd)
 
   def init_cache(self, batch: int, max_len: int | None = None, dtype: Any = None) -> KVCache:
     """An empty KV cache for `batch` sequences of up to `max_len` tokens."""
@@ -120,7 +133,8 @@ class MonetForCausalLM(nnx.Module):
   def __call__(self, input_ids: jax.Array, *, labels: jax.Array | None = None,
                attention_mask: jax.Array | None = None, positions: jax.Array | None = None,
                cache: KVCache | None = None, output_hidden_states: bool = False,
-               output_router_probs: bool = False) -> MonetOutput:
+               output_router_probs: bool = False, train: bool = False,
+               rngs: nnx.Rngs | None = None) -> MonetOutput:
     """Runs the decoder.
 
     Args:
@@ -131,6 +145,9 @@ class MonetForCausalLM(nnx.Module):
       cache: optional KVCache from `init_cache`; the new tokens are appended at `cache.index`.
       output_hidden_states: return the L+1 hidden states (HF convention).
       output_router_probs: return the per-layer (g1, g2) (None at layers without router).
+      train: the routers normalise with the batch's statistics and update their running ones;
+        False (evaluation, decoding) uses the running statistics.
+      rngs: unused (Monet draws nothing); accepted for the shared call convention.
 
     Returns:
       MonetOutput.
@@ -150,12 +167,20 @@ class MonetForCausalLM(nnx.Module):
     h = jnp.take(self.embed_tokens[...], input_ids, axis=0).astype(cfg.dtype)
     hidden, probs_per_layer, new_keys, new_values = [], [], [], []
     probs = None
+    cache_index = None if cache is None else cache.index
+
+    # Arrays go in as arguments (not closed over) so that remat sees every input it saves.
+    def run_layer(layer, h, positions, probs, mask, layer_cache, cache_index):
+      return layer(h, positions, probs, mask=mask, cache=layer_cache, cache_index=cache_index,
+                   train=train)
+
+    run_layer = remat.remat(run_layer, cfg.remat_policy)
     for l, layer in enumerate(self.layers):
       if output_hidden_states:
         hidden.append(h)
       layer_cache = None if cache is None else (cache.keys[l], cache.values[l])
-      h, probs, layer_cache = layer(h, positions, probs, mask=attention_mask, cache=layer_cache,
-                                    cache_index=None if cache is None else cache.index)
+      h, probs, layer_cache = run_layer(layer, h, positions, probs, attention_mask, layer_cache,
+                                        cache_index)
       probs_per_layer.append(probs if layer.router is not None else None)
       if cache is not None:
         new_keys.append(layer_cache[0])

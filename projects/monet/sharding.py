@@ -1,10 +1,10 @@
 """Monet's entries for `config.mesh.rules`: expert parallelism plus FSDP on a TPU pod.
 
 The mapping itself (logical names -> PartitionSpec, batch placement) is common.train.sharding;
-only the rule set is Monet's. Parameters carry logical names (layers.param): expert tensors put
+only the rule set is Monet's. Parameters carry logical names (common.layers.keys.param): expert tensors put
 their E axis on 'expert' (router kernels (d, H, E), `u` (d, E, m) and its bias (E, m), `v`
 (E, m, d), output biases (E, d)); the expert width m is 'mlp'; attention uses 'heads'/'kv'. The
-router BatchNorm statistics carry no names and are replicated.
+router BatchNorm statistics carry the name None and are replicated.
 
 Monet routes densely: every token computes all E*m hidden units, weighted by g. Sharding E over
 the 'expert' mesh axis is therefore tensor parallelism over experts (a partial sum over E, then a

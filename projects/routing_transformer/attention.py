@@ -18,9 +18,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from common.layers.dropout import dropout as dropout_fn
+from common.layers.linear import Linear
 from projects.routing_transformer import kmeans, local_attention, routing_attention
-
-IMPLS = ("auto", "kernel", "windowed")
 
 
 class RoutingSelfAttention(nnx.Module):
@@ -35,27 +35,26 @@ class RoutingSelfAttention(nnx.Module):
                head_dim: int, num_clusters: int, window: int, query_block: int,
                memory_flange: int, local_relative: bool, routing_relative: bool,
                max_relative_position: int, attention_dropout: float, decay: float, beta: float,
-               impl: str = "auto", kernel_impl: str = "auto", kernel_init, dtype: Any = None,
+               attention_impl: str = "auto", kernel_init, dtype: Any = None,
                param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    """`attention_impl`: config.model.attention_impl, handed to the heads unchanged
+    ('official' or a common.kernels impl; see window_attention.runs_official)."""
     num_heads = num_local_heads + num_routing_heads
     if num_heads <= 0:
       raise ValueError(f"num_local_heads + num_routing_heads must be >= 1; got "
                        f"{num_local_heads} + {num_routing_heads}.")
-    if impl not in IMPLS:
-      raise ValueError(f"config.model.attention_impl={impl!r} is not supported; allowed: "
-                       f"{list(IMPLS)}.")
     self.num_local_heads, self.num_routing_heads = num_local_heads, num_routing_heads
     self.head_dim, self.num_clusters, self.window = head_dim, num_clusters, window
     self.query_block, self.memory_flange = query_block, memory_flange
     self.max_relative_position = max_relative_position
     self.decay, self.beta = decay, beta
     self.attention_dropout = attention_dropout
-    self.impl, self.kernel_impl = impl, kernel_impl
+    self.attention_impl = attention_impl
     self.dtype = dtype
 
-    def dense(n_in, n_out, axes, bias=False):
-      return nnx.Linear(n_in, n_out, use_bias=bias, dtype=dtype, param_dtype=param_dtype,
-                        kernel_init=nnx.with_partitioning(kernel_init, axes), rngs=rngs)
+    def dense(n_in, n_out, axes):
+      return Linear(n_in, n_out, use_bias=False, kernel_axes=axes, kernel_init=kernel_init,
+                    dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
     inner = num_heads * head_dim
     self.wq = dense(hidden, inner, ("embed", "heads"))
@@ -88,27 +87,14 @@ class RoutingSelfAttention(nnx.Module):
     else:
       self.means = self.ema_means = self.ema_count = None
 
-  def _impl(self, relative: bool, dropout: bool) -> str:
-    if self.impl != "auto":
-      return self.impl
-    return "windowed" if relative or dropout else "kernel"
-
   def _dropout(self, train: bool, rngs: nnx.Rngs | None):
+    """Dropout on the attention probabilities (a callable for window_attention), or None."""
     if not train or self.attention_dropout == 0.0:
       return None
     if rngs is None:
       raise ValueError(f"attention_dropout={self.attention_dropout} in train mode needs `rngs` "
                        "with a 'dropout' stream; got rngs=None.")
-    key = rngs.dropout()
-    rate = self.attention_dropout
-
-    def drop(p):
-      nonlocal key
-      key, sub = jax.random.split(key)
-      keep = jax.random.bernoulli(sub, 1.0 - rate, p.shape)
-      return jnp.where(keep, p / (1.0 - rate), 0.0)
-
-    return drop
+    return lambda p: dropout_fn(p, self.attention_dropout, train=True, rngs=rngs)
 
   def __call__(self, x: jax.Array, *, train: bool = False,
                rngs: nnx.Rngs | None = None) -> tuple[jax.Array, jax.Array]:
@@ -127,11 +113,9 @@ class RoutingSelfAttention(nnx.Module):
       rel = self.local_rel_k is not None
       outs.append(local_attention.local_attention(
           q[:, hr:], k[:, hr:], v[:, hr:], block=self.query_block, flange=self.memory_flange,
-          impl=self._impl(rel, dropout is not None),
-          rel_keys=self.local_rel_k[...] if rel else None,
+          impl=self.attention_impl, rel_keys=self.local_rel_k[...] if rel else None,
           rel_values=self.local_rel_v[...] if rel else None,
-          max_relative_position=self.max_relative_position, dropout=dropout,
-          kernel_impl=self.kernel_impl))
+          max_relative_position=self.max_relative_position, dropout=dropout))
     o = self.head_mix(jnp.concatenate(outs, axis=1))
     o = o.transpose(0, 2, 1, 3).reshape(b, n, h * d)
     return self.wo(o), loss
@@ -144,13 +128,7 @@ class RoutingSelfAttention(nnx.Module):
     means = self.means[...]
     scores, onehot = kmeans.assign(x, means)
     idx = routing_attention.select_windows(scores, self.window)
-    rel = self.routing_rel_k is not None
-    o = routing_attention.routed_attention(
-        x, v, idx, causal=True, impl=self._impl(rel, dropout is not None),
-        rel_keys=self.routing_rel_k[...] if rel else None,
-        rel_values=self.routing_rel_v[...] if rel else None,
-        max_relative_position=self.max_relative_position, dropout=dropout,
-        kernel_impl=self.kernel_impl)
+    o = self.routed(x, v, idx, dropout=dropout)
     # share_qk: TF adds q_clustering_loss + k_clustering_loss, the same tensor twice.
     loss = 2.0 * self.beta * kmeans.commitment_loss(x, onehot, means)
     if train:
@@ -160,3 +138,13 @@ class RoutingSelfAttention(nnx.Module):
       self.ema_means[...] = new_ema_means
       self.ema_count[...] = new_count
     return o, loss
+
+  def routed(self, x, v, idx, *, dropout=None):
+    """The routing heads' attention in windows `idx` with this layer's settings (also used by
+    decoding.py): x = LN(q) [B, Hr, n, d], v [B, Hr, n, d], idx [B, Hr, K, w]."""
+    rel = self.routing_rel_k is not None
+    return routing_attention.routed_attention(
+        x, v, idx, causal=True, impl=self.attention_impl,
+        rel_keys=self.routing_rel_k[...] if rel else None,
+        rel_values=self.routing_rel_v[...] if rel else None,
+        max_relative_position=self.max_relative_position, dropout=dropout)

@@ -61,13 +61,7 @@ def _routing_step(a, q, v, t):
   n = q.shape[2]
   future = (jnp.arange(n) > t)[None, None, :, None]
   scores = jnp.where(future, -1e9, scores)
-  idx = routing_attention.select_windows(scores, a.window)
-  rel = a.routing_rel_k is not None
-  o = routing_attention.routed_attention(
-      x, v, idx, causal=True, impl=a._impl(rel, False),  # pylint: disable=protected-access
-      rel_keys=a.routing_rel_k[...] if rel else None,
-      rel_values=a.routing_rel_v[...] if rel else None,
-      max_relative_position=a.max_relative_position, kernel_impl=a.kernel_impl)
+  o = a.routed(x, v, routing_attention.select_windows(scores, a.window))
   return jax.lax.dynamic_slice_in_dim(o, t, 1, axis=2)
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import statistics
 
-from common.train import config_io, demo_runs, metrics as metrics_lib
+from common.tasks import demo_runs
+from common.train import config_io, metrics as metrics_lib
 
 CONFIG = "projects/routing_transformer/configs/stdlib_demo.py"
 VARIANTS = ("routing", "local_only", "dense")

@@ -21,8 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-POSITIONS = ("none", "sinusoidal", "learned_nd")
-PIXEL_VALUES = 256  # TF get_channel_embeddings: 256 intensities per channel
+from projects.routing_transformer.config import PIXEL_VALUES
 
 
 def timing_signal(positions: jax.Array, channels: int, min_timescale: float = 1.0,

@@ -6,11 +6,12 @@ previous blocks (positions before 0 are padding, bias -1e9) and causally to its 
 q arrives scaled by d^-0.5 (not normalised), k is the head's own key (share_qk only concerns
 the routing heads).
 
-  'kernel'   common.kernels.block_sparse_attention with kv blocks [i - p, ..., i] (negative ->
-             -1, skipped), causal on the default positions, scale 1.
-  'windowed' window_attention.attend on [B,H,nb,block,(p+1)*block] memory windows; Shaw
-             relative positions by the true token distance (T2T: the query block is the last
-             `block` positions of its memory block), clipped to ±max_relative_position.
+impl (config.model.attention_impl; window_attention.runs_official picks the path):
+  a kernel impl  common.kernels.block_sparse_attention(impl=impl) with kv blocks [i - p, ..., i]
+                 (negative -> -1, skipped), causal on the default positions, scale 1.
+  'official'     window_attention.attend on [B,H,nb,block,(p+1)*block] memory windows; Shaw
+                 relative positions by the true token distance (T2T: the query block is the
+                 last `block` positions of its memory block), clipped to ±max_relative_position.
 """
 from __future__ import annotations
 
@@ -19,37 +20,24 @@ import numpy as np
 
 from common.kernels import block_sparse_attention as bsa
 from projects.routing_transformer import window_attention
+from projects.routing_transformer.config import check_blocks
 
 
-def check_blocks(seq_len: int, block: int, flange: int) -> None:
-  if block <= 0 or seq_len % block:
-    raise ValueError(f"local block (config.model.query_block)={block} must be a positive "
-                     f"divisor of the sequence length {seq_len}.")
-  if flange < 0 or flange % block:
-    raise ValueError(f"config.model.memory_flange={flange} must be a non-negative multiple of "
-                     f"config.model.query_block={block}.")
-
-
-def local_attention(q, k, v, *, block: int, flange: int, impl: str = "kernel", rel_keys=None,
-                    rel_values=None, max_relative_position: int = 0, dropout=None,
-                    kernel_impl: str = "auto"):
+def local_attention(q, k, v, *, block: int, flange: int, impl: str = "auto", rel_keys=None,
+                    rel_values=None, max_relative_position: int = 0, dropout=None):
   """q, k, v [B, H, n, d] -> [B, H, n, d]; causal block-local attention."""
   q, k, v = jnp.asarray(q), jnp.asarray(k), jnp.asarray(v)
   b, h, n, d = q.shape
   check_blocks(n, block, flange)
   prev = flange // block
   nb = n // block
-  if impl == "kernel":
-    if rel_keys is not None or dropout is not None:
-      raise ValueError("local_attention(impl='kernel') supports neither relative positions nor "
-                       "attention dropout; use impl='windowed'.")
+  if not window_attention.runs_official(impl, relative=rel_keys is not None,
+                                        dropout=dropout is not None, op="local_attention"):
     blocks = np.arange(nb)[:, None] + np.arange(-prev, 1)[None, :]
     blocks = np.where(blocks >= 0, blocks, -1).astype(np.int32)
     idx = jnp.broadcast_to(jnp.asarray(blocks), (b, h, nb, prev + 1))
     return bsa.block_sparse_attention(q, k, v, idx, block_q=block, block_k=block, causal=True,
-                                      scale=1.0, impl=kernel_impl)
-  if impl != "windowed":
-    raise ValueError(f"impl={impl!r} is not supported; allowed: ['kernel', 'windowed'].")
+                                      scale=1.0, impl=impl)
   qb = q.reshape(b, h, nb, block, d)
 
   def memory(x):

@@ -11,13 +11,15 @@ Port of TF `clustered_local_attention_helper` (google-research routing_transform
      the window is sorted by position and queries and keys share the indices.
   4. scatter back: out_i = sum of the window outputs at i / (count_i + 1e-2)   (TF constant)
 
-Two implementations of step 3, equal up to float rounding (tests/.../test_routing_attention.py):
-  'kernel'   common.kernels.block_sparse_attention over the cluster-sorted sequence [B,H,K*w,d]:
-             block c attends to block c only, with the gathered token positions as explicit
-             q/kv positions for the causal mask, scale 1. No relative positions, no dropout.
-  'windowed' window_attention.attend on [B,H,K,w,d]: Shaw relative positions over the window
-             index (as TF: the relative "distance" is the index difference inside the sorted
-             window, not the token distance) and attention dropout.
+Two implementations of step 3, equal up to float rounding (tests/.../test_attention_heads.py),
+chosen by impl (config.model.attention_impl; window_attention.runs_official picks the path):
+  a kernel impl  common.kernels.block_sparse_attention(impl=impl) over the cluster-sorted
+                 sequence [B,H,K*w,d]: block c attends to block c only, with the gathered token
+                 positions as explicit q/kv positions for the causal mask, scale 1. No relative
+                 positions, no dropout.
+  'official'     window_attention.attend on [B,H,K,w,d]: Shaw relative positions over the
+                 window index (as TF: the relative "distance" is the index difference inside
+                 the sorted window, not the token distance) and attention dropout.
 """
 from __future__ import annotations
 
@@ -59,9 +61,8 @@ def window_causal_mask(window: int) -> np.ndarray:
 
 
 def routed_attention(x: jax.Array, v: jax.Array, idx: jax.Array, *, causal: bool = True,
-                     impl: str = "kernel", rel_keys=None, rel_values=None,
-                     max_relative_position: int = 0, dropout=None,
-                     kernel_impl: str = "auto") -> jax.Array:
+                     impl: str = "auto", rel_keys=None, rel_values=None,
+                     max_relative_position: int = 0, dropout=None) -> jax.Array:
   """Attention of the routed windows; x is the layer-normed shared q/k [B, H, n, d].
 
   Returns the scattered output [B, H, n, d].
@@ -69,10 +70,8 @@ def routed_attention(x: jax.Array, v: jax.Array, idx: jax.Array, *, causal: bool
   x, v = jnp.asarray(x), jnp.asarray(v)
   b, h, n, d = x.shape
   num_clusters, window = idx.shape[2], idx.shape[3]
-  if impl == "kernel":
-    if rel_keys is not None or dropout is not None:
-      raise ValueError("routed_attention(impl='kernel') supports neither relative positions nor "
-                       "attention dropout; use impl='windowed'.")
+  if not window_attention.runs_official(impl, relative=rel_keys is not None,
+                                        dropout=dropout is not None, op="routed_attention"):
     xs = gather_windows(x, idx).reshape(b, h, num_clusters * window, d)
     vs = gather_windows(v, idx).reshape(b, h, num_clusters * window, d)
     pos = idx.reshape(b, h, num_clusters * window)
@@ -80,9 +79,9 @@ def routed_attention(x: jax.Array, v: jax.Array, idx: jax.Array, *, causal: bool
                                  (b, h, num_clusters, 1))
     o = bsa.block_sparse_attention(xs, xs, vs, own_block, block_q=window, block_k=window,
                                    q_positions=pos, kv_positions=pos, causal=causal,
-                                   scale=1.0, impl=kernel_impl)
+                                   scale=1.0, impl=impl)
     o = o.reshape(b, h, num_clusters, window, d)
-  elif impl == "windowed":
+  else:
     xw = gather_windows(x, idx)
     vw = gather_windows(v, idx)
     mask = window_causal_mask(window) if causal else np.ones((window, window), bool)
@@ -92,6 +91,4 @@ def routed_attention(x: jax.Array, v: jax.Array, idx: jax.Array, *, causal: bool
       rel_index = window_attention.relative_index(ar, ar, max_relative_position)
     o = window_attention.attend(xw, xw, vw, mask, rel_index=rel_index, rel_keys=rel_keys,
                                 rel_values=rel_values, dropout=dropout)
-  else:
-    raise ValueError(f"impl={impl!r} is not supported; allowed: ['kernel', 'windowed'].")
   return scatter_windows(o, idx, n)

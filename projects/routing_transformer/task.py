@@ -24,20 +24,12 @@ import math
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 from flax import nnx
 
-from common.eval import task_loss
+from common.tasks import lm
 from common.train import task as task_lib
+from projects.routing_transformer import config as config_lib
 from projects.routing_transformer import model as model_lib
-
-
-def lm_loss(logits, targets, weights):
-  """(mean cross-entropy over weighted tokens, weighted accuracy)."""
-  ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
-  total = jnp.maximum(jnp.sum(weights), 1e-8)
-  correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
-  return jnp.sum(ce * weights) / total, jnp.sum(correct * weights) / total
 
 
 def pixels_to_tokens(image: jax.Array) -> jax.Array:
@@ -85,15 +77,15 @@ def check_pixel_data(config: ml_collections.ConfigDict) -> None:
 class RoutingTransformerTask(task_lib.Task):
   """Decoder-only LM on config.data: text ('lm' format) or images (raster pixel LM)."""
 
-  _evaluators: dict[str, task_lib.Evaluator] | None = None
-
   def validate(self, config: ml_collections.ConfigDict) -> None:
-    if config.data.kind == "image":  # first: image data carries no seq_len to fall back on
+    cfg = config_lib.from_config(config.model)  # every config.model field, checked
+    if config.data.kind == "image":  # before the length: image data carries no seq_len
       check_pixel_data(config)
-    model_lib.check_config(config, model_lib.sequence_length(config))
+    config_lib.check_sequence(cfg, config_lib.sequence_length(config))
 
   def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
-    return model_lib.build_model(self.config, rngs)
+    self.validate(self.config)
+    return model_lib.RoutingTransformerLM(config_lib.from_config(self.config.model), rngs=rngs)
 
   def loss(self, model, batch, *, train, rngs):
     pixels = self.config.data.kind == "image"
@@ -104,12 +96,9 @@ class RoutingTransformerTask(task_lib.Task):
         raise ValueError(f"images of {batch['targets'].shape[1]} values arrive but "
                          f"config.model.image_shape={tuple(self.config.model.image_shape)} "
                          f"expects {expected}; set config.data.image_size/channels to match.")
-    inputs, targets = batch["inputs"], batch["targets"]
-    weights = batch["weights"].astype(jnp.float32)
-    if "mask" in batch:
-      weights = weights * batch["mask"].astype(jnp.float32)[:, None]
-    logits, clustering = model(inputs, train=train, rngs=rngs if train else None)
-    ce, accuracy = lm_loss(logits, targets, weights)
+    weights = lm.token_weights(batch)
+    logits, clustering = model(batch["inputs"], train=train, rngs=rngs if train else None)
+    ce, accuracy = lm.cross_entropy(logits, batch["targets"], weights)
     bits = ce / math.log(2.0)
     metrics = {"cross_entropy": ce, "bits_per_token": bits, "accuracy": accuracy,
                "clustering_loss": clustering}
@@ -119,31 +108,18 @@ class RoutingTransformerTask(task_lib.Task):
       metrics["bits_per_byte"] = bits
     return ce + clustering, metrics
 
-  def evaluators(self) -> dict[str, task_lib.Evaluator]:
-    # Built once: the trainer asks at every evaluation and new instances would recompile.
-    if self._evaluators is None:
-      self._evaluators = {f"loss_{s}" if len(self.config.eval.splits) > 1 else "loss":
-                          task_loss.TaskLoss(s) for s in self.config.eval.splits}
-    return self._evaluators
-
   def sample(self, model, prompt: str, *, num_tokens: int, temperature: float, seed: int) -> str:
     """`main.py --mode=sample`: incremental decoding with the q/k/v cache (decoding.sample)."""
-    from common.data import tokenizers  # pylint: disable=g-import-not-at-top
     from projects.routing_transformer import decoding  # pylint: disable=g-import-not-at-top
     if self.config.data.kind == "image":
       raise ValueError("--mode=sample continues text; this is a pixel LM (use "
                        "projects.routing_transformer.decoding.sample on pixel ids directly).")
-    tok = tokenizers.from_config(self.config.data)
-    ids = tok.encode(prompt)[None]
-    length = ids.shape[1] + num_tokens
-    limit = model_lib.sequence_length(self.config)
-    if length > limit:
-      raise ValueError(f"--prompt ({ids.shape[1]} tokens) + --num_tokens={num_tokens} = {length} "
-                       f"exceeds the model's sequence length {limit}; shorten one of them.")
     run = nnx.jit(decoding.sample, static_argnames=("length", "temperature"))
-    out = run(model, jnp.asarray(ids), length, key=jax.random.key(seed),
-              temperature=float(temperature))
-    return tok.decode(jax.device_get(out)[0].tolist())
+    return lm.continue_prompt(
+        self.config.data, prompt, num_tokens=num_tokens,
+        max_len=config_lib.sequence_length(self.config),
+        generate=lambda ids: run(model, ids, ids.shape[1] + num_tokens,
+                                 key=jax.random.key(seed), temperature=float(temperature)))
 
 
 def get_task(config: ml_collections.ConfigDict) -> task_lib.Task:

@@ -7,8 +7,8 @@ module is that inner op written directly in jnp, as T2T's `dot_product_attention
   p      = dropout(softmax(logits + bias))
   out    = p v + sum_k p . R_v[rel]
 
-It is the path used when a feature the block-sparse kernel lacks is on (relative positions,
-attention dropout); see attention_impl in the model.
+It is attention_impl 'official', and the path 'auto' falls back to when a feature the
+block-sparse kernel lacks is on (relative positions, attention dropout); `runs_official` decides.
 """
 from __future__ import annotations
 
@@ -16,7 +16,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from projects.routing_transformer.config import OFFICIAL
+
 NEG_INF = -1e9  # T2T's attention bias constant
+
+
+def runs_official(impl: str, *, relative: bool, dropout: bool, op: str) -> bool:
+  """Whether attention_impl `impl` runs this windowed path (else the kernel, with impl=`impl`).
+
+  'official' always does; 'auto' does when the head needs relative positions or attention
+  dropout, which common.kernels.block_sparse_attention cannot express yet; an explicit kernel
+  impl with either is an error.
+  """
+  if impl == OFFICIAL:
+    return True
+  if relative or dropout:
+    if impl == "auto":
+      return True
+    raise ValueError(f"{op}(impl={impl!r}) supports neither relative positions nor attention "
+                     "dropout; use impl='auto' or 'official'.")
+  return False
 
 
 def relative_index(q_pos: np.ndarray, k_pos: np.ndarray, max_relative_position: int) -> np.ndarray:

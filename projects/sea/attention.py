@@ -21,8 +21,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from common.kernels import row_sparse_attention as kernels_row_sparse
 from projects.sea import masks
 from projects.sea import sparse_attention
+from projects.sea.config import ATTENTION_IMPLS, OFFICIAL
 from projects.sea.estimator import AttentionEncoder, CompressedScoreDecoder, make_linear
 from projects.sea.performer import CausalPerformer, nb_features_for
 
@@ -37,8 +39,8 @@ class SEAOutput(NamedTuple):
       attention matrix: bin b of query i covers keys [b(i+1)/T_M, (b+1)(i+1)/T_M).
     mask_compressed_keep: bool [N, H, T, T_M], the kept cells.
     key_indices: int32 [N, H, T, K] kept keys per query, ascending, padded with 0 (row-sparse
-      implementations only; None on the dense path).
-    key_valid: bool [N, H, T, K], False on padded slots (None on the dense path).
+      implementations only; None on the 'official' dense path).
+    key_valid: bool [N, H, T, K], False on padded slots (None on the 'official' dense path).
     intermediates: with return_intermediates=True, a dict of the official debug buffers under
       their golden names and layouts (see SEAAttention.__call__); else None.
   """
@@ -57,7 +59,7 @@ class SEAAttention(nnx.Module):
   def __init__(self, num_heads: int, head_dim: int, *, k: int, predictor_length: int,
                performer_nb_factor: int = 8, max_position_embeddings: int = 2048,
                k_oversample: float = 1.0, partial_attention_scaler: bool = True,
-               attention_impl: str = "kernel", performer_chunk_size: int = 64,
+               attention_impl: str = "auto", performer_chunk_size: int = 64,
                dtype: Any = None, param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
     """Builds the layer.
 
@@ -72,9 +74,10 @@ class SEAAttention(nnx.Module):
       max_position_embeddings: length of the learned positional value code (longest T).
       k_oversample: only 1.0 (the official default) is supported.
       partial_attention_scaler: multiply the sparse probabilities by sigma(s0) (official default).
-      attention_impl: "kernel" (common.kernels.row_sparse_attention; default), "gather"
-        (row-sparse jnp, also returns the sparse probabilities as intermediates) or "dense"
-        (reference, [T, T] mask).
+      attention_impl: "official" (the official computation: q k^T under a dense [T, T] keep
+        mask; golden tests), or a common.kernels impl ("auto", the default, "xla",
+        "reference", "pallas_tpu", "pallas_gpu", "interpret") handed unchanged to
+        common.kernels.row_sparse_attention over the kept-key lists.
       performer_chunk_size: tokens per chunk of the causal linear attention (memory only).
       dtype: compute dtype of the projections and CNN (None: from inputs/params). The Performer,
         P_hat and the selection always run in fp32, as the official code does.
@@ -94,9 +97,9 @@ class SEAAttention(nnx.Module):
     if k_oversample != 1.0:
       raise ValueError(f"k_oversample={k_oversample!r} is not allowed: only 1.0 is supported "
                        "(the official default; other values also thin the key map).")
-    if attention_impl not in sparse_attention.ATTENTION_IMPLS:
+    if attention_impl not in ATTENTION_IMPLS:
       raise ValueError(f"attention_impl={attention_impl!r} is not allowed: use one of "
-                       f"{sparse_attention.ATTENTION_IMPLS}.")
+                       f"{ATTENTION_IMPLS}.")
     self.num_heads = num_heads
     self.head_dim = head_dim
     self.k = k
@@ -144,9 +147,10 @@ class SEAAttention(nnx.Module):
       return_intermediates: also return the official debug buffers, under the golden names:
         performer_context_layer, t_attention_predictor, estimated_attention_score_dec_row,
         per_item_top_k [N,T,1], estimated_scales, gate_attn_scale, gate_mix,
-        partial_context_layer_1, average_context_layer; on the dense path also mask_keep
-        [N,H,T,T] and partial_attention_probs [N,H,T,T]; on row-sparse paths with "gather"
-        partial_attention_probs_sparse [N,H,T,K].
+        partial_context_layer_1, average_context_layer; on the 'official' path also mask_keep
+        [N,H,T,T] and partial_attention_probs [N,H,T,T]; on the kernel paths
+        partial_attention_probs_sparse [N,H,T,K] (recomputed by a jnp gather: the kernel
+        returns no probabilities).
 
     Returns:
       SEAOutput.
@@ -175,7 +179,7 @@ class SEAAttention(nnx.Module):
     gate_mix = jax.nn.sigmoid(scales[..., 1:2])
     extra = {}
     key_indices = key_valid = None
-    if self.attention_impl == "dense":
+    if self.attention_impl == OFFICIAL:
       keep = masks.expand_keep_to_keys(keep_m)
       # attention.py: softmax(qk^T + mask), masked entries zeroed, then * sigma(s0), then @ v.
       probs = sparse_attention.dense_masked_probs(q, k, keep)
@@ -185,13 +189,12 @@ class SEAAttention(nnx.Module):
       extra = {"mask_keep": keep, "partial_attention_probs": probs}
     else:
       key_indices, key_valid = masks.row_sparse_key_indices(keep_m, tables)
-      if self.attention_impl == "gather" and return_intermediates:
-        partial, sparse_probs = sparse_attention.gather_row_sparse_attention(
+      partial = kernels_row_sparse.row_sparse_attention(
+          q, k, v, key_indices, key_valid=key_valid, scale=1.0, impl=self.attention_impl)
+      if return_intermediates:
+        _, sparse_probs = sparse_attention.gather_row_sparse_attention(
             q, k, v, key_indices, key_valid)
         extra = {"partial_attention_probs_sparse": sparse_probs}
-      else:
-        partial = sparse_attention.row_sparse_attention(
-            q, k, v, key_indices, key_valid, impl=self.attention_impl)
       if gate_attn is not None:
         partial = partial * gate_attn.astype(partial.dtype)
         if "partial_attention_probs_sparse" in extra:

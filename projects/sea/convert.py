@@ -1,16 +1,22 @@
-"""Convert an official SEA golden case and run it.
+"""Convert official SEA weights: run a golden case, or write step 0 of a run from HF OPT weights.
 
-  python -m projects.sea.convert --case DIR --out OUT.npz [--attention-impl dense]
+  python -m projects.sea.convert --case DIR --out OUT.npz [--check] [--attention_impl official]
+  python -m projects.sea.convert --hf DIR --to_checkpoint WORKDIR \
+      [--preset opt-125m | --config projects/sea/configs/opt.py:opt-125m,hf=DIR,wiki=WIKI]
 
-DIR holds config.json, state_dict.npz and inputs.npz (shared/golden format, see
+--case: DIR holds config.json, state_dict.npz and inputs.npz (shared/golden format, see
 shared/golden/README.md "sea"). The layer is built from config.json, the official weights are
-converted (third_party/sea_attention), the layer runs in eval mode on the dense reference path
-and OUT.npz receives the same keys as DIR/outputs.npz.
+converted (third_party/sea_attention), the layer runs in eval mode (attention_impl 'official' by
+default: the dense keep mask of the official code) and OUT.npz receives the same keys as
+DIR/outputs.npz.
+--hf: an HF OPT checkpoint folder (config.json + safetensors, third_party/hf_opt) becomes step 0
+of the --config run (default configs/opt.py at --preset, or at the preset whose shapes match the
+folder's config.json): the dense weights fill the frozen teacher and the student's dense parts
+(export_opt.py, which also exports a finished dense run of this project).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Sequence
@@ -20,7 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from common import convert_cli
 from projects.sea.attention import SEAAttention
+from projects.sea.config import ATTENTION_IMPLS, OFFICIAL, PRESETS, SHAPE_FIELDS
 
 # outputs.npz keys and the dtype each is stored with.
 OUTPUT_KEYS = (
@@ -33,15 +41,7 @@ OUTPUT_KEYS = (
 MASK_KEYS = ("mask_compressed_keep", "mask_keep")
 
 
-def _load_npz(path: str) -> dict[str, np.ndarray]:
-  if not os.path.isfile(path):
-    raise ValueError(f"case file {path!r} does not exist; a case folder needs config.json, "
-                     "state_dict.npz and inputs.npz.")
-  with np.load(path) as z:
-    return {k: z[k] for k in z.files}
-
-
-def build_layer(config: dict, *, attention_impl: str = "dense", abstract: bool = True,
+def build_layer(config: dict, *, attention_impl: str = OFFICIAL, abstract: bool = True,
                 seed: int = 0) -> SEAAttention:
   """SEAAttention with the official configuration of a golden case.
 
@@ -74,24 +74,20 @@ def _check_causal_mask(mask: np.ndarray, t: int) -> None:
                      "(0 where key <= query, large negative elsewhere) is supported.")
 
 
-def run_case(case_dir: str, *, attention_impl: str = "dense") -> dict[str, np.ndarray]:
+def run_case(case_dir: str, *, attention_impl: str = OFFICIAL) -> dict[str, np.ndarray]:
   """Builds, converts and runs one golden case; returns the outputs.npz keys as NumPy arrays.
 
   Args:
     case_dir: folder with config.json, state_dict.npz and inputs.npz.
-    attention_impl: "dense" gives all 15 keys; the row-sparse impls give all but
+    attention_impl: "official" gives all 15 keys; the kernel impls give all but
       partial_attention_probs (a dense [T, T] matrix), with mask_keep rebuilt from their
       kept-key lists.
   """
   from third_party.sea_attention import load_state_dict
-  config_path = os.path.join(case_dir, "config.json")
-  if not os.path.isfile(config_path):
-    raise ValueError(f"case file {config_path!r} does not exist; --case must be a golden "
-                     "case folder.")
-  with open(config_path) as f:
-    config = json.load(f)
-  state_dict = _load_npz(os.path.join(case_dir, "state_dict.npz"))
-  inputs = _load_npz(os.path.join(case_dir, "inputs.npz"))
+  convert_cli.check_case_dir(case_dir)
+  config = convert_cli.read_case_config(case_dir)
+  state_dict = convert_cli.load_npz(os.path.join(case_dir, "state_dict.npz"))
+  inputs = convert_cli.load_npz(os.path.join(case_dir, "inputs.npz"))
   for name in ("q", "k", "v"):
     if name not in inputs:
       raise ValueError(f"inputs.npz has no {name!r}; it holds {sorted(inputs)}.")
@@ -124,32 +120,45 @@ def run_case(case_dir: str, *, attention_impl: str = "dense") -> dict[str, np.nd
   return result
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(prog="python -m projects.sea.convert",
-                                   description="Convert and run an official SEA golden case.")
-  parser.add_argument("--case", required=True,
-                      help="golden case folder (config.json, state_dict.npz, inputs.npz)")
-  parser.add_argument("--out", required=True, help="output .npz path (same keys as outputs.npz)")
-  parser.add_argument("--attention-impl", default="dense", choices=("dense", "gather", "kernel"),
-                      help="sparse attention implementation (dense gives all 15 keys)")
-  args = parser.parse_args(argv)
-  if not args.out.endswith(".npz"):
-    parser.error(f"--out={args.out!r} is not allowed: it must end with .npz")
-  if not os.path.isdir(args.case):
-    parser.error(f"--case={args.case!r} is not allowed: it must be an existing folder")
-  return args
+def _preset_of(hf_dir: str) -> str:
+  """The preset whose shapes equal the HF folder's config.json (for a default --config)."""
+  from third_party import hf_opt  # pylint: disable=g-import-not-at-top
+  fields = hf_opt.config_fields(hf_opt.read_config(hf_dir))
+  for name, preset in PRESETS.items():
+    if all(fields[f] == getattr(preset, f) for f in SHAPE_FIELDS):
+      return name
+  raise ValueError(f"{hf_dir}/config.json has {fields}, which is none of the presets "
+                   f"{sorted(PRESETS)}; pass --config FILE.py:ARGS with these shapes.")
+
+
+def to_checkpoint(args: argparse.Namespace) -> str:
+  """--hf DIR --to_checkpoint WORKDIR: step 0 of the --config run from HF OPT weights."""
+  from common.train import config_io  # pylint: disable=g-import-not-at-top
+  from projects.sea import export_opt  # pylint: disable=g-import-not-at-top
+  if args.case:
+    raise ValueError("a SEA golden case holds one attention layer, not an OPT model; "
+                     "--to_checkpoint takes --hf DIR (an HF OPT checkpoint folder).")
+  config = args.config or (f"projects/sea/configs/opt.py:"
+                           f"{args.preset or _preset_of(args.hf)},hf={args.hf}")
+  return export_opt.export_checkpoint(config_io.load_config(config), args.to_checkpoint,
+                                      hf_dir=args.hf)
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--attention_impl", default=OFFICIAL, choices=ATTENTION_IMPLS,
+                      help="with --case: 'official' (dense keep mask, all 15 keys) or a "
+                      "common.kernels impl of the row-sparse op")
+
+
+CONVERTER = convert_cli.Converter(
+    prog="python -m projects.sea.convert", description=__doc__,
+    run_case=lambda case_dir, args: run_case(case_dir, attention_impl=args.attention_impl),
+    to_checkpoint=to_checkpoint, weights="hf", presets=tuple(PRESETS),
+    add_arguments=_add_arguments)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  args = parse_args(argv)
-  outputs = run_case(args.case, attention_impl=args.attention_impl)
-  out_dir = os.path.dirname(os.path.abspath(args.out))
-  os.makedirs(out_dir, exist_ok=True)
-  tmp = args.out[:-len(".npz")] + ".tmp.npz"
-  np.savez_compressed(tmp, **outputs)
-  os.replace(tmp, args.out)  # atomic: a half-written file never carries the final name
-  print(f"wrote {len(outputs)} keys to {args.out}")
-  return 0
+  return convert_cli.main(CONVERTER, argv)
 
 
 if __name__ == "__main__":

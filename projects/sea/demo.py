@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 
-from common.train import config_io, demo_runs
+from common.tasks import demo_runs
+from common.train import config_io
 from projects.sea import export_opt
 
 CONFIG = "projects/sea/configs/stdlib_demo.py"

@@ -21,6 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from common.layers.conv import Conv2d
+from common.layers.linear import Linear
+from common.layers.norms import LayerNorm
+
 # nn.LayerNorm default eps, used by every LayerNorm of the estimator.
 LN_EPS = 1e-5
 # attention.py causal branch: `attention_predictor_dec_row_down_scale = 4` and
@@ -29,32 +33,19 @@ DOWN_SCALE = 4
 INNER_CHANNELS = 2
 
 
-def make_linear(in_features, out_features, *, dtype, param_dtype, rngs, axes=(None, None)):
-  """nn.Linear equivalent: (in, out) kernel with logical-axis metadata (replicated by default)."""
-  return nnx.Linear(
-      in_features, out_features, dtype=dtype, param_dtype=param_dtype,
-      kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), axes),
-      bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (axes[-1],)),
-      rngs=rngs)
-
-
-def _layer_norm(features, *, dtype, param_dtype, rngs):
-  # use_fast_variance=False: torch computes E[(x - mean)^2], not E[x^2] - mean^2.
-  return nnx.LayerNorm(
-      features, epsilon=LN_EPS, use_fast_variance=False, dtype=dtype, param_dtype=param_dtype,
-      scale_init=nnx.with_partitioning(nnx.initializers.ones_init(), (None,)),
-      bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (None,)),
-      rngs=rngs)
+def make_linear(in_features, out_features, *, dtype, param_dtype, rngs):
+  """nn.Linear's (in, out) shapes, replicated, with Flax's lecun-normal init (a distillation
+  run's fresh estimator starts from it)."""
+  return Linear(in_features, out_features, kernel_init=nnx.initializers.lecun_normal(),
+                bias_init=nnx.initializers.zeros, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
 
 def _causal_conv(in_ch, out_ch, kernel, *, dilation, width_padding, dtype, param_dtype, rngs):
-  return nnx.Conv(
-      in_ch, out_ch, (kernel, kernel), kernel_dilation=(dilation, dilation),
-      padding=(((kernel - 1) * dilation, 0), (width_padding, width_padding)),
-      dtype=dtype, param_dtype=param_dtype,
-      kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, None, None, None)),
-      bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (None,)),
-      rngs=rngs)
+  # Causal over the height (time): padded only on top, as the live rows of CausalConv2d.
+  return Conv2d(in_ch, out_ch, kernel, dilation=dilation,
+                padding=(((kernel - 1) * dilation, 0), (width_padding, width_padding)),
+                kernel_init=nnx.initializers.lecun_normal(), bias_init=nnx.initializers.zeros,
+                dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
 
 def area_resize_matrix(in_width: int, out_width: int) -> np.ndarray:
@@ -76,7 +67,8 @@ class AttentionEncoder(nnx.Module):
   def __init__(self, head_dim: int, *, dtype=None, param_dtype=jnp.float32, rngs: nnx.Rngs):
     self.linear = make_linear(3 * head_dim, 2 * head_dim, dtype=dtype, param_dtype=param_dtype,
                               rngs=rngs)
-    self.norm = _layer_norm(2 * head_dim, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.norm = LayerNorm(2 * head_dim, epsilon=LN_EPS, param_axes=(None,), dtype=dtype,
+                          param_dtype=param_dtype)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     return jax.nn.gelu(self.norm(self.linear(x)), approximate=False)  # nn.GELU(): erf form
@@ -99,11 +91,11 @@ class CompressedScoreDecoder(nnx.Module):
     channels = INNER_CHANNELS * num_heads
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.dec_row = make_linear(2 * head_dim, width * INNER_CHANNELS, **kw)
-    self.norm_in = _layer_norm(width, **kw)
+    self.norm_in = LayerNorm(width, epsilon=LN_EPS, param_axes=(None,), **kw)
     self.conv1 = _causal_conv(channels, channels, 3, dilation=2, width_padding=2, **kw)
     self.conv2 = _causal_conv(channels, channels, 3, dilation=2, width_padding=2, **kw)
     self.conv_out = _causal_conv(channels, num_heads, 1, dilation=1, width_padding=1, **kw)
-    self.norm_out = _layer_norm(predictor_length, **kw)
+    self.norm_out = LayerNorm(predictor_length, epsilon=LN_EPS, param_axes=(None,), **kw)
 
   def __call__(self, t: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Returns (S [N, H, T, T_M], decoder rows [N, 2H, T, T_M/4] in the official layout)."""

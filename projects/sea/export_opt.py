@@ -1,14 +1,14 @@
 r"""Writes step 0 of a SEA run from dense OPT weights, for `config.train.init_from`.
 
-  python -m projects.sea.export_opt --hf /data/opt-125m-wikitext2 \
-      --config projects/sea/configs/opt.py:opt-125m --workdir /tmp/sea/init_125m
   python -m projects.sea.export_opt --dense_workdir /tmp/sea/teacher \
       --config projects/sea/configs/stdlib_demo.py:student --workdir /tmp/sea/init
 
-The source is an HF OPT checkpoint directory (config.json + model.safetensors, converted by
-third_party/hf_opt) or a finished dense run of this project (mode 'lm'). Mode 'distill': the
-weights fill the frozen teacher and the student's dense parts (official recipe: the student loads
-the teacher's state_dict, the SEA 'perlin' modules start fresh); mode 'lm': the model.
+The source is a finished dense run of this project (mode 'lm'), or, through the converter CLI
+(`python -m projects.sea.convert --hf DIR --to_checkpoint WORKDIR`, which calls
+`export_checkpoint`), an HF OPT checkpoint directory (config.json + model.safetensors, converted
+by third_party/hf_opt). Mode 'distill': the weights fill the frozen teacher and the student's
+dense parts (official recipe: the student loads the teacher's state_dict, the SEA 'perlin'
+modules start fresh); mode 'lm': the model.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def dense_tree_from_hf(hf_dir: str, opt_config) -> dict:
   fields, tree = hf_opt.read_checkpoint(hf_dir)
   mine = {k: getattr(opt_config, k) for k in fields}
   if mine != fields:
-    raise ValueError(f"{hf_dir}/config.json has {fields}; the --config builds {mine}. Pick the "
+    raise ValueError(f"{hf_dir}/config.json has {fields}; the config builds {mine}. Pick the "
                      "matching preset (configs/opt.py:opt-125m or opt-1.3b).")
   return tree
 
@@ -58,7 +58,8 @@ def build_with_dense(config, tree: dict) -> nnx.Module:
 
 def export_checkpoint(config, workdir: str, *, hf_dir: str = "", dense_workdir: str = "") -> str:
   if bool(hf_dir) == bool(dense_workdir):
-    raise ValueError("give exactly one weight source: --hf DIR or --dense_workdir DIR.")
+    raise ValueError("give exactly one weight source: hf_dir (an HF OPT folder) or "
+                     "dense_workdir (a finished dense run).")
   task = get_task(config)
   tree = (dense_tree_from_hf(hf_dir, task.opt_config) if hf_dir
           else dense_tree_from_run(dense_workdir))
@@ -70,14 +71,13 @@ def _main_with_flags() -> None:
   # common.train.main, which defines --config and --workdir too, must not clash.
   config = config_flags.DEFINE_config_file("config", None, "SEA config `path.py:args`.")
   workdir = flags.DEFINE_string("workdir", None, "Where step 0 is written.")
-  hf = flags.DEFINE_string("hf", "", "HF OPT checkpoint directory (config.json, *.safetensors).")
-  dense = flags.DEFINE_string("dense_workdir", "", "A finished dense run of this project.")
-  flags.mark_flags_as_required(["config", "workdir"])
+  dense = flags.DEFINE_string("dense_workdir", None, "A finished dense run of this project "
+                              "(HF OPT weights: python -m projects.sea.convert --hf DIR).")
+  flags.mark_flags_as_required(["config", "workdir", "dense_workdir"])
 
   def main(argv):
     del argv
-    print(export_checkpoint(config.value, workdir.value, hf_dir=hf.value,
-                            dense_workdir=dense.value))
+    print(export_checkpoint(config.value, workdir.value, dense_workdir=dense.value))
 
   app.run(main)
 

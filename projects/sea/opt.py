@@ -19,96 +19,20 @@ learning-rate groups select (config.optimizer.lr_multipliers, see configs/opt.py
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 from flax import nnx
 
 from common.layers import remat as remat_lib
+from common.layers.linear import Linear
+from common.layers.norms import LayerNorm
 from projects.sea.attention import SEAAttention, SEAOutput
+from projects.sea.config import OPTConfig
 
 POSITION_OFFSET = 2  # HF OPTLearnedPositionalEmbedding: the table has max_positions + 2 rows
 LN_EPS = 1e-5        # torch nn.LayerNorm default, as OPT uses
-
-# HF config.json values (facebook/opt-125m, facebook/opt-1.3b).
-PRESETS = {
-    "opt-125m": dict(vocab_size=50272, hidden_size=768, num_layers=12, num_heads=12,
-                     ffn_dim=3072, max_position_embeddings=2048),
-    "opt-1.3b": dict(vocab_size=50272, hidden_size=2048, num_layers=24, num_heads=32,
-                     ffn_dim=8192, max_position_embeddings=2048),
-}
-# Parameter counts of the HF checkpoints (position table of 2050 rows included, LM head tied).
-HF_PARAM_COUNTS = {"opt-125m": 125_239_296}
-
-
-@dataclasses.dataclass(frozen=True)
-class OPTConfig:
-  """Shapes and attention choice of one OPT model (the fields of HF config.json we use)."""
-  vocab_size: int
-  hidden_size: int
-  num_layers: int
-  num_heads: int
-  ffn_dim: int
-  max_position_embeddings: int = 2048
-  sea_layers: tuple[int, ...] = ()    # layers whose attention is SEA; () = dense OPT
-  sea_k: int = 64                     # official scripts/opt.py defaults
-  sea_predictor_length: int = 256
-  sea_nb_factor: int = 8
-  sea_attention_impl: str = "kernel"
-  dtype: Any = None
-  remat_policy: str = "none"          # common.layers.remat, per decoder layer
-
-  def __post_init__(self):
-    for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "ffn_dim",
-                 "max_position_embeddings"):
-      value = getattr(self, name)
-      if not isinstance(value, int) or value < 1:
-        raise ValueError(f"OPTConfig.{name}={value!r} is not allowed: use a positive integer.")
-    if self.hidden_size % self.num_heads:
-      raise ValueError(f"hidden_size={self.hidden_size} is not divisible by num_heads="
-                       f"{self.num_heads}; OPT needs head_dim = hidden_size / num_heads.")
-    bad = [i for i in self.sea_layers if not 0 <= i < self.num_layers]
-    if bad or len(set(self.sea_layers)) != len(self.sea_layers):
-      raise ValueError(f"sea_layers={self.sea_layers} is not allowed: give distinct layer indices "
-                       f"in [0, {self.num_layers}).")
-
-  @property
-  def head_dim(self) -> int:
-    return self.hidden_size // self.num_heads
-
-  def dense(self) -> "OPTConfig":
-    """The same model with every layer dense (the teacher)."""
-    return dataclasses.replace(self, sea_layers=())
-
-
-def all_layers(num_layers: int) -> tuple[int, ...]:
-  return tuple(range(num_layers))
-
-
-def config_from_model_fields(m: ml_collections.ConfigDict) -> OPTConfig:
-  """OPTConfig from `config.model` (preset name, then explicit overrides; see configs/opt.py)."""
-  if m.get("preset") and m.preset not in PRESETS:
-    raise ValueError(f"config.model.preset={m.preset!r}; allowed: {sorted(PRESETS)} or ''.")
-  fields = dict(PRESETS[m.preset]) if m.get("preset") else {}
-  for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "ffn_dim",
-               "max_position_embeddings"):
-    if m.get(name):
-      fields[name] = m[name]
-  sea = m.get("sea_layers", "all")
-  n = fields.get("num_layers", 0)
-  if isinstance(sea, str) and sea not in ("all", "none", ""):
-    raise ValueError(f"config.model.sea_layers={sea!r}; allowed: 'all', 'none' or a tuple of "
-                     "layer indices, e.g. --config.model.sea_layers='(0, 1)'.")
-  sea_layers = all_layers(n) if sea == "all" else (() if sea in ("none", "") else tuple(sea))
-  dtype = None if m.get("dtype", "float32") == "float32" else jnp.dtype(m.dtype)
-  return OPTConfig(**fields, sea_layers=sea_layers, sea_k=m.sea_k,
-                   sea_predictor_length=m.sea_predictor_length, sea_nb_factor=m.sea_nb_factor,
-                   sea_attention_impl=m.sea_attention_impl,
-                   dtype=dtype,
-                   remat_policy=m.get("remat_policy", "none"))
 
 
 class LayerTrace(NamedTuple):
@@ -132,15 +56,14 @@ class OPTOutput(NamedTuple):
 
 
 def _linear(din, dout, axes, cfg, rngs):
-  return nnx.Linear(din, dout, dtype=cfg.dtype, rngs=rngs,
-                    kernel_init=nnx.with_partitioning(nnx.initializers.normal(0.02), axes),
-                    bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (axes[1],)))
+  # HF OPT init: N(0, init_std 0.02) kernels, zero biases.
+  return Linear(din, dout, kernel_axes=axes, kernel_init=nnx.initializers.normal(0.02),
+                bias_init=nnx.initializers.zeros, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+                rngs=rngs)
 
 
-def _layer_norm(d, cfg, rngs):
-  return nnx.LayerNorm(d, epsilon=LN_EPS, use_fast_variance=False, dtype=cfg.dtype, rngs=rngs,
-                       scale_init=nnx.with_partitioning(nnx.initializers.ones_init(), ("embed",)),
-                       bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",)))
+def _layer_norm(cfg):
+  return LayerNorm(cfg.hidden_size, epsilon=LN_EPS, dtype=cfg.dtype, param_dtype=cfg.param_dtype)
 
 
 class OPTAttention(nnx.Module):
@@ -156,10 +79,11 @@ class OPTAttention(nnx.Module):
     sea = None
     if use_sea:
       sea = SEAAttention(cfg.num_heads, cfg.head_dim, k=cfg.sea_k,
-                              predictor_length=cfg.sea_predictor_length,
-                              performer_nb_factor=cfg.sea_nb_factor,
-                              max_position_embeddings=cfg.max_position_embeddings,
-                              attention_impl=cfg.sea_attention_impl, dtype=cfg.dtype, rngs=rngs)
+                         predictor_length=cfg.sea_predictor_length,
+                         performer_nb_factor=cfg.sea_nb_factor,
+                         max_position_embeddings=cfg.max_position_embeddings,
+                         attention_impl=cfg.attention_impl, dtype=cfg.dtype,
+                         param_dtype=cfg.param_dtype, rngs=rngs)
     self.sea = nnx.data(sea)
 
   def __call__(self, x: jax.Array, *, return_scores: bool = False):
@@ -186,9 +110,9 @@ class OPTLayer(nnx.Module):
   """Pre-LN decoder layer (do_layer_norm_before=True), ReLU FFN."""
 
   def __init__(self, cfg: OPTConfig, use_sea: bool, *, rngs: nnx.Rngs):
-    self.self_attn_layer_norm = _layer_norm(cfg.hidden_size, cfg, rngs)
+    self.self_attn_layer_norm = _layer_norm(cfg)
     self.self_attn = OPTAttention(cfg, use_sea, rngs=rngs)
-    self.final_layer_norm = _layer_norm(cfg.hidden_size, cfg, rngs)
+    self.final_layer_norm = _layer_norm(cfg)
     self.fc1 = _linear(cfg.hidden_size, cfg.ffn_dim, ("embed", "mlp"), cfg, rngs)
     self.fc2 = _linear(cfg.ffn_dim, cfg.hidden_size, ("mlp", "embed"), cfg, rngs)
 
@@ -206,14 +130,15 @@ class OPT(nnx.Module):
     self.config = cfg
     init = nnx.initializers.normal(0.02)  # HF init_std
     self.embed_tokens = nnx.Embed(
-        cfg.vocab_size, cfg.hidden_size, dtype=cfg.dtype, rngs=rngs,
+        cfg.vocab_size, cfg.hidden_size, dtype=cfg.dtype, param_dtype=cfg.param_dtype, rngs=rngs,
         embedding_init=nnx.with_partitioning(init, ("vocab", "embed")))
     self.embed_positions = nnx.Embed(
         cfg.max_position_embeddings + POSITION_OFFSET, cfg.hidden_size, dtype=cfg.dtype,
-        rngs=rngs, embedding_init=nnx.with_partitioning(init, (None, "embed")))
+        param_dtype=cfg.param_dtype, rngs=rngs,
+        embedding_init=nnx.with_partitioning(init, (None, "embed")))
     self.layers = nnx.List([OPTLayer(cfg, i in cfg.sea_layers, rngs=rngs)
                             for i in range(cfg.num_layers)])
-    self.final_layer_norm = _layer_norm(cfg.hidden_size, cfg, rngs)
+    self.final_layer_norm = _layer_norm(cfg)
 
   def __call__(self, tokens: jax.Array, *, return_scores: bool = False) -> OPTOutput:
     """tokens: int [N, T] with T <= max_position_embeddings (no padding: packed LM windows).

@@ -23,6 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from common.eval import registry
+
 OPT_BOS_ID = 2  # facebook/opt-* tokenizer: bos = eos = "</s>" = 2, prepended to every encoding
 WIKITEXT_FILES = ("wiki.test.raw", "wikitext-2-raw/wiki.test.raw")
 
@@ -149,15 +151,4 @@ class StridedPerplexity:
     return {f"{self.spec.name}/{k}": v for k, v in out.items()}
 
 
-def build_evaluators(config, task) -> dict:
-  from common.eval.task_loss import TaskLoss  # pylint: disable=g-import-not-at-top
-  out = {}
-  for name in config.eval.get("evaluators", ("loss",)):
-    if name == "loss":
-      per_split = [TaskLoss(split) for split in config.eval.splits]
-      out["loss"] = lambda model, ctx: {k: v for e in per_split for k, v in e(model, ctx).items()}
-    elif name == "strided":
-      out["strided"] = StridedPerplexity(config, task)
-    else:
-      raise ValueError(f"config.eval.evaluators has {name!r}; allowed: 'loss', 'strided'.")
-  return out
+registry.register("strided", lambda ctx: StridedPerplexity(ctx.config, ctx.task))

@@ -1,13 +1,12 @@
-"""SEA's sparse attention: each query attends only to its kept keys.
+"""SEA's sparse attention in jnp: the official dense-mask computation and a row-sparse gather.
 
-Three interchangeable implementations, chosen by `attention_impl`:
-  * "dense":  the official reference path (attention.py, `not self.benchmarking`): the full
-              q k^T with a [T, T] keep mask. O(T^2) memory; used for the golden comparison.
-  * "gather": row-sparse jnp: each query gathers its K kept keys (padded index lists from
-              masks.row_sparse_key_indices) and attends over them. O(T*K) memory.
-  * "kernel": the same row-sparse contract through the shared op
-              common.kernels.row_sparse_attention (the default: Pallas on GPU, its chunked XLA
-              path elsewhere; custom VJP).
+  * dense_masked_*: the official reference path (attention.py, `not self.benchmarking`): the
+    full q k^T with a [T, T] keep mask. O(T^2) memory; attention_impl='official' (golden tests).
+  * gather_row_sparse_attention: each query gathers its K kept keys (padded index lists from
+    masks.row_sparse_key_indices) and attends over them, returning the sparse probabilities
+    too. SEAAttention computes the context with common.kernels.row_sparse_attention (every
+    other attention_impl); this gather only supplies the probabilities that the kernel does
+    not return, as a debug intermediate.
 
 Rows without any kept key produce zero probabilities and a zero context: the official
 masked_fill(partial_attention_mask < -1, 0) after the softmax does exactly that.
@@ -16,10 +15,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-
-from common.kernels import row_sparse_attention as kernels_row_sparse
-
-ATTENTION_IMPLS = ("dense", "gather", "kernel")
 
 
 def masked_softmax(scores: jax.Array, keep: jax.Array) -> jax.Array:
@@ -69,15 +64,3 @@ def gather_row_sparse_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_in
   valid = jnp.ones(key_indices.shape, bool) if key_valid is None else key_valid
   probs = masked_softmax(scores, valid).astype(v.dtype)
   return jnp.einsum("bhqk,bhqkd->bhqd", probs, v_g), probs
-
-
-def row_sparse_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_indices: jax.Array,
-                         key_valid: jax.Array, *, impl: str, scale: float = 1.0) -> jax.Array:
-  """Dispatch for the row-sparse implementations ("gather" or "kernel"); returns the context."""
-  if impl == "gather":
-    return gather_row_sparse_attention(q, k, v, key_indices, key_valid, scale)[0]
-  if impl == "kernel":
-    return kernels_row_sparse.row_sparse_attention(q, k, v, key_indices, key_valid=key_valid,
-                                                   scale=scale, impl="auto")
-  raise ValueError(f"attention_impl={impl!r} is not a row-sparse implementation; "
-                   "allowed: 'gather', 'kernel'.")

@@ -21,25 +21,17 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from common.layers import variables
+from common.tasks import lm
 from common.train import task as task_lib
-from projects.sea import losses, masks, opt, weights
+from projects.sea import losses, masks, opt, perplexity, weights  # perplexity: 'strided'
+from projects.sea.config import OPTConfig, from_config
 
-MODES = ("distill", "lm")
 LN2 = math.log(2.0)
 
 
 class FrozenWeight(nnx.Variable):
   """A teacher weight: model state, never a gradient target or an optimiser leaf."""
-
-
-def frozen_copy(module: nnx.Module) -> nnx.Module:
-  """`module` with every nnx.Param turned into a FrozenWeight (values and metadata kept)."""
-  frozen = nnx.clone(module)
-  for _, sub in nnx.iter_modules(frozen):
-    for name, var in list(vars(sub).items()):
-      if isinstance(var, nnx.Param):
-        setattr(sub, name, FrozenWeight(var.get_value(), **var.get_metadata()))
-  return frozen
 
 
 class DistillModel(nnx.Module):
@@ -50,25 +42,11 @@ class DistillModel(nnx.Module):
   pretrained OPT through export_opt.py and `train.init_from`.
   """
 
-  def __init__(self, cfg: opt.OPTConfig, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: OPTConfig, *, rngs: nnx.Rngs):
     self.student = opt.OPT(cfg, rngs=rngs)
     teacher = opt.OPT(cfg.dense(), rngs=nnx.Rngs(0))
     weights.load_dense(teacher, weights.dense_tree(self.student))
-    self.teacher = frozen_copy(teacher)
-
-
-def token_ce(logits: jax.Array, targets: jax.Array, w: jax.Array) -> jax.Array:
-  """Weighted mean next-token cross-entropy (nats)."""
-  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-  nll = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
-  return jnp.sum(nll * w) / jnp.maximum(jnp.sum(w), 1.0)
-
-
-def _token_weights(batch) -> jax.Array:
-  w = batch["weights"].astype(jnp.float32)
-  if "mask" in batch:  # padded eval batches: rows with mask 0 do not count
-    w = w * batch["mask"].astype(jnp.float32)[:, None]
-  return w
+    self.teacher = variables.params_as(teacher, FrozenWeight)
 
 
 def kept_key_fraction(sea_out, seq_len: int, num_heads: int, k: int) -> jax.Array:
@@ -85,19 +63,16 @@ class SEATask(task_lib.Task):
 
   def __init__(self, config: ml_collections.ConfigDict):
     super().__init__(config)
+    self.opt_config = from_config(config.model)  # checks every config.model field
     self.mode = config.model.get("mode", "distill")
-    if self.mode not in MODES:
-      raise ValueError(f"config.model.mode={self.mode!r}; allowed: {MODES}.")
-    self.opt_config = opt.config_from_model_fields(config.model)
-    self._evaluators = None
 
   def validate(self, config: ml_collections.ConfigDict) -> None:
-    cfg = self.opt_config
+    cfg = from_config(config.model)
     seq_len = config.data.get("seq_len", 0)
     if seq_len > cfg.max_position_embeddings:
       raise ValueError(f"config.data.seq_len={seq_len} > model max_position_embeddings="
                        f"{cfg.max_position_embeddings}; shorten the windows.")
-    if self.mode == "distill" and not cfg.sea_layers:
+    if config.model.get("mode", "distill") == "distill" and not cfg.sea_layers:
       raise ValueError("config.model.mode='distill' with sea_layers='none' has nothing to "
                        "distil; set model.sea_layers='all' (official) or a tuple of layers.")
     if config.data.get("name") and config.data.get("tokenizer"):
@@ -126,25 +101,19 @@ class SEATask(task_lib.Task):
 
   def loss(self, model, batch, *, train, rngs):
     del train, rngs  # OPT as fine-tuned by SEA has no dropout in our port (see README)
-    w = _token_weights(batch)
+    w = lm.token_weights(batch)
     if self.mode == "lm":
       out = model(batch["inputs"])
-      ce = token_ce(out.logits, batch["targets"], w)
+      ce, _ = lm.cross_entropy(out.logits, batch["targets"], w)
       return ce, {"ce": ce, "bits_per_token": ce / LN2, "ppl": jnp.exp(ce)}
     return distillation_loss(model, batch["inputs"], batch["targets"], w, self.opt_config)
 
-  def evaluators(self):
-    if self._evaluators is None:
-      from projects.sea import perplexity  # pylint: disable=g-import-not-at-top
-      self._evaluators = perplexity.build_evaluators(self.config, self)
-    return self._evaluators
 
-
-def distillation_loss(model: DistillModel, tokens, targets, w, cfg: opt.OPTConfig):
+def distillation_loss(model: DistillModel, tokens, targets, w, cfg: OPTConfig):
   """The official KD objective and its terms as metrics."""
   teacher = jax.tree.map(jax.lax.stop_gradient, model.teacher(tokens, return_scores=True))
   student = model.student(tokens)
-  ce = token_ce(student.logits, targets, w)
+  ce, _ = lm.cross_entropy(student.logits, targets, w)
   est_kl, est_mse, dense_terms, ctx_terms, kept = [], [], [], [], []
   for ts, tt in zip(student.layers, teacher.layers):
     if ts.sea is None:
@@ -168,7 +137,7 @@ def distillation_loss(model: DistillModel, tokens, targets, w, cfg: opt.OPTConfi
       jax.nn.softmax(teacher.logits.reshape(-1, v).astype(jnp.float32)))
   hidden = mean([jnp.mean((a.astype(jnp.float32) - b.astype(jnp.float32)) ** 2)
                  for a, b in zip(teacher.hidden_states, student.hidden_states)])
-  teacher_ce = token_ce(teacher.logits, targets, w)
+  teacher_ce, _ = lm.cross_entropy(teacher.logits, targets, w)
   metrics = {
       "ce": ce, "bits_per_token": ce / LN2, "ppl": jnp.exp(ce),
       "teacher_ce": teacher_ce, "teacher_bits_per_token": teacher_ce / LN2,

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import os
 
-from common.train import config_io, demo_runs, trainer
+from common.tasks import demo_runs
+from common.train import config_io, trainer
 
 CONFIG = "projects/sparse_jepa/configs/mnist_demo.py"
 RUNS = {"ijepa": "ijepa", "sparse_jepa": "sparse"}

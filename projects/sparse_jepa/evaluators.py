@@ -1,4 +1,5 @@
-"""Evaluators chosen by name in `config.eval.evaluators`.
+"""The SparseJEPA evaluators, registered by name for `config.eval.evaluators`
+(common/eval/registry.py, which also holds the shared 'loss'):
 
   'loss'            the task's loss and metrics (I-JEPA smooth-L1, SparseJEPA penalty parts) on
                     config.eval.splits, with fixed evaluation masks (common.eval.task_loss).
@@ -20,7 +21,6 @@ paper evaluates; 'context': the online encoder), probe_train_split ('train'), pr
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -28,8 +28,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from common.eval import task_loss
-from common.train import task as task_lib
+from common.eval import registry
 from projects.sparse_jepa import probes
 
 PROBE_ENCODERS = ("target", "context")
@@ -98,11 +97,15 @@ class Features:
 class LinearProbe:
   """Ridge classifier on frozen, average-pooled features (see the module docstring)."""
 
-  def __init__(self, features: Features, config: ml_collections.ConfigDict, num_classes: int):
-    self.features, self.config, self.num_classes = features, config, num_classes
+  def __init__(self, features: Features, config: ml_collections.ConfigDict):
+    self.features, self.config = features, config
+    self.num_classes = 0  # read from the dataset's info at the first call, not at build time
 
   def __call__(self, model, ctx) -> dict[str, float]:
     e = self.config.eval
+    if not self.num_classes:
+      from common.data import pipeline  # pylint: disable=g-import-not-at-top
+      self.num_classes = pipeline.num_classes(self.config.data)
     train = self.features(model, ctx, _setting(self.config, "probe_train_split", "train"),
                           _setting(self.config, "probe_max_batches", 0))
     out: dict[str, float] = {}
@@ -151,7 +154,7 @@ class LatentSparsity:
       emb = model.encoder(batch["image"])
       if model.head.config.pooling == "mean":
         emb = emb.mean(axis=1)
-      out = model.head(emb, None)
+      out = model.head(emb)
       return {k: out[k] for k in ("mu", "logvar", "kl_per_unit")}, batch["mask"]
 
     self._latents = latents
@@ -175,48 +178,20 @@ class LatentSparsity:
     return out
 
 
-def _available(config) -> dict[str, Callable[[], task_lib.Evaluator]]:
-  features: list[Features] = []
-
-  def shared() -> Features:  # both probes read one extraction
-    if not features:
-      features.append(Features(_setting(config, "probe_encoder", "target")))
-    return features[0]
-
-  def num_classes() -> int:
-    from common.data import pipeline  # reads the dataset's info: only when a probe is built
-    return pipeline.num_classes(config.data)
-
-  available = {
-      "loss": lambda: _PerSplit([task_loss.TaskLoss(s) for s in config.eval.splits]),
-      "linear_probe": lambda: LinearProbe(shared(), config, num_classes()),
-      "lowlevel_probe": lambda: LowLevelProbe(shared(), config),
-  }
-  if config.model.sparse:
-    available["latent_sparsity"] = lambda: LatentSparsity(config)
-  return available
+def _features(ctx: registry.BuildContext) -> Features:
+  """The probes' one feature extraction, shared within a run."""
+  if "probe_features" not in ctx.shared:
+    ctx.shared["probe_features"] = Features(_setting(ctx.config, "probe_encoder", "target"))
+  return ctx.shared["probe_features"]
 
 
-class _PerSplit:
-  def __init__(self, evaluators: list[Any]):
-    self._evaluators = evaluators
-
-  def __call__(self, model, ctx) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for evaluator in self._evaluators:
-      out.update(evaluator(model, ctx))
-    return out
+def _latent_sparsity(ctx: registry.BuildContext) -> LatentSparsity:
+  if not ctx.config.model.sparse:
+    raise ValueError("config.eval.evaluators has 'latent_sparsity', which needs "
+                     "config.model.sparse=True (I-JEPA has no SparsityHead).")
+  return LatentSparsity(ctx.config)
 
 
-def build_evaluators(config: ml_collections.ConfigDict) -> dict[str, task_lib.Evaluator]:
-  """{name: evaluator} for each name in config.eval.evaluators (an unknown name is an error)."""
-  available = _available(config)
-  names = tuple(config.eval.get("evaluators", ()))
-  unknown = [n for n in names if n not in available]
-  if unknown:
-    raise ValueError(f"config.eval.evaluators={names!r}: {unknown} not available for "
-                     f"config.model.sparse={config.model.sparse!r}; allowed: {sorted(available)}.")
-  probe_encoder = _setting(config, "probe_encoder", "target")
-  if probe_encoder not in PROBE_ENCODERS:
-    raise ValueError(f"config.eval.probe_encoder={probe_encoder!r}; allowed: {PROBE_ENCODERS}.")
-  return {name: available[name]() for name in names}
+registry.register("linear_probe", lambda ctx: LinearProbe(_features(ctx), ctx.config))
+registry.register("lowlevel_probe", lambda ctx: LowLevelProbe(_features(ctx), ctx.config))
+registry.register("latent_sparsity", _latent_sparsity)

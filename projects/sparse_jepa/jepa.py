@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
 import common  # noqa: F401  (no eager sharding: params carry logical names without a mesh)
+from common.layers import variables
 
+from projects.sparse_jepa import config as config_lib
 from projects.sparse_jepa import model as model_lib
-from projects.sparse_jepa.sparsity_head import SparsityConfig, SparsityHead
+from projects.sparse_jepa.sparsity_head import SparsityHead
 
 TARGET = "target_encoder"
 
@@ -30,12 +31,7 @@ def as_target_encoder(encoder: nnx.Module) -> nnx.Module:
 
   Frozen tables (the sin-cos FixedEmbed) keep their type: they are equal in both encoders.
   """
-  target = nnx.clone(encoder)
-  for _, module in nnx.iter_modules(target):
-    for name, var in list(vars(module).items()):
-      if isinstance(var, nnx.Param):
-        setattr(module, name, TargetEncoderParam(var.get_value(), **var.get_metadata()))
-  return target
+  return variables.params_as(encoder, TargetEncoderParam)
 
 
 class JEPA(nnx.Module):
@@ -49,49 +45,22 @@ class JEPA(nnx.Module):
     self.head = head
 
 
-def _dtype(config, field: str):
-  name = config.model.get(field, "float32")
-  return {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}[name]
-
-
-def sparsity_config(model_config: ml_collections.ConfigDict) -> SparsityConfig:
-  """SparsityConfig from `config.model.sparsity` (a ValueError names a bad field)."""
-  values = dict(model_config.sparsity.to_dict()) if "sparsity" in model_config else {}
-  known = set(SparsityConfig.__dataclass_fields__)
-  unknown = sorted(set(values) - known)
-  if unknown:
-    raise ValueError(f"config.model.sparsity has unknown field(s) {unknown}; allowed: "
-                     f"{sorted(known)}.")
-  return SparsityConfig(**values)
-
-
-def encoder_sizes(model_config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """embed_dim, depth, num_heads, mlp_ratio: from an official preset, or the explicit fields."""
-  name = model_config.encoder
-  if name == "custom":
-    return {k: model_config[k] for k in ("embed_dim", "depth", "num_heads", "mlp_ratio")}
-  if name not in model_lib.VIT_PRESETS:
-    raise ValueError(f"config.model.encoder={name!r}; allowed: 'custom' or "
-                     f"{sorted(model_lib.VIT_PRESETS)}.")
-  return {"mlp_ratio": 4.0, **model_lib.VIT_PRESETS[name]}
-
-
 def build_jepa(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
                rngs: nnx.Rngs) -> JEPA:
-  """The model of `config.model` for images of `image_shape` (H, W, C), H == W."""
-  m = config.model
+  """The model of `config.model` (config.from_config) for images of `image_shape` (H, W, C)."""
+  m = config_lib.from_config(config.model)
   h, w, c = image_shape
   if h != w:
     raise ValueError(f"config.data.image_size gives {h}x{w} images; allowed: square images.")
-  kw = dict(dtype=_dtype(config, "dtype"), param_dtype=_dtype(config, "param_dtype"), rngs=rngs)
-  sizes = encoder_sizes(m)
+  kw = dict(dtype=m.dtype, param_dtype=m.param_dtype, rngs=rngs)
+  vit = dict(embed_dim=m.embed_dim, num_heads=m.num_heads, mlp_ratio=m.mlp_ratio,
+             remat_policy=m.remat_policy, **kw)
   encoder = model_lib.VisionTransformer(img_size=h, patch_size=m.patch_size, in_chans=c,
-                                        **sizes, **kw)
+                                        depth=m.depth, **vit)
   predictor = model_lib.VisionTransformerPredictor(
-      num_patches=encoder.num_patches, embed_dim=sizes["embed_dim"],
-      predictor_embed_dim=m.pred_emb_dim, depth=m.pred_depth, num_heads=sizes["num_heads"],
-      mlp_ratio=sizes["mlp_ratio"], **kw)
-  head = SparsityHead(sizes["embed_dim"], sparsity_config(m), **kw) if m.sparse else None
+      num_patches=encoder.num_patches, predictor_embed_dim=m.pred_emb_dim, depth=m.pred_depth,
+      **vit)
+  head = SparsityHead(m.embed_dim, m.sparsity, **kw) if m.sparse else None
   return JEPA(encoder, predictor, head)
 
 

@@ -53,19 +53,20 @@ def ijepa_forward(encoder: nnx.Module, predictor: nnx.Module, target_encoder: nn
 
 def sparse_jepa_loss(encoder: nnx.Module, predictor: nnx.Module, target_encoder: nnx.Module,
                      head: SparsityHead, imgs: jax.Array, masks_enc: Masks, masks_pred: Masks,
-                     key: jax.Array | None = None) -> tuple[jax.Array, dict[str, Any]]:
+                     *, train: bool = False, rngs: nnx.Rngs | None = None
+                     ) -> tuple[jax.Array, dict[str, Any]]:
   """I-JEPA loss + the SparseJEPA penalty; returns (total, metrics).
 
   The head reads the embeddings chosen by `head.config.attach` / `pooling` (SparsityConfig).
-  `key` draws the latent sample (None: posterior mean, for evaluation). Metrics are scalars:
-  ijepa_loss, the head's losses, and its latent-space metrics.
+  train=True draws the latent sample from `rngs` (train=False: the posterior mean). Metrics are
+  scalars: ijepa_loss, the head's losses, and its latent-space metrics.
   """
   out = ijepa_forward(encoder, predictor, target_encoder, imgs, masks_enc, masks_pred)
   cfg = head.config
   emb = out["context_encoder_out"] if cfg.attach == "context" else encoder(imgs)
   if cfg.pooling == "mean":
     emb = emb.mean(axis=1)
-  head_out = head(emb, key)
+  head_out = head(emb, train=train, rngs=rngs)
   total = out["loss"] + head_out["losses"]["penalty"]
   metrics = {"ijepa_loss": out["loss"], "loss": total,
              **{f"sparsity/{k}": v for k, v in head_out["losses"].items()},

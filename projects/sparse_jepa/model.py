@@ -7,29 +7,19 @@ Images are NHWC here (the official code is NCHW); patches are numbered row-major
 """
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 import common  # noqa: F401  (no eager sharding: params carry logical names without a mesh)
-
-from projects.sparse_jepa import layers
+from common.layers import remat
+from common.layers.conv import Conv2d
+from common.layers.initializers import trunc_normal
+from common.layers.keys import param
+from projects.sparse_jepa import vit_block
+from projects.sparse_jepa.config import VIT_PRESETS
 from projects.sparse_jepa.pos_embed import sincos_2d
 from projects.sparse_jepa.tensors import Masks, apply_masks, repeat_interleave_batch, stack_masks
-from projects.sparse_jepa.tensors import trunc_normal
-
-# Official vit_* factories (vision_transformer.py L456-509); all use mlp_ratio 4, qkv_bias True,
-# LayerNorm eps 1e-6.
-VIT_PRESETS: dict[str, dict[str, Any]] = {
-    "vit_tiny": dict(embed_dim=192, depth=12, num_heads=3),
-    "vit_small": dict(embed_dim=384, depth=12, num_heads=6),
-    "vit_base": dict(embed_dim=768, depth=12, num_heads=12),
-    "vit_large": dict(embed_dim=1024, depth=24, num_heads=16),
-    "vit_huge": dict(embed_dim=1280, depth=32, num_heads=16),
-    "vit_giant": dict(embed_dim=1408, depth=40, num_heads=16, mlp_ratio=48 / 11),
-}
 
 
 class FixedEmbed(nnx.Variable):
@@ -46,6 +36,14 @@ def _positive(name: str, value, allowed: str = "a positive integer"):
     raise ValueError(f"{name}={value!r}; allowed: {allowed}.")
 
 
+def _run_blocks(blocks, x: jax.Array, remat_policy: str) -> jax.Array:
+  """The blocks in order, each rematerialised by `remat_policy` (common.layers.remat)."""
+  call = remat.remat(lambda blk, x: blk(x), remat_policy)
+  for blk in blocks:
+    x = call(blk, x)
+  return x
+
+
 class VisionTransformer(nnx.Module):
   """The I-JEPA context / target encoder.
 
@@ -57,6 +55,7 @@ class VisionTransformer(nnx.Module):
     norm_eps: LayerNorm eps of blocks and final norm (official recipes: 1e-6).
     init_std: std of the official trunc_normal init of Linear/Conv weights.
     dtype: compute dtype (None: float32 from the params); param_dtype: parameter dtype.
+    remat_policy: activation rematerialisation per block (common.layers.remat.POLICIES).
 
   Call: `encoder(x, masks=None)` with x (B, img, img, in_chans); masks a list of M (B, K) patch
   index arrays or a (M, B, K) array. Returns (B, N, D) without masks, else (M*B, K, D).
@@ -65,7 +64,9 @@ class VisionTransformer(nnx.Module):
   def __init__(self, *, img_size: int = 224, patch_size: int = 16, in_chans: int = 3,
                embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
                mlp_ratio: float = 4.0, qkv_bias: bool = True, norm_eps: float = 1e-6,
-               init_std: float = 0.02, dtype=None, param_dtype=jnp.float32, rngs: nnx.Rngs):
+               init_std: float = 0.02, dtype=None, param_dtype=jnp.float32,
+               remat_policy: str = "none", rngs: nnx.Rngs):
+    remat.checkpoint_policy(remat_policy)  # validates the name now
     for name, value in (("img_size", img_size), ("patch_size", patch_size),
                         ("in_chans", in_chans), ("embed_dim", embed_dim), ("depth", depth),
                         ("num_heads", num_heads)):
@@ -76,18 +77,17 @@ class VisionTransformer(nnx.Module):
     self.grid = img_size // patch_size
     self.num_patches = self.grid**2
     self.embed_dim, self.num_heads = embed_dim, num_heads
-    self.patch_embed = nnx.Conv(
-        in_chans, embed_dim, (patch_size, patch_size), (patch_size, patch_size), padding="VALID",
-        dtype=dtype, param_dtype=param_dtype,
-        kernel_init=nnx.with_partitioning(trunc_normal(init_std), (None, None, None, "embed")),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",)), rngs=rngs)
+    self.remat_policy = remat_policy
+    self.patch_embed = Conv2d(
+        in_chans, embed_dim, patch_size, stride=patch_size, padding=0,
+        kernel_axes=(None, None, None, "embed"), kernel_init=trunc_normal(init_std),
+        bias_init=nnx.initializers.zeros, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.pos_embed = _fixed_pos_embed(embed_dim, self.grid)
     self.blocks = nnx.List([
-        layers.Block(embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
-                     norm_eps=norm_eps, init_std=init_std, dtype=dtype, param_dtype=param_dtype,
-                     rngs=rngs) for _ in range(depth)])
-    self.norm = layers.layer_norm(embed_dim, norm_eps, dtype=dtype, param_dtype=param_dtype,
-                                  rngs=rngs)
+        vit_block.Block(embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+                        norm_eps=norm_eps, init_std=init_std, dtype=dtype,
+                        param_dtype=param_dtype, rngs=rngs) for _ in range(depth)])
+    self.norm = vit_block.layer_norm(embed_dim, norm_eps, dtype=dtype, param_dtype=param_dtype)
 
   def __call__(self, x: jax.Array, masks: Masks | None = None) -> jax.Array:
     want = (self.img_size, self.img_size, self.in_chans)
@@ -101,9 +101,7 @@ class VisionTransformer(nnx.Module):
     x = x + self.pos_embed[...].astype(x.dtype)
     if masks is not None:
       x = apply_masks(x, masks)
-    for blk in self.blocks:
-      x = blk(x)
-    return self.norm(x)
+    return self.norm(_run_blocks(self.blocks, x, self.remat_policy))
 
 
 class VisionTransformerPredictor(nnx.Module):
@@ -112,8 +110,8 @@ class VisionTransformerPredictor(nnx.Module):
   Args:
     num_patches: patches of the (square) grid; must be a perfect square.
     embed_dim: encoder width (input and output); predictor_embed_dim: internal width.
-    depth, num_heads, mlp_ratio, qkv_bias, norm_eps, init_std, dtype, param_dtype: as the encoder
-      (official init_model passes the encoder's num_heads).
+    depth, num_heads, mlp_ratio, qkv_bias, norm_eps, init_std, dtype, param_dtype,
+      remat_policy: as the encoder (official init_model passes the encoder's num_heads).
 
   Call: `predictor(x, masks_x, masks)` with x the encoder output on the context masks
   ((nenc*B, Kc, D)), masks_x the nenc context index arrays and masks the npred target index arrays
@@ -123,7 +121,9 @@ class VisionTransformerPredictor(nnx.Module):
   def __init__(self, *, num_patches: int, embed_dim: int = 768, predictor_embed_dim: int = 384,
                depth: int = 6, num_heads: int = 12, mlp_ratio: float = 4.0,
                qkv_bias: bool = True, norm_eps: float = 1e-6, init_std: float = 0.02,
-               dtype=None, param_dtype=jnp.float32, rngs: nnx.Rngs):
+               dtype=None, param_dtype=jnp.float32, remat_policy: str = "none",
+               rngs: nnx.Rngs):
+    remat.checkpoint_policy(remat_policy)  # validates the name now
     for name, value in (("num_patches", num_patches), ("embed_dim", embed_dim),
                         ("predictor_embed_dim", predictor_embed_dim), ("depth", depth),
                         ("num_heads", num_heads)):
@@ -133,19 +133,20 @@ class VisionTransformerPredictor(nnx.Module):
       raise ValueError(f"num_patches={num_patches} is not a perfect square; the sin-cos table "
                        "is built for a square grid (official int(num_patches**.5)).")
     self.embed_dim, self.predictor_embed_dim = embed_dim, predictor_embed_dim
-    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    self.predictor_embed = layers.dense(embed_dim, predictor_embed_dim, (None, "embed"),
-                                        init_std=init_std, **kw)
-    self.mask_token = nnx.Param(
-        trunc_normal(init_std)(rngs.params(), (1, 1, predictor_embed_dim), param_dtype),
-        sharding_names=(None, None, "embed"))
+    self.remat_policy = remat_policy
+    kw = dict(dtype=dtype, param_dtype=param_dtype)
+    self.predictor_embed = vit_block.dense(embed_dim, predictor_embed_dim, (None, "embed"),
+                                           init_std=init_std, rngs=rngs, **kw)
+    self.mask_token = param(trunc_normal(init_std), (None, None, "embed"), rngs,
+                            (1, 1, predictor_embed_dim), param_dtype)
     self.predictor_pos_embed = _fixed_pos_embed(predictor_embed_dim, grid)
     self.predictor_blocks = nnx.List([
-        layers.Block(predictor_embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
-                     norm_eps=norm_eps, init_std=init_std, **kw) for _ in range(depth)])
-    self.predictor_norm = layers.layer_norm(predictor_embed_dim, norm_eps, **kw)
-    self.predictor_proj = layers.dense(predictor_embed_dim, embed_dim, ("embed", None),
-                                       init_std=init_std, **kw)
+        vit_block.Block(predictor_embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+                        norm_eps=norm_eps, init_std=init_std, rngs=rngs, **kw)
+        for _ in range(depth)])
+    self.predictor_norm = vit_block.layer_norm(predictor_embed_dim, norm_eps, **kw)
+    self.predictor_proj = vit_block.dense(predictor_embed_dim, embed_dim, ("embed", None),
+                                          init_std=init_std, rngs=rngs, **kw)
 
   def __call__(self, x: jax.Array, masks_x: Masks, masks: Masks) -> jax.Array:
     masks_x, masks = stack_masks(masks_x), stack_masks(masks)
@@ -165,9 +166,7 @@ class VisionTransformerPredictor(nnx.Module):
     # torch `x.repeat(len(masks), 1, 1)` tiles the whole context batch npred times.
     x = jnp.tile(x, (npred, 1, 1))
     x = jnp.concatenate([x, pred_tokens], axis=1)
-    for blk in self.predictor_blocks:
-      x = blk(x)
-    x = self.predictor_norm(x)
+    x = self.predictor_norm(_run_blocks(self.predictor_blocks, x, self.remat_policy))
     return self.predictor_proj(x[:, n_ctxt:])
 
 

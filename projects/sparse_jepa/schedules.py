@@ -98,18 +98,6 @@ def ema_update(target: Any, online: Any, momentum) -> Any:
                       target, online)
 
 
-def _path_name(path) -> str:
-  parts = []
-  for entry in path:
-    for attr in ("key", "name", "idx"):
-      if hasattr(entry, attr):
-        parts.append(str(getattr(entry, attr)))
-        break
-    else:
-      parts.append(str(entry))
-  return ".".join(parts)
-
-
 def weight_decay_mask(params: Any) -> Any:
   """True where the official code applies weight decay (helper.py L115-131).
 
@@ -120,7 +108,7 @@ def weight_decay_mask(params: Any) -> Any:
 
   def decide(path, leaf):
     value = leaf[...] if isinstance(leaf, nnx.Variable) else leaf
-    return not ("bias" in _path_name(path) or len(value.shape) == 1)
+    return not ("bias" in jax.tree_util.keystr(path) or len(value.shape) == 1)
 
   return jax.tree_util.tree_map_with_path(
       decide, params, is_leaf=lambda x: isinstance(x, nnx.Variable))

@@ -32,8 +32,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 import common  # noqa: F401  (no eager sharding: params carry logical names without a mesh)
-
-from projects.sparse_jepa.tensors import trunc_normal
+from common.layers.initializers import trunc_normal
+from common.layers.keys import param
+from common.layers.linear import Linear
 
 ATTACH = ("context", "full")
 POOLING = ("token", "mean")
@@ -165,9 +166,10 @@ class SparsityHead(nnx.Module):
     config: a SparsityConfig.
     dtype: compute dtype of the matmuls (the losses are always float32); param_dtype: params.
 
-  Call: `head(s, key=None)` with s (..., D). A key draws z by reparameterisation; None uses
-  z = mu (evaluation). Returns a dict: mu, logvar, z (..., K); recon (..., D); kl_per_unit
-  (..., K); losses 'recon', 'kl', 'lasso' (scalars) and 'penalty' (their weighted sum).
+  Call: `head(s, *, train=False, rngs=None)` with s (..., D). train=True draws z by
+  reparameterisation with a key from `rngs.dropout()` (the trainer's training-noise stream);
+  train=False uses z = mu (evaluation). Returns a dict: mu, logvar, z (..., K); recon (..., D);
+  kl_per_unit (..., K); losses 'recon', 'kl', 'lasso' (scalars) and 'penalty' (their weighted sum).
   """
 
   def __init__(self, embed_dim: int, config: SparsityConfig = SparsityConfig(), *, dtype=None,
@@ -182,22 +184,17 @@ class SparsityHead(nnx.Module):
     chunk = embed_dim // p
     width = config.decoder_hidden_dim or chunk
     init = trunc_normal(config.init_std)
-    zeros = nnx.initializers.zeros_init()
-    self.posterior = nnx.Linear(
-        embed_dim, 2 * k, dtype=dtype, param_dtype=param_dtype,
-        kernel_init=nnx.with_partitioning(init, ("embed", None)),
-        bias_init=nnx.with_partitioning(zeros, (None,)), rngs=rngs)
+    zeros = nnx.initializers.zeros
+    self.posterior = Linear(embed_dim, 2 * k, kernel_axes=("embed", None), kernel_init=init,
+                            bias_init=zeros, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     # decoder: one (K, width) map per output group; the lasso acts on its column blocks.
-    self.decoder = nnx.Param(init(rngs.params(), (p, k, width), param_dtype),
-                             sharding_names=(None, None, None))
+    self.decoder = param(init, (None, None, None), rngs, (p, k, width), param_dtype)
     # Biases are stored flat (1-D) so that every weight-decay rule excludes them, including the
     # ndim >= 2 rule of common/train; they are reshaped to (P, width) at use.
-    self.decoder_bias = nnx.Param(jnp.zeros((p * width,), param_dtype), sharding_names=(None,))
+    self.decoder_bias = param(zeros, (None,), None, (p * width,), param_dtype)
     if config.decoder_hidden_dim:
-      self.decoder_out = nnx.Param(init(rngs.params(), (p, width, chunk), param_dtype),
-                                   sharding_names=(None, None, None))
-      self.decoder_out_bias = nnx.Param(jnp.zeros((p * chunk,), param_dtype),
-                                        sharding_names=(None,))
+      self.decoder_out = param(init, (None, None, None), rngs, (p, width, chunk), param_dtype)
+      self.decoder_out_bias = param(zeros, (None,), None, (p * chunk,), param_dtype)
 
   def decode(self, z: jax.Array) -> jax.Array:
     """(..., K) latents -> (..., D) reconstruction."""
@@ -213,15 +210,21 @@ class SparsityHead(nnx.Module):
   def lasso(self) -> jax.Array:
     return jnp.sum(block_norms(self.decoder[...], self.config.latent_group_size))
 
-  def __call__(self, s: jax.Array, key: jax.Array | None = None) -> dict[str, Any]:
+  def __call__(self, s: jax.Array, *, train: bool = False,
+               rngs: nnx.Rngs | None = None) -> dict[str, Any]:
     cfg = self.config
     if s.shape[-1] != self.embed_dim:
       raise ValueError(f"embeddings have shape {s.shape}; the last dim must be "
                        f"embed_dim={self.embed_dim}.")
+    if train and rngs is None:
+      raise ValueError("SparsityHead(train=True) samples the latent: pass rngs (an nnx.Rngs "
+                       "with a 'dropout' or 'default' stream).")
     s_in = jax.lax.stop_gradient(s) if cfg.detach_input else s
     stats = self.posterior(s_in).astype(jnp.float32)
     mu, logvar = jnp.split(stats, 2, axis=-1)
-    z = mu if key is None else mu + jnp.exp(0.5 * logvar) * jax.random.normal(key, mu.shape)
+    z = mu
+    if train:
+      z = mu + jnp.exp(0.5 * logvar) * jax.random.normal(rngs.dropout(), mu.shape)
     recon = self.decode(z).astype(jnp.float32)
     target = s.astype(jnp.float32)
     if cfg.stop_gradient_target:

@@ -19,7 +19,8 @@ from flax import nnx
 
 from common.data import config as data_config_lib
 from common.train import task as task_lib
-from projects.sparse_jepa import evaluators as evaluators_lib
+from projects.sparse_jepa import evaluators  # noqa: F401  (registers the probes' names)
+from projects.sparse_jepa import config as config_lib
 from projects.sparse_jepa import jepa, losses, masked_data, schedules
 
 
@@ -31,18 +32,6 @@ def image_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
       raise ValueError(f"config.data.{field}={data[field]!r}: sparse_jepa needs it set (the ViT "
                        "and the mask grid are built before any data is read); allowed: > 0.")
   return data.image_size, data.image_size, data.channels
-
-
-def _check_model_config(config: ml_collections.ConfigDict) -> None:
-  m = config.model
-  ema = tuple(m.ema)
-  if len(ema) != 2 or not 0.0 <= ema[0] <= ema[1] <= 1.0:
-    raise ValueError(f"config.model.ema={ema!r}; allowed: (start, end) with "
-                     "0 <= start <= end <= 1.")
-  if not m.ipe_scale > 0:
-    raise ValueError(f"config.model.ipe_scale={m.ipe_scale!r}; allowed: > 0.")
-  if not isinstance(m.sparse, bool):
-    raise ValueError(f"config.model.sparse={m.sparse!r}; allowed: True or False.")
 
 
 def _weighted_smooth_l1(z: jax.Array, h: jax.Array, weights: jax.Array) -> jax.Array:
@@ -59,7 +48,7 @@ def _weighted_smooth_l1(z: jax.Array, h: jax.Array, weights: jax.Array) -> jax.A
 def _weighted_penalty(head, emb: jax.Array, weights: jax.Array):
   """The head's penalty with padded examples left out (eval); emb (B, ..., D), z = mu."""
   cfg = head.config
-  out = head(emb, None)
+  out = head(emb)
   w = weights.reshape((-1,) + (1,) * (emb.ndim - 2))
   w = jnp.broadcast_to(w, emb.shape[:-1])
   total = jnp.maximum(jnp.sum(w), 1.0)
@@ -74,18 +63,19 @@ def _weighted_penalty(head, emb: jax.Array, weights: jax.Array):
 class JEPATask(task_lib.Task):
   """I-JEPA; SparseJEPA when config.model.sparse. Batches: 'image' [B,H,W,C] + the masks."""
 
-  _evaluators: dict | None = None
-
   def __init__(self, config: ml_collections.ConfigDict):
     super().__init__(config)
-    _check_model_config(config)
+    self.model_config = config_lib.from_config(config.model)
     self.image_shape = image_shape(config)
     self.collator = masked_data.collator_from_config(config, self.image_shape[0], seed=config.seed)
     self.eval_collator = masked_data.collator_from_config(config, self.image_shape[0],
                                                           seed=masked_data.EVAL_MASK_SEED)
     self.keep_bucket = masked_data.keep_bucket(config)
     self.momentum = schedules.ema_momentum(
-        tuple(config.model.ema), config.train.num_steps * float(config.model.ipe_scale))
+        tuple(self.model_config.ema), config.train.num_steps * float(self.model_config.ipe_scale))
+
+  def validate(self, config: ml_collections.ConfigDict) -> None:
+    config_lib.from_config(config.model)  # unknown fields and bad values, before any compile
 
   def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
     return jepa.build_jepa(self.config, self.image_shape, rngs)
@@ -103,10 +93,10 @@ class JEPATask(task_lib.Task):
         out = losses.ijepa_forward(model.encoder, model.predictor, model.target_encoder, imgs,
                                    masks_enc, masks_pred)
         return out["loss"], {"ijepa_loss": out["loss"], **shapes}
-      key = rngs() if (train and rngs is not None) else None  # eval draws no sample: z = mu
+      # train=True samples the latent from rngs; train=False uses z = mu.
       total, metrics = losses.sparse_jepa_loss(model.encoder, model.predictor,
                                                model.target_encoder, model.head, imgs,
-                                               masks_enc, masks_pred, key)
+                                               masks_enc, masks_pred, train=train, rngs=rngs)
       metrics.pop("loss")
       return total, {**metrics, **shapes}
     return self._weighted_loss(model, imgs, masks_enc, masks_pred, weights.astype(jnp.float32),
@@ -158,13 +148,6 @@ class JEPATask(task_lib.Task):
       return batches
     return masked_data.MaskedBatches(batches, self.eval_collator, process_index=process_index,
                                      process_count=process_count, keep_bucket=self.keep_bucket)
-
-  def evaluators(self):
-    # The trainer asks at every evaluation; new instances would recompile their jitted steps.
-    if self._evaluators is None:
-      self._evaluators = evaluators_lib.build_evaluators(self.config)
-    return self._evaluators
-
 
 def get_task(config: ml_collections.ConfigDict) -> task_lib.Task:
   return JEPATask(config)

@@ -1,4 +1,6 @@
-"""Token gathers and the initialiser of the official I-JEPA code (src/utils/tensors.py).
+"""Token gathers of the official I-JEPA code (src/masks/utils.py, src/utils/tensors.py).
+
+Its trunc_normal initialiser is `common.layers.initializers.trunc_normal`.
 
 Masks are index lists: a sequence of M int arrays of shape (B, K), or one stacked (M, B, K) array.
 Candidates for common/layers: `apply_masks` and `repeat_interleave_batch` are generic.
@@ -56,17 +58,3 @@ def repeat_interleave_batch(x: jax.Array, batch: int, repeat: int) -> jax.Array:
   chunks = x.reshape(x.shape[0] // batch, 1, batch, *x.shape[1:])
   chunks = jnp.broadcast_to(chunks, (chunks.shape[0], repeat, *chunks.shape[2:]))
   return chunks.reshape(-1, *x.shape[1:])
-
-
-def trunc_normal(std: float = 0.02, lower: float = -2.0, upper: float = 2.0):
-  """The official trunc_normal_(std=0.02) initialiser (src/utils/tensors.py L17-52).
-
-  Its bounds a=-2, b=2 are *absolute*, i.e. 100 standard deviations at std 0.02, so it is in effect
-  an untruncated normal; jax's truncated_normal(stddev) would instead cut at +-2 std.
-  """
-
-  def init(key, shape, dtype=jnp.float32):
-    return std * jax.random.truncated_normal(key, lower / std, upper / std, shape, jnp.float32
-                                             ).astype(dtype)
-
-  return init

@@ -17,7 +17,8 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.nnx.nn import dtypes
 
-from projects.svit import layers
+from common.layers import initializers, keys
+from common.layers.dropout import dropout
 
 
 class RefineAttention(nnx.Module):
@@ -26,7 +27,7 @@ class RefineAttention(nnx.Module):
   def __init__(self, dim: int, num_heads: int, *, qkv_bias: bool = True,
                qk_scale: float | None = None, attn_drop: float = 0.0,
                proj_drop: float = 0.0, dtype: Any = None, param_dtype: Any = jnp.float32,
-               rngs: nnx.Rngs):
+               rngs: Any):
     if dim % num_heads:
       raise ValueError(f"dim={dim} is not divisible by num_heads={num_heads}.")
     self.num_heads = num_heads
@@ -37,18 +38,16 @@ class RefineAttention(nnx.Module):
     self.proj_drop = proj_drop
     self.dtype = dtype
     # torch 1x1-conv default init (fan_in = dim) for both projections.
-    init = layers.torch_uniform(dim)
-    self.qkv_kernel = layers.param(
-        init, ("embed", None, "heads", "kv"), rngs.params(),
-        (dim, 3, num_heads, self.head_dim), param_dtype)
-    self.qkv_bias = (layers.param(
-        init, (None, "heads", "kv"), rngs.params(), (3, num_heads, self.head_dim),
-        param_dtype) if qkv_bias else None)
-    self.proj_kernel = layers.param(
-        init, ("heads", "kv", "embed"), rngs.params(), (num_heads, self.head_dim, dim),
+    init = initializers.torch_uniform(dim)
+    self.qkv_kernel = keys.param(
+        init, ("embed", None, "heads", "kv"), rngs, (dim, 3, num_heads, self.head_dim),
         param_dtype)
-    self.proj_bias = layers.param(
-        init, ("embed",), rngs.params(), (dim,), param_dtype)
+    self.qkv_bias = (keys.param(
+        init, (None, "heads", "kv"), rngs, (3, num_heads, self.head_dim),
+        param_dtype) if qkv_bias else None)
+    self.proj_kernel = keys.param(
+        init, ("heads", "kv", "embed"), rngs, (num_heads, self.head_dim, dim), param_dtype)
+    self.proj_bias = keys.param(init, ("embed",), rngs, (dim,), param_dtype)
 
   def __call__(self, x: jax.Array, *, train: bool = False,
                rngs: nnx.Rngs | None = None) -> jax.Array:
@@ -64,7 +63,7 @@ class RefineAttention(nnx.Module):
     # Scale after the product, as the official (kᵀq) * scale (L112).
     logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) * self.scale
     probs = jax.nn.softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), -1)
-    probs = layers.dropout(probs.astype(v.dtype), self.attn_drop, train=train, rngs=rngs)
+    probs = dropout(probs.astype(v.dtype), self.attn_drop, train=train, rngs=rngs)
     out = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
     out = jnp.einsum("bqhd,hdc->bqc", out, wo) + bo
-    return layers.dropout(out, self.proj_drop, train=train, rngs=rngs)
+    return dropout(out, self.proj_drop, train=train, rngs=rngs)

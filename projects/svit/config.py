@@ -1,12 +1,25 @@
-"""`STViTConfig`: the architecture hyper-parameters of SViT/STViT, validated.
+"""SViT's model config: `STViTConfig`, the paper presets SViT-S/B/L, and `from_config`.
 
-Field names follow the official constructor (hhb072/STViT models/stvit.py `STViT.__init__`)
-so that official kwargs map one to one; per-stage fields are tuples with one entry per stage.
+`STViTConfig` field names follow the official constructor (hhb072/STViT models/stvit.py
+`STViT.__init__`) so that official kwargs map one to one; per-stage fields are tuples with one
+entry per stage. `dtype`, `param_dtype` and `remat_policy` say how the port runs (no official
+counterpart); with `num_classes`, `in_chans` and `drop_path_rate` they are inherited from
+common.tasks.image_configs.ImageModelFields, with their checks.
+
+`config.model` (see configs/*.py) holds the image task's fields (`name`, `preset`,
+`drop_path_rate`, `train_mode`, `mixup`, `vit`: common image classification task), the base
+fields `dtype`, `param_dtype`, `remat_policy`, and `arch`: STViTConfig overrides on top of the
+preset. `from_config(config.model)` rejects any other field, naming it, before anything is built.
+Fields the data decides (`num_classes`, `in_chans`) and `drop_path_rate` are not `arch` fields.
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Sequence
+
+import ml_collections
+
+from common.tasks import image_configs
 
 
 def _pair(value, field: str, stage: int) -> tuple[int, int]:
@@ -19,8 +32,8 @@ def _pair(value, field: str, stage: int) -> tuple[int, int]:
 
 
 @dataclasses.dataclass(frozen=True)
-class STViTConfig:
-  """Architecture of an STViT classifier/backbone.
+class STViTConfig(image_configs.ImageModelFields):
+  """Architecture of an STViT classifier/backbone, and how it runs.
 
   Attributes:
     embed_dim: channels per stage.
@@ -37,9 +50,6 @@ class STViTConfig:
     qk_scale: attention scale override; falsy means head_dim**-0.5 (official `or` rule).
     drop_rate: dropout after the stem, on the FFN and on the attention projection.
     attn_drop_rate: dropout on the refine attention probabilities.
-    drop_path_rate: stochastic depth, linearly increasing over all blocks from 0.
-    num_classes: classifier outputs; 0 returns the pooled `projection` features.
-    in_chans: input image channels.
   """
 
   embed_dim: Sequence[int] = (96, 192, 384, 512)
@@ -55,9 +65,6 @@ class STViTConfig:
   qk_scale: float | None = None
   drop_rate: float = 0.0
   attn_drop_rate: float = 0.0
-  drop_path_rate: float = 0.0
-  num_classes: int = 1000
-  in_chans: int = 3
 
   def __post_init__(self):
     per_stage = ("embed_dim", "depths", "num_heads", "n_iter", "stoken_size", "layerscale")
@@ -94,17 +101,13 @@ class STViTConfig:
     if not self.mlp_ratio > 0 or int(min(self.embed_dim) * self.mlp_ratio) < 1:
       raise ValueError(f"mlp_ratio={self.mlp_ratio!r} must be > 0 and give a hidden width "
                        ">= 1 for every stage.")
-    for name in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
+    for name in ("drop_rate", "attn_drop_rate"):
       v = getattr(self, name)
       if not 0.0 <= v < 1.0:
         raise ValueError(f"{name}={v!r} must be in [0, 1).")
-    if not isinstance(self.num_classes, int) or self.num_classes < 0:
-      raise ValueError(f"num_classes={self.num_classes!r} must be an int >= 0 "
-                       "(0 = no classifier, return pooled features).")
-    if not isinstance(self.in_chans, int) or self.in_chans < 1:
-      raise ValueError(f"in_chans={self.in_chans!r} must be a positive int.")
     if self.qk_scale is not None and self.qk_scale < 0:
       raise ValueError(f"qk_scale={self.qk_scale!r} must be None or >= 0.")
+    super().__post_init__()
 
   @property
   def num_stages(self) -> int:
@@ -112,10 +115,57 @@ class STViTConfig:
 
   def drop_path_rates(self) -> list[list[float]]:
     """Per-stage, per-block drop-path rates: linspace(0, rate, sum(depths)) split by stage."""
-    total = sum(self.depths)
-    flat = [self.drop_path_rate * i / (total - 1) if total > 1 else 0.0 for i in range(total)]
-    out, start = [], 0
-    for d in self.depths:
-      out.append(flat[start:start + d])
-      start += d
-    return out
+    return self.stage_drop_path_rates(self.depths)
+
+
+# Fields that say how the port runs, not what the official constructor builds.
+RUN_FIELDS = ("dtype", "param_dtype", "remat_policy")
+# Official constructor kwargs (every other field).
+OFFICIAL_FIELDS = tuple(f.name for f in dataclasses.fields(STViTConfig)
+                        if f.name not in RUN_FIELDS)
+
+# Paper presets (official factories `stvit_small/base/large`, models/stvit.py L480-539). The
+# official factories read drop_path_rate from the command line: 0 here, and TRAIN_DROP_PATH
+# holds the values of the README training commands.
+PRESETS: dict[str, STViTConfig] = {
+    # SViT-S: 25.5M params, 4.4 GFLOPs @224, 83.6 top-1 (README).
+    "SViT-S": STViTConfig(
+        embed_dim=(64, 128, 320, 512), depths=(3, 5, 9, 3), num_heads=(1, 2, 5, 8),
+        n_iter=(1, 1, 1, 1), stoken_size=(8, 4, 1, 1), projection=1024, mlp_ratio=4,
+        qkv_bias=True, qk_scale=None, layerscale=(False, False, False, False), init_values=1e-5),
+    # SViT-B: 51.7M params, 9.9 GFLOPs @224, 84.8 top-1 (README).
+    "SViT-B": STViTConfig(
+        embed_dim=(96, 192, 384, 512), depths=(4, 6, 14, 6), num_heads=(2, 3, 6, 8),
+        n_iter=(1, 1, 1, 1), stoken_size=(8, 4, 1, 1), projection=1024, mlp_ratio=4,
+        qkv_bias=True, qk_scale=None, layerscale=(False, False, True, True), init_values=1e-6),
+    # SViT-L: 95.0M params, 15.6 GFLOPs @224, 85.3 top-1 (README).
+    "SViT-L": STViTConfig(
+        embed_dim=(96, 192, 448, 640), depths=(4, 7, 19, 8), num_heads=(2, 3, 7, 10),
+        n_iter=(1, 1, 1, 1), stoken_size=(8, 4, 1, 1), projection=1024, mlp_ratio=4,
+        qkv_bias=True, qk_scale=None, layerscale=(False, False, True, True), init_values=1e-6),
+}
+# The official code's names for the same models.
+OFFICIAL_NAMES = {"stvit_small": "SViT-S", "stvit_base": "SViT-B", "stvit_large": "SViT-L"}
+# drop_path of the README training commands (run.sh uses 0.3 for small; the README notes
+# large ran 0.4 for epochs 0-260, then 0.6).
+TRAIN_DROP_PATH = {"SViT-S": 0.1, "SViT-B": 0.4, "SViT-L": 0.6}
+
+
+def preset(name: str, **overrides) -> STViTConfig:
+  """The paper preset `name` (or its official factory name) with fields replaced."""
+  config = image_configs.lookup_preset(name, PRESETS, OFFICIAL_NAMES)
+  return image_configs.replace_fields(config, overrides)
+
+
+# config.model.arch: overrides of the official fields the data and the run do not decide.
+ARCH_FIELDS = tuple(n for n in OFFICIAL_FIELDS if n not in image_configs.DERIVED_FIELDS)
+FIELDS = {**image_configs.MODEL_FIELDS, "arch": ARCH_FIELDS}
+
+
+def from_config(m: ml_collections.ConfigDict, **data_fields) -> STViTConfig:
+  """config.model -> STViTConfig: preset (or the defaults when '') + arch + run fields.
+
+  `data_fields` (num_classes, in_chans) come from the data config; the task passes them.
+  An unknown field or a bad value is a ValueError naming it.
+  """
+  return image_configs.model_config_from(m, STViTConfig, PRESETS, FIELDS, **data_fields)

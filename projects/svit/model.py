@@ -10,7 +10,10 @@ A port of the official `STViT` (hhb072/STViT@c9ed9a4 models/stvit.py), NHWC insi
 
 Inputs are NHWC images (B, H, W, in_chans) of any size. `train=True` switches BatchNorm to
 batch statistics (updating the running ones) and enables dropout/drop-path, which then need
-`rngs` with a "dropout" stream.
+`rngs` with a "dropout" stream. Convolutions, norms and dropout are common.layers' torch-numerics
+versions; convolutions take torch's explicit symmetric padding (k // 2), never 'SAME'.
+`config.remat_policy` rematerialises each block; `config.dtype` / `config.param_dtype` are the
+compute and parameter dtypes.
 """
 from __future__ import annotations
 
@@ -20,29 +23,39 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from projects.svit import layers
+from common.layers import initializers, keys, remat
+from common.layers.conv import Conv2d, ConvBN
+from common.layers.dropout import drop_path, dropout
+from common.layers.linear import Linear
+from common.layers.norms import BatchNorm, LayerNorm
 from projects.svit import stoken
 from projects.svit.config import STViTConfig
+
+
+def _gelu(x: jax.Array) -> jax.Array:
+  """Exact (erf) GELU, torch nn.GELU's default."""
+  return jax.nn.gelu(x, approximate=False)
 
 
 class ConvFFN(nnx.Module):
   """Official `Mlp` (L64-86): 1x1 -> GELU -> drop -> (h + DWConv3x3(h)) -> 1x1 -> drop."""
 
   def __init__(self, dim: int, hidden: int, *, drop: float = 0.0, dtype: Any = None,
-               param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
+               param_dtype: Any = jnp.float32, rngs: Any):
     self.drop = drop
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    self.fc1 = layers.Dense(dim, hidden, kernel_axes=("embed", "mlp"), **kw)
-    self.dwconv = layers.Conv2d(hidden, hidden, 3, groups=hidden,
-                                kernel_axes=(None, None, None, "mlp"), **kw)
-    self.fc2 = layers.Dense(hidden, dim, kernel_axes=("mlp", "embed"), **kw)
+    # 1x1 convs act on the channel axis: Linear layers on NHWC.
+    self.fc1 = Linear(dim, hidden, kernel_axes=("embed", "mlp"), **kw)
+    self.dwconv = Conv2d(hidden, hidden, 3, padding=1, groups=hidden,
+                         kernel_axes=(None, None, None, "mlp"), **kw)
+    self.fc2 = Linear(hidden, dim, kernel_axes=("mlp", "embed"), **kw)
 
   def __call__(self, x, *, train=False, rngs=None):
-    x = layers.gelu(self.fc1(x))
-    x = layers.dropout(x, self.drop, train=train, rngs=rngs)
+    x = _gelu(self.fc1(x))
+    x = dropout(x, self.drop, train=train, rngs=rngs)
     x = x + self.dwconv(x)
     x = self.fc2(x)
-    return layers.dropout(x, self.drop, train=train, rngs=rngs)
+    return dropout(x, self.drop, train=train, rngs=rngs)
 
 
 class STViTBlock(nnx.Module):
@@ -51,21 +64,22 @@ class STViTBlock(nnx.Module):
   def __init__(self, dim: int, *, n_iter: int, stoken_size: tuple[int, int], num_heads: int,
                mlp_ratio: float, qkv_bias: bool, qk_scale: float | None, drop: float,
                attn_drop: float, drop_path: float, layerscale: bool, init_values: float,
-               dtype: Any = None, param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
+               dtype: Any = None, param_dtype: Any = jnp.float32, rngs: Any):
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.drop_path = drop_path
     # ResDWC: x + DWConv3x3(x); HEAD's form, not the April-2023 diagonal-kernel one.
-    self.pos_embed = layers.Conv2d(dim, dim, 3, groups=dim, **kw)
-    self.norm1 = layers.LayerNorm(dim, epsilon=1e-6, **kw)
+    self.pos_embed = Conv2d(dim, dim, 3, padding=1, groups=dim,
+                            kernel_axes=(None, None, None, "embed"), **kw)
+    self.norm1 = LayerNorm(dim, epsilon=1e-6, **kw)
     self.attn = stoken.StokenAttention(
         dim, stoken_size, n_iter=n_iter, num_heads=num_heads, qkv_bias=qkv_bias,
         qk_scale=qk_scale, attn_drop=attn_drop, proj_drop=drop, **kw)
-    self.norm2 = layers.BatchNorm(dim, **kw)
+    self.norm2 = BatchNorm(dim, **kw)
     self.mlp = ConvFFN(dim, int(dim * mlp_ratio), drop=drop, **kw)
     if layerscale:
       init = nnx.initializers.constant(init_values)
-      self.gamma_1 = layers.param(init, ("embed",), rngs.params(), (dim,), param_dtype)
-      self.gamma_2 = layers.param(init, ("embed",), rngs.params(), (dim,), param_dtype)
+      self.gamma_1 = keys.param(init, ("embed",), None, (dim,), param_dtype)
+      self.gamma_2 = keys.param(init, ("embed",), None, (dim,), param_dtype)
     else:
       self.gamma_1 = self.gamma_2 = None
 
@@ -74,40 +88,24 @@ class STViTBlock(nnx.Module):
     y = self.attn(self.norm1(x), train=train, rngs=rngs)
     if self.gamma_1 is not None:
       y = self.gamma_1[...].astype(y.dtype) * y
-    x = x + layers.drop_path(y, self.drop_path, train=train, rngs=rngs)
+    x = x + drop_path(y, self.drop_path, train=train, rngs=rngs)
     y = self.mlp(self.norm2(x, train=train), train=train, rngs=rngs)
     if self.gamma_2 is not None:
       y = self.gamma_2[...].astype(y.dtype) * y
-    return x + layers.drop_path(y, self.drop_path, train=train, rngs=rngs)
-
-
-class ConvBN(nnx.Module):
-  """Conv3x3 (bias) followed by BatchNorm, with an optional GELU in between (stem order)."""
-
-  def __init__(self, cin: int, cout: int, *, stride: int, gelu: bool, dtype: Any = None,
-               param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
-    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    self.gelu = gelu
-    # Explicit padding 1 (torch), never 'SAME': see layers.py.
-    self.conv = layers.Conv2d(cin, cout, 3, stride=stride, padding=1, **kw)
-    self.norm = layers.BatchNorm(cout, **kw)
-
-  def __call__(self, x, *, train=False):
-    x = self.conv(x)
-    if self.gelu:
-      x = layers.gelu(x)
-    return self.norm(x, train=train)
+    return x + drop_path(y, self.drop_path, train=train, rngs=rngs)
 
 
 class Stem(nnx.Module):
   """Official `PatchEmbed` (L349-374): conv -> GELU -> BN (activation BEFORE norm), x4."""
 
   def __init__(self, in_chans: int, dim: int, *, dtype: Any = None,
-               param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
+               param_dtype: Any = jnp.float32, rngs: Any):
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     half = dim // 2
     plan = ((in_chans, half, 2), (half, half, 1), (half, dim, 2), (dim, dim, 1))
-    self.layers = nnx.List([ConvBN(i, o, stride=s, gelu=True, **kw) for i, o, s in plan])
+    # Explicit padding 1 (torch), never 'SAME' (common/layers/conv.py says why).
+    self.layers = nnx.List([ConvBN(i, o, 3, stride=s, padding=1, activation="gelu", **kw)
+                            for i, o, s in plan])
 
   def __call__(self, x, *, train=False):
     for layer in self.layers:
@@ -119,9 +117,10 @@ class Stage(nnx.Module):
   """Official `BasicLayer` (L314-347): blocks, then PatchMerging unless it is the last."""
 
   def __init__(self, config: STViTConfig, index: int, *, dtype: Any = None,
-               param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
+               param_dtype: Any = jnp.float32, rngs: Any):
     c = config
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.remat_policy = c.remat_policy
     dim = c.embed_dim[index]
     rates = c.drop_path_rates()[index]
     self.blocks = nnx.List([
@@ -132,14 +131,19 @@ class Stage(nnx.Module):
                    init_values=c.init_values, **kw)
         for rate in rates])
     if index < c.num_stages - 1:
-      self.downsample = ConvBN(dim, c.embed_dim[index + 1], stride=2, gelu=False, **kw)
+      self.downsample = ConvBN(dim, c.embed_dim[index + 1], 3, stride=2, padding=1, **kw)
     else:
       self.downsample = None
 
   def __call__(self, x, *, train=False, rngs=None):
     """Returns (blocks output, stage output); they differ only where a PatchMerging runs."""
+
+    def apply_block(block, x, rngs):
+      return block(x, train=train, rngs=rngs)
+
+    apply_block = remat.remat(apply_block, self.remat_policy)
     for block in self.blocks:
-      x = block(x, train=train, rngs=rngs)
+      x = apply_block(block, x, rngs)
     merged = self.downsample(x, train=train) if self.downsample is not None else x
     return x, merged
 
@@ -155,25 +159,18 @@ class STViT(nnx.Module):
   usual pyramid for dense-prediction heads.
   """
 
-  def __init__(self, config: STViTConfig, *, dtype: Any = None,
-               param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
-    if not isinstance(config, STViTConfig):
-      raise ValueError(f"config={type(config).__name__} is invalid: expected an STViTConfig "
-                       "(see projects.svit.presets).")
-    self.config = config
-    c = config
-    # One draw from the caller's Rngs; sub-modules take keys from a cheap stream (see
-    # layers.KeyStream for why).
-    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=layers.KeyStream(rngs.params()))
+  def __init__(self, config: STViTConfig, *, rngs: nnx.Rngs | keys.KeyStream):
+    self.config = c = STViTConfig.of(config)
+    kw = c.layer_kwargs(rngs)
     self.patch_embed = Stem(c.in_chans, c.embed_dim[0], **kw)
     self.layers = nnx.List([Stage(c, i, **kw) for i in range(c.num_stages)])
-    self.proj = layers.Dense(c.embed_dim[-1], c.projection, kernel_axes=("embed", "mlp"), **kw)
-    self.norm = layers.BatchNorm(c.projection, axis_name="mlp", **kw)
+    self.proj = Linear(c.embed_dim[-1], c.projection, kernel_axes=("embed", "mlp"), **kw)
+    self.norm = BatchNorm(c.projection, param_axes=("mlp",), **kw)
     if c.num_classes > 0:
       # Official init (L441-445): trunc_normal(.02) weight, zero bias for nn.Linear.
-      self.head = layers.Dense(c.projection, c.num_classes, kernel_axes=("mlp", "vocab"),
-                               kernel_init=layers.trunc_normal(0.02),
-                               bias_init=nnx.initializers.zeros, **kw)
+      self.head = Linear(c.projection, c.num_classes, kernel_axes=("mlp", "vocab"),
+                         kernel_init=initializers.trunc_normal(0.02),
+                         bias_init=nnx.initializers.zeros, **kw)
     else:
       self.head = None
 
@@ -188,7 +185,7 @@ class STViT(nnx.Module):
       raise ValueError(f"x.shape={x.shape} is invalid: expected NHWC (B, H, W, "
                        f"{self.config.in_chans}).")
     x = self.patch_embed(x, train=train)
-    x = layers.dropout(x, self.config.drop_rate, train=train, rngs=rngs)
+    x = dropout(x, self.config.drop_rate, train=train, rngs=rngs)
     stages = []
     for stage in self.layers:
       blocks_out, x = stage(x, train=train, rngs=rngs)

@@ -93,7 +93,7 @@ class StokenAttention(nnx.Module):
   def __init__(self, dim: int, stoken_size: tuple[int, int], *, n_iter: int = 1,
                num_heads: int = 8, qkv_bias: bool = False, qk_scale: float | None = None,
                attn_drop: float = 0.0, proj_drop: float = 0.0, dtype: Any = None,
-               param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
+               param_dtype: Any = jnp.float32, rngs: Any):
     if n_iter < 1:
       # The official loop must run once to define the association (L206-224).
       raise ValueError(f"n_iter={n_iter} must be >= 1.")

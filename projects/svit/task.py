@@ -1,37 +1,23 @@
 """The SViT Task: image classification with SViT/STViT or the plain ViT baseline.
 
-Everything but the model is common.train.image_task (Mixup/CutMix, label smoothing, masked
-evaluation loss, evaluators). `config.model.name='svit'` builds projects.svit.STViT from a paper
-preset plus `config.model.arch` overrides. SViT's BatchNorm takes `train` explicitly; its running
+Everything but the model is the shared image classification task (Mixup/CutMix, label
+smoothing, masked evaluation loss, evaluators, the config check before anything is built).
+`config.model.name='svit'` builds projects.svit.STViT from `config.from_config(config.model)`:
+a paper preset plus `config.model.arch` overrides. SViT's BatchNorm takes `train`; its running
 statistics are non-parameter model state that the trainer carries in `state['model_state']`.
 Drop path / dropout draw from the step's 'dropout' rng.
 """
 from __future__ import annotations
 
-import ml_collections
-from flax import nnx
-
-from common.train import image_task
-from common.train import task as task_lib
-from projects.svit import presets
-from projects.svit.config import STViTConfig
+from common.tasks import image
+from projects.svit import config as config_lib
 from projects.svit.model import STViT
 
 
-def stvit_config(config: ml_collections.ConfigDict) -> STViTConfig:
-  """The architecture: preset (or STViTConfig defaults when '') + arch overrides + data sizes."""
-  return image_task.paper_config(config, STViTConfig, presets.get_preset)
-
-
-class SViTTask(image_task.ImageClassificationTask):
+class SViTTask(image.ImageClassificationTask):
   PAPER_MODEL = "svit"
-
-  def build_paper_model(self, rngs: nnx.Rngs) -> nnx.Module:
-    return STViT(stvit_config(self.config), **self.model_dtypes(), rngs=rngs)
-
-  def paper_forward(self, model, images, *, train, rngs):
-    return model(images, train=train, rngs=rngs)
+  MODEL = STViT
+  from_config = staticmethod(config_lib.from_config)
 
 
-def get_task(config: ml_collections.ConfigDict) -> task_lib.Task:
-  return SViTTask(config)
+get_task = SViTTask  # get_task(config) -> the Task, the trainer's entry point

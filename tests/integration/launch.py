@@ -48,8 +48,8 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def run_processes(commands: list[list[str]], env: dict) -> list[str]:
-  """Runs the commands concurrently; fails the test with their output if any fails."""
+def run_processes_rc(commands: list[list[str]], env: dict) -> list[tuple[int, str]]:
+  """Runs the commands concurrently: [(exit code, output)] in the order given."""
   procs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True) for c in commands]
   outputs = []
@@ -61,7 +61,13 @@ def run_processes(commands: list[list[str]], env: dict) -> list[str]:
       if p.poll() is None:
         p.kill()
         p.wait()
-  for i, p in enumerate(procs):
-    if p.returncode:
-      pytest.fail(f"process {i} exited with {p.returncode}:\n{outputs[i][-4000:]}")
-  return outputs
+  return [(p.returncode, out) for p, out in zip(procs, outputs)]
+
+
+def run_processes(commands: list[list[str]], env: dict) -> list[str]:
+  """Runs the commands concurrently; fails the test with their output if any fails."""
+  results = run_processes_rc(commands, env)
+  for i, (rc, out) in enumerate(results):
+    if rc:
+      pytest.fail(f"process {i} exited with {rc}:\n{out[-4000:]}")
+  return [out for _, out in results]

@@ -3,6 +3,7 @@
 Each test damages a run the way the world does and checks that the next start restores only
 complete, readable state, says exactly what is broken, and can step back to the previous step.
 """
+import logging
 import os
 import shutil
 import signal
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 
 from common.train import checkpoint, metrics, toy_task, trainer
-from tests.integration.launch import TIMEOUT_S, cpu_env, run_processes, toy_command, toy_config
+from tests.integration.launch import (TIMEOUT_S, cpu_env, run_processes, run_processes_rc,
+                                      toy_command, toy_config)
 
 
 def _losses(workdir):
@@ -27,7 +29,7 @@ def _assert_steps_match(workdir, ref_dir, steps):
   np.testing.assert_allclose([got[s] for s in steps], [ref[s] for s in steps], rtol=1e-5)
 
 
-def test_kill_9_during_save_resumes_from_last_complete_step(reference, tmp_path):
+def test_kill_9_during_save_resumes_from_last_complete_step(reference, tmp_path, caplog):
   ref_dir, _ = reference
   workdir = str(tmp_path)
   env = cpu_env(devices=8, TOY_HANG_IN_SAVE_AT="20")
@@ -43,6 +45,11 @@ def test_kill_9_during_save_resumes_from_last_complete_step(reference, tmp_path)
     ckpt_dir = os.path.join(workdir, "checkpoints")
     half_written = [d for d in os.listdir(ckpt_dir) if not d.isdigit()]
     assert half_written, os.listdir(ckpt_dir)  # step 20's temporary directory, mid-save
+    # The same command again, while the first run lives: refused, naming the live run, and its
+    # half-written save is left alone (a second start would have cleaned it up under it).
+    ((rc, out),) = run_processes_rc([toy_command(workdir)], env=cpu_env(devices=8))
+    assert rc == 2 and f"pid {proc.pid}" in out, out[-3000:]
+    assert [d for d in os.listdir(ckpt_dir) if not d.isdigit()] == half_written
     proc.send_signal(signal.SIGKILL)
   finally:
     if proc.poll() is None:
@@ -53,7 +60,9 @@ def test_kill_9_during_save_resumes_from_last_complete_step(reference, tmp_path)
   assert checkpoint.Checkpointer(workdir).all_steps() == [10]
   os.remove(os.path.join(workdir, "metrics.jsonl"))
   c = toy_config()
-  trainer.train(c, workdir, task=toy_task.ToyTask(c))
+  with caplog.at_level(logging.WARNING):  # the killed run's lock is stale: taken over
+    trainer.train(c, workdir, task=toy_task.ToyTask(c))
+  assert f"pid {proc.pid}" in caplog.text and "taking over" in caplog.text
   _assert_steps_match(workdir, ref_dir, range(11, 21))
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["10", "20"]
 

@@ -1,10 +1,19 @@
-"""Fixtures shared by the project tests: executing a project's colab.ipynb at smoke settings."""
+"""Fixtures shared by the project tests: executing a project's colab.ipynb at smoke settings, and
+models built abstractly and filled from numpy (`build`).
+
+Initialising a model for real (eagerly or under jit) compiles every random initialiser, which
+costs far more CPU than a behavioural test itself; `build` fills an nnx.eval_shape model with
+random but well-scaled values instead.
+"""
 import json
 import os
 import pathlib
 
+import jax.numpy as jnp
 import nbformat
+import numpy as np
 import pytest
+from flax import nnx
 from nbclient import NotebookClient
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -33,3 +42,28 @@ def run_colab(tmp_path, monkeypatch):
       assert (tmp_path / name).stat().st_size > 1000, name
     return json.loads((tmp_path / "summary.json").read_text())
   return run
+
+
+def materialise(build, seed: int = 0):
+  """Returns the module `build()` makes, with random but well-scaled values, cheaply."""
+  model = nnx.eval_shape(build)
+  rng = np.random.default_rng(seed)
+  new = []
+  for path, var in nnx.to_flat_state(nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))):
+    shape, name = tuple(var.shape), path[-1]
+    if name == "var":
+      value = rng.uniform(0.5, 1.5, shape)
+    elif name == "scale":
+      value = 1.0 + 0.1 * rng.standard_normal(shape)
+    else:
+      fan_in = max(1, int(np.prod(shape[:-1])) if len(shape) > 1 else 1)
+      value = rng.standard_normal(shape) / np.sqrt(fan_in)
+    new.append((path, var.replace(jnp.asarray(value, var.dtype))))
+  nnx.update(model, nnx.from_flat_state(new))
+  return model
+
+
+@pytest.fixture(scope="session")
+def build():
+  """build(factory, seed=0) -> the module `factory()` makes, filled by `materialise`."""
+  return materialise

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from projects.biformer.model_config import BiFormerConfig
+from projects.biformer.config import BiFormerConfig
 
 # Official defaults of BiFormer.__init__ [B:L137-160].
 BIFORMER_DEFAULTS: dict[str, Any] = dict(

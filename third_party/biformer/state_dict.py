@@ -23,7 +23,7 @@ import numpy as np
 from flax import nnx
 
 from projects.biformer.model import BiFormer
-from projects.biformer.model_config import BiFormerConfig
+from projects.biformer.config import BiFormerConfig
 
 Path = tuple
 # kind -> the (torch suffix, our leaf name) pairs of one torch module.
@@ -48,10 +48,10 @@ def _modules(cfg: BiFormerConfig) -> list[tuple[str, Path, str]]:
              ("downsample_layers.0.4", stem + ("bn2",), "bn")]
     for i in range(1, 4):
       mods += [(f"downsample_layers.{i}.0", ("downsample_layers", i, "conv"), "conv"),
-               (f"downsample_layers.{i}.1", ("downsample_layers", i, "bn"), "bn")]
+               (f"downsample_layers.{i}.1", ("downsample_layers", i, "norm"), "bn")]
   else:
     mods += [("downsample_layers.0.0", ("downsample_layers", 0, "conv"), "conv"),
-             ("downsample_layers.0.1", ("downsample_layers", 0, "bn"), "bn")]
+             ("downsample_layers.0.1", ("downsample_layers", 0, "norm"), "bn")]
     for i in range(1, 4):
       mods += [(f"downsample_layers.{i}.0", ("downsample_layers", i, "bn"), "bn"),
                (f"downsample_layers.{i}.1", ("downsample_layers", i, "conv"), "conv")]
@@ -140,8 +140,7 @@ def load_state_dict(model: BiFormer, state_dict: Mapping[str, np.ndarray]) -> Bi
   mapping = key_map(cfg)
   state = nnx.state(model)
   flat = dict(state.flat_state())
-  unmapped = sorted(set(flat) - {p for p, _ in mapping.values()}
-                    - {p for p in flat if p[-1] in ("count", "key")})  # rng stream state
+  unmapped = sorted(set(flat) - {p for p, _ in mapping.values()})
   if unmapped:
     raise ValueError(f"internal: model variables with no state_dict key: {unmapped}")
   for key, (path, kind) in mapping.items():
@@ -156,8 +155,7 @@ def load_state_dict(model: BiFormer, state_dict: Mapping[str, np.ndarray]) -> Bi
   abstract = sorted(p for p, v in nnx.state(model).flat_state()
                     if isinstance(v.get_value(), jax.ShapeDtypeStruct))
   if abstract:
-    raise ValueError(f"variables not set by the state_dict (model built with nnx.eval_shape "
-                     f"and drop_path_rate > 0?): {abstract}")
+    raise ValueError(f"internal: variables not set by the state_dict: {abstract}")
   return model
 
 

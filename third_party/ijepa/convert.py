@@ -99,17 +99,25 @@ def load_state_dict(module: nnx.Module, state_dict: Mapping[str, Array], *, dim:
 
 
 def split_prefixed(state_dict: Mapping[str, Array]) -> dict[str, dict[str, Array]]:
-  """Splits `encoder/<key>` / `predictor/<key>` entries; any other key is an error listing them."""
-  out: dict[str, dict[str, Array]] = {"encoder": {}, "predictor": {}}
+  """Splits `encoder/<key>` / `predictor/<key>` (and optional `target_encoder/<key>`) entries.
+
+  A DistributedDataParallel `module.` in front of the official key is dropped (the released
+  checkpoints were saved from DDP-wrapped models). Any other key is an error listing them.
+  """
+  out: dict[str, dict[str, Array]] = {"encoder": {}, "predictor": {}, "target_encoder": {}}
   bad = []
   for key, value in state_dict.items():
     prefix, _, rest = key.partition("/")
+    rest = rest[len("module."):] if rest.startswith("module.") else rest
     if prefix in out and rest:
       out[prefix][rest] = value
     else:
       bad.append(key)
   if bad:
-    raise ValueError(f"state_dict keys without an 'encoder/' or 'predictor/' prefix: {bad}.")
+    raise ValueError(f"state_dict keys without an 'encoder/', 'predictor/' or 'target_encoder/' "
+                     f"prefix: {bad}.")
+  if not out["target_encoder"]:
+    out["target_encoder"] = out["encoder"]  # official: the target starts as a copy (train.py L169)
   return out
 
 
@@ -160,10 +168,29 @@ def convert(config: Mapping[str, Any], state_dict: Mapping[str, Array]):
   encoder, predictor, target = build_models(config, abstract=True)
   parts = split_prefixed(state_dict)
   load_state_dict(encoder, parts["encoder"], dim=encoder.embed_dim, what="encoder")
-  load_state_dict(target, parts["encoder"], dim=target.embed_dim, what="target_encoder")
+  load_state_dict(target, parts["target_encoder"], dim=target.embed_dim, what="target_encoder")
   load_state_dict(predictor, parts["predictor"], dim=predictor.predictor_embed_dim,
                   what="predictor")
   return encoder, predictor, target
+
+
+def load_jepa(model: Any, state_dict: Mapping[str, Array]) -> Any:
+  """Fills a projects.sparse_jepa JEPA (concrete or from nnx.eval_shape) with official weights.
+
+  `state_dict` holds `encoder/`, `predictor/` and optionally `target_encoder/` keys (the
+  released checkpoints' three state_dicts; without the last, the target is the encoder). A
+  SparseJEPA head has no official weights, so a model with one is refused.
+  """
+  if getattr(model, "head", None) is not None:
+    raise ValueError("the model has a SparseJEPA head (config.model.sparse=True), which has no "
+                     "official weights; convert into an I-JEPA config (sparse=False).")
+  parts = split_prefixed(state_dict)
+  load_state_dict(model.encoder, parts["encoder"], dim=model.encoder.embed_dim, what="encoder")
+  load_state_dict(model.target_encoder, parts["target_encoder"],
+                  dim=model.target_encoder.embed_dim, what="target_encoder")
+  load_state_dict(model.predictor, parts["predictor"], dim=model.predictor.predictor_embed_dim,
+                  what="predictor")
+  return model
 
 
 def _indexed(inputs: Mapping[str, Array], name: str) -> list[Array]:

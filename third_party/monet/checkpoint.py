@@ -57,7 +57,7 @@ def read_checkpoint_tensors(directory: str) -> dict[str, np.ndarray]:
 
 
 def load_hf_checkpoint(directory: str, **config_overrides):
-  """(config, model in eval mode) from an HF Monet folder; overrides e.g. dtype=jnp.bfloat16."""
+  """(config, model) from an HF Monet folder; overrides e.g. dtype=jnp.bfloat16."""
   with open(os.path.join(directory, "config.json")) as f:
     cfg = MonetConfig.from_hf(json.load(f), **config_overrides)
   return cfg, build_model(cfg, read_checkpoint_tensors(directory))

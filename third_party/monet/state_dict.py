@@ -5,12 +5,13 @@ exactly as the official code does (`unflatten(-1, (H, -1))` / `(E, -1)`, i.e. fl
 i*m + r; spec shared/specs/experts.md §1.11):
 
   router.w{1,2}.weight (H*E, d)        -> router.w{1,2}   (d, H, E)
-  router.norm{1,2}.running_mean/var (H,) -> router.mean{1,2}/var{1,2}; num_batches_tracked is dropped
+  router.norm{1,2}.running_mean/var (H,) -> router.norm{1,2}.mean/var; num_batches_tracked is dropped
   moe.u.weight (E*m, d), u.bias (E*m,)  -> moe.u (d, E, m), moe.u_bias (E, m)    (HD; VD u1/u2, m/2)
   moe.v.weight (d, E*m)                 -> moe.v (E, m, d)                       (HD; VD v11..v22, d/2)
   moe.b (E, d)                          -> moe.b                                 (HD; VD b1/b2)
   self_attn.{q,k,v}_proj.weight (H*D, d) -> attn.{q,k,v} (d, H, D); o_proj (d, H*D) -> attn.o (H, D, d)
   lm_head.weight (V, d)                 -> lm_head (d, V)     (untied)
+  *layernorm.weight, model.norm.weight  -> *layernorm.scale, norm.scale   (common RMSNorm)
 """
 from __future__ import annotations
 
@@ -39,13 +40,13 @@ def _mapping(cfg: MonetConfig) -> dict[str, tuple[Path, tuple[int, ...], Callabl
   in_kernel = lambda *shape: (lambda w: w.T.reshape(shape))
   out = {
       "model.embed_tokens.weight": (("embed_tokens",), (v, d), ident),
-      "model.norm.weight": (("norm", "weight"), (d,), ident),
+      "model.norm.weight": (("norm", "scale"), (d,), ident),
       "lm_head.weight": (("lm_head",), (v, d), lambda w: w.T),
   }
   for l in range(cfg.num_hidden_layers):
     p, ours = f"model.layers.{l}.", ("layers", l)
-    out[p + "input_layernorm.weight"] = (ours + ("input_layernorm", "weight"), (d,), ident)
-    out[p + "post_attention_layernorm.weight"] = (ours + ("post_attention_layernorm", "weight"), (d,), ident)
+    out[p + "input_layernorm.weight"] = (ours + ("input_layernorm", "scale"), (d,), ident)
+    out[p + "post_attention_layernorm.weight"] = (ours + ("post_attention_layernorm", "scale"), (d,), ident)
     for name, heads in (("q", nh), ("k", kvh), ("v", kvh)):
       out[p + f"self_attn.{name}_proj.weight"] = (ours + ("attn", name), (heads * hd, d),
                                                   in_kernel(d, heads, hd))
@@ -53,8 +54,8 @@ def _mapping(cfg: MonetConfig) -> dict[str, tuple[Path, tuple[int, ...], Callabl
     if cfg.has_router(l):
       for s in ("1", "2"):
         out[p + f"router.w{s}.weight"] = (ours + ("router", "w" + s), (h * e, d), in_kernel(d, h, e))
-        out[p + f"router.norm{s}.running_mean"] = (ours + ("router", "mean" + s), (h,), ident)
-        out[p + f"router.norm{s}.running_var"] = (ours + ("router", "var" + s), (h,), ident)
+        out[p + f"router.norm{s}.running_mean"] = (ours + ("router", "norm" + s, "mean"), (h,), ident)
+        out[p + f"router.norm{s}.running_var"] = (ours + ("router", "norm" + s, "var"), (h,), ident)
     moe = ours + ("moe",)
     if cfg.moe_decompose == "horizontal":
       out[p + "moe.u.weight"] = (moe + ("u",), (e * m, d), in_kernel(d, e, m))
@@ -123,11 +124,11 @@ def load_state_dict(model: MonetForCausalLM, state_dict: Mapping[str, np.ndarray
   return nnx.merge(graphdef, state)
 
 
-def build_model(cfg: MonetConfig, state_dict: Mapping[str, np.ndarray], *, eval_mode: bool = True
-                ) -> MonetForCausalLM:
-  """Builds the model for `cfg` without a random init and loads `state_dict` into it."""
+def build_model(cfg: MonetConfig, state_dict: Mapping[str, np.ndarray]) -> MonetForCausalLM:
+  """Builds the model for `cfg` without a random init and loads `state_dict` into it.
+
+  Call it with train=False (the default) for inference: the routers then use the loaded running
+  statistics.
+  """
   abstract = nnx.eval_shape(lambda: MonetForCausalLM(cfg, rngs=nnx.Rngs(0)))
-  model = load_state_dict(abstract, state_dict)
-  if eval_mode:
-    model.eval()
-  return model
+  return load_state_dict(abstract, state_dict)

@@ -6,7 +6,6 @@ shared/golden/README.md for the format.
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Mapping
 
@@ -15,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from common.convert_cli import check_case_dir, load_npz, read_case_config
 from projects.svit.model import STViT
 from third_party.stvit import config as config_lib
 from third_party.stvit import weights
@@ -22,22 +22,10 @@ from third_party.stvit import weights
 Array = np.ndarray
 
 
-def load_npz(path: str) -> dict[str, Array]:
-  with np.load(path) as data:
-    return {k: data[k] for k in data.files}
-
-
 def load_case(case_dir: str) -> tuple[dict[str, Any], dict[str, Array], dict[str, Array]]:
   """Returns (config.json contents, state_dict, inputs) of a case folder."""
-  if not os.path.isdir(case_dir):
-    raise ValueError(f"case={case_dir!r} is not a directory; expected a golden case folder "
-                     "holding config.json, state_dict.npz and inputs.npz.")
-  names = ("config.json", "state_dict.npz", "inputs.npz")
-  absent = [n for n in names if not os.path.isfile(os.path.join(case_dir, n))]
-  if absent:
-    raise ValueError(f"case={case_dir!r} lacks {absent}; a case folder holds {list(names)}.")
-  with open(os.path.join(case_dir, "config.json")) as f:
-    meta = json.load(f)
+  check_case_dir(case_dir)
+  meta = read_case_config(case_dir)
   if meta.get("model", "STViT") != "STViT":
     raise ValueError(f"config.json model={meta.get('model')!r}; this converter handles 'STViT'.")
   return (meta, load_npz(os.path.join(case_dir, "state_dict.npz")),
@@ -81,11 +69,3 @@ def run_case(case_dir: str) -> dict[str, Array]:
     raise ValueError(f"inputs.npz of {case_dir!r} has keys {sorted(inputs)}; expected 'x'.")
   model = convert(meta["kwargs"], state_dict)
   return forward(model, inputs["x"])
-
-
-def scored_error(actual: Array, expected: Array) -> float:
-  """The shared harness score: max|a - b| / max(1, max|b|)."""
-  a, b = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-  if a.shape != b.shape:
-    raise ValueError(f"shape {a.shape} differs from the expected {b.shape}.")
-  return float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(b)))))

@@ -11,13 +11,17 @@ import inspect
 import logging
 import os
 import shutil
+import sys
 import threading
+from typing import Callable
 
 from etils import epath
+import numpy as np
 import tensorflow_datasets as tfds
 
 from common.data import paths
 from common.data.builders import DemoDataset
+from common.data.builders import splits as splits_lib
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,51 @@ class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """
 
   code_path = _ClassProperty(lambda cls: epath.Path(inspect.getfile(cls)))
+  # Every demo dataset is still at its first version; a builder whose data changes overrides.
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+
+  def dataset_info(self, features: dict, **kwargs) -> tfds.core.DatasetInfo:
+    """The DatasetInfo of `features`, described by the builder module's docstring."""
+    return tfds.core.DatasetInfo(
+        builder=self, description=sys.modules[type(self).__module__].__doc__,
+        features=tfds.features.FeaturesDict(features), **kwargs)
+
+
+class StratifiedImageBuilder(LocalBuilder, skip_registration=True):
+  """An image classification set from an installed package, split train / test by
+  `splits.stratified_test_indices(labels, TEST_SIZE, SPLIT_SEED)`.
+
+  A subclass sets IMAGE_SHAPE, NUM_CLASSES, TEST_SIZE and LOAD (() -> (uint8 images
+  [N, *IMAGE_SHAPE], int64 labels [N])). A record's key is its index in the loaded arrays,
+  so it can be traced back to its source.
+  """
+
+  IMAGE_SHAPE: tuple[int, int, int]
+  NUM_CLASSES = 10
+  TEST_SIZE: int
+  SPLIT_SEED = 0
+  LOAD: Callable[[], tuple[np.ndarray, np.ndarray]]
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info(
+        {"image": tfds.features.Tensor(shape=self.IMAGE_SHAPE, dtype=np.uint8),
+         "label": tfds.features.ClassLabel(num_classes=self.NUM_CLASSES)},
+        supervised_keys=("image", "label"))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # The data ships with an installed package.
+    images, labels = type(self).LOAD()
+    test = splits_lib.stratified_test_indices(labels, self.TEST_SIZE, self.SPLIT_SEED)
+    train = np.setdiff1d(np.arange(len(labels)), test)
+    return {
+        "train": self._generate_examples(images, labels, train),
+        "test": self._generate_examples(images, labels, test),
+    }
+
+  def _generate_examples(self, images, labels, indices):
+    for i in indices:
+      yield int(i), {"image": images[i], "label": int(labels[i])}
 
 
 # Builders verified in this process, keyed by (name, data_dir): verification reads every split

@@ -8,9 +8,10 @@ Command (TPU VM; every host runs the same command):
   python projects/biformer/main.py --config projects/biformer/configs/imagenet.py:BiFormer-T \
     --workdir /mnt/runs/biformer_t --mode=eval
 
-Variants: BiFormer-T (default) | BiFormer-S | BiFormer-B | BiFormer-STL; steps=<int>;
-impl=gather|block_sparse (routed attention backend; block_sparse is the shared Pallas kernel
-on TPU/GPU).
+Variants: BiFormer-T (default) | BiFormer-S | BiFormer-B | BiFormer-STL; steps=<int>.
+The routed attention is `--config.model.attention_impl`: official (default; the official
+gather + dense softmax) or a kernel impl of common.kernels.block_sparse_attention (auto: the
+Pallas kernel on TPU/GPU, its XLA path elsewhere; xla | pallas_tpu | pallas_gpu | ...).
 
 Hardware and time: the README trains on 8 GPUs x 128 = batch 1024 (lr 1e-3); scripts/train.sh
 runs S on 16 GPUs x 128 = 2048 (lr 2e-3) and the author suggests 2048 for T too (issue #32).
@@ -22,7 +23,8 @@ Time: not measured (no TPU in this session).
 Expected result (the authors' README, not reproduced here): top-1 81.4 (T), 83.8 (S),
 84.3 (B), 82.7 (STL) at 224.
 
-Recipe (shared/specs/vision.md §2.5; the DeiT script "with no modification of training logic"):
+Recipe (shared/specs/vision.md §2.5; the DeiT script "with no modification of training logic";
+common.tasks.image_configs.imagenet_config, shared with SViT):
   - AdamW, eps 1e-8, wd 0.05 on matrices/kernels only, no clipping; lr 5e-4 x batch / 512,
     5 warm-up epochs, cosine to min_lr 1e-5, 300 epochs. Deviations: per-step schedule
     (official: per epoch), warm-up from 0 (official 1e-6), no 10-epoch cooldown.
@@ -40,70 +42,18 @@ Recipe (shared/specs/vision.md §2.5; the DeiT script "with no modification of t
 """
 import ml_collections
 
-from common.data import config as data_config
-from common.train import defaults
+from common.tasks import image_configs
 from common.train import config_variants
 
-IMAGENET_TRAIN_IMAGES = 1_281_167
 PRESETS = ("BiFormer-T", "BiFormer-S", "BiFormer-B", "BiFormer-STL")
 DROP_PATH = {"BiFormer-T": 0.1, "BiFormer-S": 0.15, "BiFormer-B": 0.3, "BiFormer-STL": 0.1}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  flags, values = config_variants.parse(arg, groups=(PRESETS,),
-                                        keys={"steps": int, "impl": str})
+  flags, values = config_variants.parse(arg, groups=(PRESETS,), keys={"steps": int})
   preset = next(f for f in flags if f in PRESETS)
-  c = defaults.base_config()
-  c.project = "biformer"
-  c.mesh.shape = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "model": 1, "expert": 1})
-
-  c.data = data_config.image_data_config(
-      "tfds:imagenet2012", train_split="train", eval_split="validation", image_size=224,
-      channels=3, num_classes=1000, crop_fraction=0.875,
-      interpolation="bicubic",  # official timm transforms
-      augment=("inception_crop", "flip", "randaugment", "random_erasing"), num_workers=16)
-
-  m = c.model
-  m.name = "biformer"
-  m.preset = preset
-  m.arch = ml_collections.ConfigDict()  # BiFormerConfig overrides on top of the preset
-  m.attention_impl = values.get("impl", "gather")
-  m.drop_path_rate = DROP_PATH[preset]
-  m.train_mode = True
-  m.mixup = ml_collections.ConfigDict(dict(
-      mixup_alpha=0.8, cutmix_alpha=1.0, prob=1.0, switch_prob=0.5, label_smoothing=0.1,
-      correct_lam=True))
-  m.dtype = "bfloat16"
-
-  batch = 1024
-  steps_per_epoch = IMAGENET_TRAIN_IMAGES // batch
-  c.train.batch_size = batch
-  c.train.num_steps = 300 * steps_per_epoch
-  c.train.log_every = 100
-  c.train.eval_every = 10 * steps_per_epoch
-  c.train.checkpoint_every = 1000
-  c.train.progress_bar = False
-
-  o = c.optimizer
-  o.name = "adamw"
-  o.b1, o.b2, o.eps = 0.9, 0.999, 1e-8
-  o.learning_rate = 5e-4 * batch / 512
-  o.schedule = "cosine"
-  o.warmup_steps = 5 * steps_per_epoch
-  o.end_lr_fraction = 1e-5 / o.learning_rate
-  o.weight_decay = 0.05
-  o.weight_decay_mask = "no_bias_norm"
-  o.grad_clip_norm = 0.0
-  o.ema_decay = 0.99996
-
-  e = c.eval
-  e.batch_size = 1024   # divisible by any power-of-two slice; the last batch is padded
-  e.splits = ("validation",)
-  e.evaluators = ("classification", "throughput")
-  e.throughput_warmup = 2
-  e.throughput_iters = 10
-
+  c = image_configs.imagenet_config("biformer", preset, drop_path_rate=DROP_PATH[preset])
+  c.model.attention_impl = "official"
   if "steps" in values:
-    c.train.num_steps = values["steps"]
-    o.warmup_steps = min(o.warmup_steps, values["steps"] // 10)
+    config_variants.set_steps(c, values["steps"])
   return c

@@ -32,22 +32,8 @@ the lr constant: to be reconciled with common.train.
 Choice of k: k = d_ff // 48 (64 of 3072, 2.1 %; 10 of 512 in the demo): below T5-Base's natural
 3.0 %, i.e. "an even sparser activation via top-k". The paper's T5 k is NOT confirmed.
 
-Fields of `config.model` (read by projects/lazy_neuron/model.py):
-  name                    't5'
-  vocab_size              embedding rows; must cover the tokenizer's ids (pad 0 ... sentinels)
-  d_model, d_ff           widths; d_ff is the MLP hidden width
-  num_heads, head_dim     attention heads and their width (d_kv); need not multiply to d_model
-  num_encoder_layers, num_decoder_layers
-  mlp_activation          relu (T5 v1.0) | gelu | geglu (T5 v1.1) | ... (see vit_mnist.py)
-  top_k                   int for all MLPs, or a tuple: one per encoder layer, then one per
-                          decoder layer; 0 = off; 0 <= k <= d_ff
-  topk_mode               threshold | exact | approx (common.layers.topk)
-  dropout_rate            one rate for residual, attention, MLP-hidden and embedding dropout
-  relative_buckets, relative_max_distance   T5 relative position bias (32, 128)
-  tie_embeddings          True: v1.0 shared embedding, logits scaled by d_model^-0.5
-  z_loss                  coefficient of log(Z)^2 in the loss
-  sow_activations         also sow raw MLP activations (probing; memory-heavy)
-  dtype / param_dtype / remat_policy   from common.train.defaults
+Fields of `config.model`: `T5Config` in projects/lazy_neuron/config.py (its docstring lists
+them; an unknown field is an error).
 Extra `config.eval` fields: evaluators (loss | sparsity for T5), split_for_train_stats
 (training split for 'sparsity'; '' to skip).
 """
@@ -55,6 +41,7 @@ import ml_collections
 
 from common.train import defaults
 from common.train import config_variants
+from projects.lazy_neuron import config as config_lib
 
 TOPK_DIVISOR = 48  # k = d_ff // 48, see the module docstring
 # T5's SentencePiece model (32,000 pieces; the data layer adds 100 sentinels on top).
@@ -76,51 +63,26 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       num_workers=0))
 
   m = c.model
-  m.name = "t5"
-  m.vocab_size = 384
-  m.d_model = 128
-  m.d_ff = 512
-  m.num_heads = 4
-  m.head_dim = 32
-  m.num_encoder_layers = 2
-  m.num_decoder_layers = 2
-  m.mlp_activation = "relu"
-  m.top_k = config_variants.int_or_tuple(0)
-  m.topk_mode = "threshold"
-  m.dropout_rate = 0.0
-  m.relative_buckets = 32
-  m.relative_max_distance = 128
-  m.tie_embeddings = True
-  m.z_loss = 1e-4
-  m.sow_activations = False
+  config_lib.set_fields(m, "T5-Base" if "base" in flags else config_lib.T5Config(
+      vocab_size=384, d_model=128, d_ff=512, num_heads=4, head_dim=32, num_encoder_layers=2,
+      num_decoder_layers=2, mlp_activation="relu", top_k=0, topk_mode="threshold",
+      dropout_rate=0.0, relative_buckets=32, relative_max_distance=128, tie_embeddings=True,
+      z_loss=1e-4))
 
-  c.train.batch_size = 32
-  c.train.num_steps = 500
-  c.train.log_every = 50
-  c.train.eval_every = 250
-  c.train.checkpoint_every = 250
-
+  c.train.update(dict(batch_size=32, num_steps=500, log_every=50, eval_every=250,
+                      checkpoint_every=250))
   o = c.optimizer
-  o.name = "adamw"
-  o.learning_rate = 2e-3
-  o.schedule = "cosine"
-  o.warmup_steps = 50
-  o.weight_decay = 0.0
-  o.grad_clip_norm = 1.0
-
+  o.update(dict(name="adamw", learning_rate=2e-3, schedule="cosine", warmup_steps=50,
+                weight_decay=0.0, grad_clip_norm=1.0))
   e = c.eval
-  e.batch_size = 64
-  e.splits = ("validation",)
-  e.max_batches = 20
+  e.update(dict(batch_size=64, splits=("validation",), max_batches=20))
   e.evaluators = ("loss", "sparsity")
   e.split_for_train_stats = "train"
 
   if "base" in flags:
     c.data.update(dict(name="tfds:c4/en:3.1.0", tokenizer=f"sentencepiece:{T5_SPM}",
                        inputs_length=512, targets_length=114, seq_len=512, num_workers=16))
-    m.update(dict(vocab_size=32128, d_model=768, d_ff=3072, num_heads=12, head_dim=64,
-                  num_encoder_layers=12, num_decoder_layers=12, dropout_rate=0.1,
-                  dtype="bfloat16"))
+    m.dtype = "bfloat16"   # the sizes: the T5-Base preset above
     c.mesh.shape = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "model": 1, "expert": 1})
     c.train.update(dict(batch_size=128, num_steps=2 ** 19, log_every=100, eval_every=10_000,
                         checkpoint_every=5_000, progress_bar=False))
@@ -131,15 +93,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.update(dict(inputs_length=32, seq_len=32))
     m.update(dict(d_model=32, d_ff=64, num_heads=2, head_dim=16, num_encoder_layers=1,
                   num_decoder_layers=1))
-    c.train.update(dict(batch_size=4, num_steps=3, log_every=1, eval_every=0,
-                        checkpoint_every=2))
-    o.warmup_steps = 1
-    e.update(dict(batch_size=8, max_batches=2))
+    defaults.smoke_run(c, batch_size=4, num_steps=3, checkpoint_every=2, eval_batch_size=8,
+                       eval_max_batches=2)
 
-  if "topk" in flags:
-    m.top_k = max(1, m.d_ff // TOPK_DIVISOR)
-  if "k" in values:
-    m.top_k = values["k"]
-  if "steps" in values:
-    config_variants.set_steps(c, values["steps"])
-  return c
+  return config_lib.apply_variants(c, flags, values, max(1, m.d_ff // TOPK_DIVISOR))

@@ -37,6 +37,7 @@ import ml_collections
 
 from common.train import defaults
 from common.train import config_variants
+from projects.lazy_neuron import config as config_lib
 
 TOPK = 128
 IMAGENET_TRAIN_IMAGES = 1_281_167
@@ -57,58 +58,24 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       label_noise=values.get("label_noise", 0.0), num_workers=16))
 
   m = c.model
-  m.name = "vit"
-  m.patch_size = 16
-  m.width = 768
-  m.depth = 12
-  m.num_heads = 12
-  m.mlp_dim = 3072
-  m.mlp_activation = "relu"
-  m.top_k = config_variants.int_or_tuple(0)
-  m.topk_mode = "threshold"
-  m.pool = "cls"
-  m.posemb = "learn"
-  m.dropout_rate = 0.1
-  m.attention_dropout_rate = 0.0
-  m.head_zero_init = True
-  m.label_smoothing = 0.0
-  m.sow_activations = False
+  # patch 16, width 768, depth 12, 12 heads, MLP 3072 (ReLU), 'cls' pool, learned positions,
+  # dropout 0.1, zero-initialised head (projects/lazy_neuron/config.py).
+  config_lib.set_fields(m, "ViT-B/16")
   m.dtype = "bfloat16"
   m.remat_policy = "none"
 
-  c.train.batch_size = 4096
-  c.train.num_steps = EPOCHS * IMAGENET_TRAIN_IMAGES // 4096   # 93,835 steps = 300 epochs
-  c.train.log_every = 100
-  c.train.eval_every = 3128                                    # ~every 10 epochs
-  c.train.checkpoint_every = 1000
-  c.train.progress_bar = False
-
-  o = c.optimizer
-  o.name = "adamw"
-  o.learning_rate = 3e-3
-  o.schedule = "cosine"
-  o.warmup_steps = 10_000
-  o.end_lr_fraction = 0.0
-  o.b1 = 0.9
-  o.b2 = 0.999
-  o.weight_decay = 0.3
-  o.grad_clip_norm = 1.0
-
+  # 93,835 steps = 300 epochs; an evaluation about every 10 epochs.
+  c.train.update(dict(batch_size=4096, num_steps=EPOCHS * IMAGENET_TRAIN_IMAGES // 4096,
+                      log_every=100, eval_every=3128, checkpoint_every=1000, progress_bar=False))
+  c.optimizer.update(dict(name="adamw", learning_rate=3e-3, schedule="cosine",
+                          warmup_steps=10_000, end_lr_fraction=0.0, b1=0.9, b2=0.999,
+                          weight_decay=0.3, grad_clip_norm=1.0))
   e = c.eval
-  e.batch_size = 1024
-  e.splits = ("validation",)
+  e.update(dict(batch_size=1024, splits=("validation",)))
   e.evaluators = ("classification", "sparsity", "robustness")
   e.split_for_train_stats = "train[:50000]"   # a 50k-image slice: enough for a layer average
   # ImageNet-C Gaussian-noise severities 1, 3, 5 (sigma 0.08, 0.18, 0.38 in [0, 1] pixels)
   # divided by the ImageNet std ~0.225, because inputs arrive normalised; no clipping.
   e.sigmas = (0.35, 0.8, 1.7)
 
-  if "gelu" in flags:
-    m.mlp_activation = "gelu"
-  if "topk" in flags:
-    m.top_k = TOPK
-  if "k" in values:
-    m.top_k = values["k"]
-  if "steps" in values:
-    config_variants.set_steps(c, values["steps"])
-  return c
+  return config_lib.apply_variants(c, flags, values, TOPK)

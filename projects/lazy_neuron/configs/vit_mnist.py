@@ -35,35 +35,18 @@ ViT-B/16, i.e. "an even sparser activation via top-k with a small k". One k is s
 layers (the recollection, also unconfirmed); `config.model.top_k` also accepts a tuple with one
 k per layer: `--config.model.top_k='(32, 32, 0, 0)'`.
 
-Fields of `config.model` (read by projects/lazy_neuron/model.py):
-  name                    'vit'
-  patch_size              patch side p; must divide config.data.image_size
-  width                   token width D; divisible by num_heads (and by 4 for posemb sincos2d)
-  depth                   number of encoder blocks
-  num_heads               attention heads
-  mlp_dim                 MLP hidden width d_ff
-  mlp_activation          relu | gelu (exact erf) | gelu_tanh | relu2 | silu | geglu | swiglu |
-                          reglu
-  top_k                   int for all layers or tuple (one per layer); 0 = off; 0 <= k <= mlp_dim
-  topk_mode               threshold (a >= k-th value; ties kept; fastest) | exact (exactly k
-                          kept) | approx (lax.approx_max_k, TPU)
-  pool                    cls (class token) | gap (mean of patch tokens)
-  posemb                  learn | sincos2d
-  dropout_rate            residual, embedding and MLP-hidden dropout (train only)
-  attention_dropout_rate  dropout on attention weights (train only)
-  head_zero_init          zero-initialise the classifier head (big_vision default)
-  label_smoothing         in the training loss only
-  sow_activations         also sow raw MLP activations (for probes; memory-heavy)
-  dtype / param_dtype / remat_policy   from common.train.defaults
+Fields of `config.model`: `ViTConfig` in projects/lazy_neuron/config.py (its docstring lists
+them; an unknown field is an error).
 The image size, channels and number of classes come from config.data.
 Extra `config.eval` fields: evaluators (names: loss | classification | sparsity | robustness,
-see projects/lazy_neuron/evaluators.py), split_for_train_stats (training split for 'sparsity';
+see common/eval/registry.py), split_for_train_stats (training split for 'sparsity';
 '' to skip), sigmas (Gaussian input-noise strengths for 'robustness').
 """
 import ml_collections
 
 from common.train import defaults
 from common.train import config_variants
+from projects.lazy_neuron import config as config_lib
 
 TOPK_DIVISOR = 24  # k = mlp_dim // 24, see the module docstring
 
@@ -80,40 +63,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       num_classes=10, augment=(), label_noise=values.get("label_noise", 0.0), num_workers=0))
 
   m = c.model
-  m.name = "vit"
-  m.patch_size = 7        # 4 x 4 = 16 patches: a quarter of patch 4's cost, same accuracy class
-  m.width = 128
-  m.depth = 4
-  m.num_heads = 4
-  m.mlp_dim = 512
-  m.mlp_activation = "relu"
-  m.top_k = config_variants.int_or_tuple(0)
-  m.topk_mode = "threshold"
-  m.pool = "gap"
-  m.posemb = "learn"
-  m.dropout_rate = 0.0
-  m.attention_dropout_rate = 0.0
-  m.head_zero_init = True
-  m.label_smoothing = 0.0
-  m.sow_activations = False
+  config_lib.set_fields(m, config_lib.ViTConfig(
+      patch_size=7,   # 4 x 4 = 16 patches: a quarter of patch 4's cost, same accuracy class
+      width=128, depth=4, num_heads=4, mlp_dim=512, mlp_activation="relu", top_k=0,
+      topk_mode="threshold", pool="gap", posemb="learn", dropout_rate=0.0,
+      attention_dropout_rate=0.0, head_zero_init=True, label_smoothing=0.0))
 
-  c.train.batch_size = 64
-  c.train.num_steps = 800   # 12.8 epochs of MNIST-5k's 4,000 training images
-  c.train.log_every = 50
-  c.train.eval_every = 200
-  c.train.checkpoint_every = 400
-
-  o = c.optimizer
-  o.name = "adamw"
-  o.learning_rate = 1e-3
-  o.schedule = "cosine"
-  o.warmup_steps = 50
-  o.weight_decay = 1e-4
-  o.grad_clip_norm = 1.0
-
+  # 800 steps: 12.8 epochs of MNIST-5k's 4,000 training images.
+  c.train.update(dict(batch_size=64, num_steps=800, log_every=50, eval_every=200,
+                      checkpoint_every=400))
+  c.optimizer.update(dict(name="adamw", learning_rate=1e-3, schedule="cosine", warmup_steps=50,
+                          weight_decay=1e-4, grad_clip_norm=1.0))
   e = c.eval
-  e.batch_size = 250
-  e.splits = ("test",)
+  e.update(dict(batch_size=250, splits=("test",)))
   e.evaluators = ("classification", "sparsity", "robustness")
   e.split_for_train_stats = "train"   # 'sparsity' also runs on training data
   # Pixels arrive normalised to [-1, 1] (the data layer's default mean/std 0.5), so sigma 1.0
@@ -122,22 +84,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   if "tiny" in flags:
     m.width, m.depth, m.num_heads, m.mlp_dim = 32, 2, 2, 64
-    c.train.batch_size = 16
-    c.train.num_steps = 4
-    c.train.log_every = 1
-    c.train.eval_every = 0
-    c.train.checkpoint_every = 2
-    c.optimizer.warmup_steps = 1
-    e.batch_size = 32
-    e.max_batches = 2
+    defaults.smoke_run(c, batch_size=16, num_steps=4, checkpoint_every=2, eval_batch_size=32,
+                       eval_max_batches=2)
     e.evaluators = ("loss", "classification", "sparsity", "robustness")
 
-  if "gelu" in flags:
-    m.mlp_activation = "gelu"
-  if "topk" in flags:
-    m.top_k = max(1, m.mlp_dim // TOPK_DIVISOR)
-  if "k" in values:
-    m.top_k = values["k"]
-  if "steps" in values:
-    config_variants.set_steps(c, values["steps"])
-  return c
+  return config_lib.apply_variants(c, flags, values, max(1, m.mlp_dim // TOPK_DIVISOR))

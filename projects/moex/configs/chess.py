@@ -13,7 +13,7 @@ Commands:
     --config.train.init_from=/tmp/moex/upcycled_init --workdir /tmp/moex/moex_up
 
 Variants (comma-separated): size demo (default) | tiny | paper; FFN kind moex (default) |
-dense_gelu | dense_relu | switch | moex_relu_only | moex_router_only (projects/moex/ffn.py;
+dense_gelu | dense_relu | switch | moex_relu_only | moex_router_only (projects/moex/config.py;
 Tab. 3: switch = neither, moex_router_only = sparsity router only, moex_relu_only = ReLU only,
 moex = both); data chess (default, 'chess_games' with the 'chess' tokenizer) | stdlib (the
 Python stdlib as bytes: a fallback for machines without python-chess); steps=<int>.
@@ -40,32 +40,28 @@ import ml_collections
 from common.data.config import text_data_config
 from common.train import config_variants as variants
 from common.train import defaults
-from projects.moex import ffn as ffn_lib
-from projects.moex import task as task_lib
+from projects.moex import config as config_lib
 
 TEST_ARGS = ("tiny", "demo,dense_gelu", "paper,moex", "paper,switch", "tiny,moex_relu_only,stdlib")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = variants.parse(arg, groups=(("demo", "tiny", "paper"),
-                                              ("moex",) + tuple(k for k in ffn_lib.KINDS
+                                              ("moex",) + tuple(k for k in config_lib.KINDS
                                                                 if k != "moex"),
                                               ("chess", "stdlib")),
                                  keys={"steps": int})
   c = defaults.base_config()
   c.project = "moex"
   m = c.model
-  task_lib.add_model_fields(m)
-  m.ffn = next(k for k in ffn_lib.KINDS if k in flags)
+  config_lib.set_fields(m, "MoE-X chess", ffn=next(k for k in config_lib.KINDS if k in flags))
   c.eval.evaluators = ("loss", "board_state")
   c.eval.splits = ("validation",)
   c.eval.board_layer = -1          # -1: the middle layer (num_layers // 2)
   c.eval.board_games = 160         # validation games; half fit the labels, half are scored
   c.eval.board_batch_size = 16
 
-  if "paper" in flags:
-    m.update(dict(num_layers=8, num_heads=8, d_model=512, max_len=1024, dense_hidden=4096,
-                  num_experts=8, top_k=2, expert_hidden=2048))
+  if "paper" in flags:  # the preset's sizes
     seq_len, batch, steps = 1023, 100, 600_000
     c.optimizer.update(dict(learning_rate=3e-4, warmup_steps=2000, end_lr_fraction=0.1,
                             weight_decay=0.1, b2=0.95))

@@ -30,12 +30,10 @@ import ml_collections
 from common.data.config import text_data_config
 from common.train import config_variants as variants
 from common.train import defaults
-from projects.moex import ffn as ffn_lib
-from projects.moex import task as task_lib
+from projects.moex import config as config_lib
 
 TEST_ARGS = ("small,tok=sp", "medium,switch,tok=sp")
-SIZES = {"small": dict(num_layers=12, num_heads=12, d_model=768),
-         "medium": dict(num_layers=24, num_heads=16, d_model=1024)}
+PRESETS = {"small": "MoE-X-S", "medium": "MoE-X-M"}   # projects/moex/config.py
 GPT2_VOCAB = 50257
 
 
@@ -56,18 +54,15 @@ def tokenizer_spec(values: dict) -> str:
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = variants.parse(arg, groups=(("small", "medium"),
-                                              ("moex",) + tuple(k for k in ffn_lib.KINDS
+                                              ("moex",) + tuple(k for k in config_lib.KINDS
                                                                 if k != "moex")),
                                  keys={"steps": int, "tok": str, "bpe": str})
   c = defaults.base_config()
   c.project = "moex"
   m = c.model
-  task_lib.add_model_fields(m)
-  m.ffn = next(k for k in ffn_lib.KINDS if k in flags)
   size = "medium" if "medium" in flags else "small"
-  m.update(SIZES[size])
-  m.update(dict(max_len=1024, dense_hidden=4 * m.d_model, num_experts=8, top_k=2,
-                expert_hidden=2 * m.d_model, dtype="bfloat16"))
+  config_lib.set_fields(m, PRESETS[size], ffn=next(k for k in config_lib.KINDS if k in flags))
+  m.dtype = "bfloat16"
   c.data = text_data_config("tfds:openwebtext",
                             tokenizer=tokenizer_spec(values),
                             seq_len=1024, train_split="train[:99%]", eval_split="train[99%:]")

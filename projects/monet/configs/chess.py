@@ -38,7 +38,7 @@ import ml_collections
 from common.data.config import text_data_config
 from common.train import config_variants as variants
 from common.train import defaults
-from projects.monet import model_config
+from projects.monet import config as config_lib
 
 TEST_ARGS = ("tiny", "demo,vd", "tiny,hd,steps=2")
 
@@ -51,7 +51,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = defaults.base_config()
   c.project = "monet"
   m = c.model
-  model_config.add_fields(m)
+  config_lib.add_fields(m)
   m.update(dict(vocab_size=CHESS_VOCAB, hidden_size=64, num_hidden_layers=4,
                 num_attention_heads=4, moe_dim=8, moe_heads=4, moe_experts=32, moe_topk=4,
                 moe_groups=2, hidden_act="relu2", max_position_embeddings=128,
@@ -69,11 +69,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     seq_len = 64
     m.update(dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, moe_dim=4,
                   moe_heads=2, moe_experts=8, moe_topk=2, max_position_embeddings=64))
-    c.train.update(dict(batch_size=8, num_steps=3, log_every=1, checkpoint_every=3))
-    c.optimizer.warmup_steps = 1
-    c.eval.update(dict(batch_size=8, max_batches=2))
-  c.data = text_data_config("chess_games", tokenizer="chess", task_format="lm", seq_len=seq_len,
-                            train_split="train", eval_split="validation")
+    defaults.smoke_run(c, batch_size=8, num_steps=3, eval_batch_size=8, eval_max_batches=2)
+  c.data = text_data_config("chess_games", tokenizer="chess", seq_len=seq_len)  # 'lm' format
   if "steps" in values:
     variants.set_steps(c, values["steps"])
     c.train.checkpoint_every = min(c.train.checkpoint_every, values["steps"])

@@ -32,7 +32,8 @@ import ml_collections
 
 from common.data.config import text_data_config
 from common.train import defaults
-from projects.monet import model_config, presets, sharding
+from projects.monet import config as config_lib
+from projects.monet import sharding
 from common.train import config_variants as variants
 
 FINEWEB_EDU = "tfds:huggingface:huggingfacefw__fineweb_edu/sample-100BT"
@@ -47,9 +48,9 @@ TEST_ARGS = ("vd-850M", "hd-4.1B-groups1")
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   words = [w.strip() for w in (arg or "").split(",") if w.strip()]
   names = [w for w in words if "=" not in w]
-  if len(names) != 1 or names[0] not in presets.PRESETS:
+  if len(names) != 1 or names[0] not in config_lib.PRESETS:
     raise ValueError(f"config variant {arg!r}: name exactly one preset, one of "
-                     f"{sorted(presets.PRESETS)} (optionally with steps=<int>).")
+                     f"{sorted(config_lib.PRESETS)} (optionally with steps=<int>).")
   _, values = variants.parse(",".join(w for w in words if "=" in w), groups=(),
                              keys={"steps": int})
   c = defaults.base_config()
@@ -57,7 +58,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data = text_data_config(FINEWEB_EDU, tokenizer=f"sentencepiece:{LLAMA_SPM}", task_format="lm",
                             seq_len=SEQ_LEN, train_split="train[:99.9%]",
                             eval_split="train[99.9%:]", num_workers=16)
-  model_config.add_fields(c.model, preset=names[0])
+  config_lib.add_fields(c.model, preset=names[0])
   c.model.dtype = "bfloat16"
 
   c.mesh.shape = ml_collections.ConfigDict({"data": -1, "fsdp": 8, "model": 1, "expert": 4})

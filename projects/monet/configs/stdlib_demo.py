@@ -27,7 +27,7 @@ import ml_collections
 
 from common.data.config import text_data_config
 from common.train import defaults
-from projects.monet import model_config
+from projects.monet import config as config_lib
 from common.train import config_variants as variants
 
 
@@ -36,11 +36,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                  keys={"steps": int})
   c = defaults.base_config()
   c.project = "monet"
-  c.data = text_data_config("pystdlib_text", tokenizer="bytes", task_format="lm", seq_len=128,
-                            train_split="train", eval_split="validation")
+  c.data = text_data_config("pystdlib_text", tokenizer="bytes", seq_len=128)  # 'lm' format
 
   m = c.model
-  model_config.add_fields(m)
+  config_lib.add_fields(m)
   m.update(dict(vocab_size=258, hidden_size=96, num_hidden_layers=4, num_attention_heads=4,
                 moe_dim=8, moe_heads=4, moe_experts=32, moe_topk=4, moe_groups=2,
                 moe_decompose="vertical", hidden_act="relu2", max_position_embeddings=512))
@@ -61,12 +60,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.seq_len = 32
     m.update(dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, moe_dim=4,
                   moe_heads=2, moe_experts=8, moe_topk=2, max_position_embeddings=64))
-    c.train.update(dict(batch_size=8, num_steps=3, log_every=1, checkpoint_every=3))
-    c.optimizer.warmup_steps = 1
-    c.eval.update(dict(batch_size=8, max_batches=2))
-    c.train.progress_bar = False
+    defaults.smoke_run(c, batch_size=8, num_steps=3, eval_batch_size=8, eval_max_batches=2)
   if "steps" in values:
-    c.train.num_steps = values["steps"]
+    variants.set_steps(c, values["steps"])
     c.train.checkpoint_every = min(c.train.checkpoint_every, values["steps"])
-    c.optimizer.warmup_steps = min(c.optimizer.warmup_steps, values["steps"] // 10)
   return c

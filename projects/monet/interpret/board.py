@@ -39,7 +39,6 @@ from flax import nnx
 
 from common.eval import board_state
 from projects.monet.experts import MonetMoHDE, MonetMoVDE, _cross, _up
-from projects.monet.generate import _check_eval
 from projects.monet.model import MonetForCausalLM
 
 NUM_GAMES = 160   # projects/moex/configs/chess.py: c.eval.board_games (demo)
@@ -123,7 +122,6 @@ def layer_terms(model: MonetForCausalLM, ids: jax.Array, layer: int
 
 def hidden_fn(model: MonetForCausalLM, layer: int) -> Callable[[np.ndarray], np.ndarray]:
   """tokens int32 [B, T] -> float32 code [B, T, F] of `layer` (F = num_features), jitted."""
-  _check_eval(model)
   layer = resolve_layer(layer, model.config.num_hidden_layers)
   graphdef, state = nnx.split(model)
 
@@ -143,7 +141,7 @@ def _restore(workdir: str, step: int | None):
   # Any saved mesh becomes plain data parallelism over whatever devices are here.
   config.mesh.shape = {"data": -1, **{k: 1 for k in config.mesh.shape if k != "data"}}
   run, state, _ = trainer.restore_for_eval(config, workdir, step=step)
-  return run.model(state), config  # eval mode: routers use their running statistics
+  return run.model(state), config  # called with train=False: routers use running statistics
 
 
 def evaluate(workdir_or_model, games: list[str] | None = None, layer: int = -1, *,

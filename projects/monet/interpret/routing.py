@@ -13,7 +13,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from projects.monet.generate import _check_eval
 from projects.monet.model import MonetForCausalLM
 
 
@@ -34,7 +33,6 @@ def _mass_sums(model, ids):
 def routing_mass(model: MonetForCausalLM, windows: np.ndarray, *, batch_size: int = 32
                  ) -> np.ndarray:
   """(R, E, E) mean over the windows' input tokens of each expert's score, per router."""
-  _check_eval(model)
   total, count = None, 0
   for ids in _batches(windows, batch_size):
     s = np.asarray(_mass_sums(model, jnp.asarray(ids)), np.float64)
@@ -55,7 +53,6 @@ def _scores(model, ids, router, i, j):
 def expert_scores(model: MonetForCausalLM, windows: np.ndarray, expert: tuple[int, int, int], *,
                   batch_size: int = 32) -> np.ndarray:
   """(N, seq_len) score of expert (router, i, j) on every input token of the windows."""
-  _check_eval(model)
   router, i, j = (int(x) for x in expert)
   cfg = model.config
   n_routers, e = len(cfg.router_layers), cfg.moe_experts

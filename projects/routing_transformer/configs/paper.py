@@ -36,22 +36,7 @@ parameter scale) = optax.adafactor defaults via optimizer.name='adafactor'; lr 0
 'rsqrt' ramps linearly over the warm-up where T2T holds 0.01 constant, and T2T's weight_decay is
 an L2 term in the loss where optax's adafactor decays weights in the update.
 
-Fields of `config.model` (read by projects/routing_transformer/model.py):
-  vocab_size, embedding_dims, hidden_size   embedding rows / width, model width
-  num_layers, filter_size, ffn              depth; FFN width; 'geglu' (text) | 'relu' (images)
-  num_local_heads, num_routing_heads        heads per layer (routing heads come first)
-  skip_first                                layers [0, skip_first) have only local heads
-  num_clusters, window                      K centroids per routing head; w tokens per cluster
-  query_block, memory_flange                local heads: block size, look-back (multiple of it)
-  local_relative, routing_relative, max_relative_position   Shaw relative positions (513)
-  attention_dropout, relu_dropout, embedding_dropout, residual_dropout, target_dropout
-  kmeans_decay (0.999), beta (1e-4)         k-means EMA decay; commitment loss weight
-  initializer_gain                          uniform_unit_scaling gain (0.2)
-  positions, image_shape                    'none' (text: relative positions only) |
-                                            'sinusoidal' | 'learned_nd' with (H, W, C) for the
-                                            pixel LM (input_embedding.py)
-  attention_impl   'auto' (block-sparse kernel where it can express the head, else the windowed
-                   jnp path) | 'kernel' | 'windowed'; kernel_impl: the kernel's impl= switch.
+Fields of `config.model`: projects/routing_transformer/config.py (the dataclass and its presets).
 """
 import math
 
@@ -60,7 +45,7 @@ import ml_collections
 from common.data import config as data_config
 from common.train import defaults
 from common.train import config_variants
-from projects.routing_transformer import hparams
+from projects.routing_transformer import config as config_lib
 
 _DATA = {
     "wikitext103_4k": dict(name="tfds:wikitext103", tokenizer="sentencepiece:32768"),
@@ -69,6 +54,10 @@ _DATA = {
     "enwik8_8k": dict(name="tfds:enwik8", tokenizer="bytes"),
 }
 _VOCAB = {"sentencepiece:32768": 32768, "bytes": 258}
+# The official sets' sequence lengths and weight decays (not model fields).
+_SEQ_LEN = {"wikitext103_4k": 4096, "wikitext103_1k": 1024, "pg19_8k": 8192, "enwik8_8k": 8192,
+            "imagenet64": 64 * 64 * 3, "cifar10": 32 * 32 * 3}
+_WEIGHT_DECAY = {"wikitext103_4k": 2e-5, "wikitext103_1k": 2e-5}
 _IMAGE_DATA = {"imagenet64": "tfds:downsampled_imagenet/64x64", "cifar10": "tfds:cifar10"}
 _IMAGE_EVAL_SPLIT = {"imagenet64": "validation", "cifar10": "test"}
 # Unconditional pixel LMs never read labels; downsampled_imagenet has none.
@@ -76,16 +65,14 @@ _IMAGE_LABEL_KEY = {"imagenet64": "", "cifar10": "label"}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  flags, values = config_variants.parse(arg, groups=(hparams.PRESETS,), keys={"steps": int})
+  flags, values = config_variants.parse(arg, groups=(tuple(config_lib.PRESETS),),
+                                        keys={"steps": int})
   (name,) = flags
-  p = hparams.preset(name)
   c = defaults.base_config()
   c.project = "routing_transformer"
-  seq_len = p.pop("seq_len")
-  weight_decay = p.pop("weight_decay")
-  c.model.update(hparams.defaults())
-  c.model.update(p)
-  if name in hparams.IMAGE_PRESETS:
+  seq_len, weight_decay = _SEQ_LEN[name], _WEIGHT_DECAY.get(name, 0.0)
+  c.model.update(config_lib.model_fields(config_lib.PRESETS[name]))
+  if name in config_lib.IMAGE_PRESETS:
     c.data = data_config.image_data_config(
         _IMAGE_DATA[name], kind="image", channels=3, mean=(0.0,), std=(1.0,), augment=(),
         eval_split=_IMAGE_EVAL_SPLIT[name], label_key=_IMAGE_LABEL_KEY[name], num_workers=16)
@@ -105,6 +92,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                           weight_decay_mask="all"))
   c.eval.update(dict(batch_size=8, splits=(eval_split,), max_batches=0))
   if "steps" in values:
-    c.train.num_steps = values["steps"]
-    c.optimizer.warmup_steps = min(c.optimizer.warmup_steps, values["steps"] // 10)
+    config_variants.set_steps(c, values["steps"])
   return c

@@ -20,7 +20,7 @@ import ml_collections
 
 from common.data import config as data_config
 from common.train import config_variants, defaults
-from projects.routing_transformer import hparams
+from projects.routing_transformer import config as config_lib
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -30,7 +30,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data = data_config.image_data_config("digits", image_size=4, channels=3, mean=(0.0,),
                                          std=(1.0,), augment=(), num_workers=0)
   m = c.model
-  m.update(hparams.defaults())
+  m.update(config_lib.model_fields())
   m.update(dict(vocab_size=256, embedding_dims=32, hidden_size=32, num_layers=2,
                 filter_size=64, ffn="relu", num_local_heads=2, num_routing_heads=2,
                 num_clusters=3, window=16, query_block=16, memory_flange=16,

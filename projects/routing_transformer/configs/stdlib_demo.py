@@ -12,9 +12,10 @@ Variants (comma-separated, one per group):
       full causal attention, as local heads whose look-back spans the whole sequence:
       query_block 128 with memory_flange = seq_len - 128, so the kernel skips the blocks above
       the diagonal)
-  relative (default: Shaw relative positions as the official text sets; these heads run the
-      windowed jnp path) | sinusoidal (NOT the official text setting: no relative positions,
-      a T2T sinusoidal timing signal added after emb_dense instead, so every head runs
+  relative (default: Shaw relative positions as the official text sets; with attention_impl
+      'auto' these heads run the official windowed jnp path) | sinusoidal (NOT the official
+      text setting: no relative positions, a T2T sinusoidal timing signal added after
+      emb_dense instead, so every head runs
       common.kernels.block_sparse_attention; this is what demo.py uses, because the [n, n]
       relative terms made the dense baseline ~30 s/step on 2 CPU cores)
   steps=<int> overrides the number of steps.
@@ -31,14 +32,14 @@ Result: see README.md ("CPU demo").
 
 tiny: seq_len 64, 2 layers of width 32, 2 + 2 heads of 8, K = 4, w = 16, batch 8 (a multiple of
 the 8 CPU devices the test suite forces), 3 steps.
-Field meanings: configs/paper.py.
+Field meanings: projects/routing_transformer/config.py.
 """
 import ml_collections
 
 from common.data import config as data_config
 from common.train import defaults
 from common.train import config_variants
-from projects.routing_transformer import hparams
+from projects.routing_transformer import config as config_lib
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -50,7 +51,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data = data_config.text_data_config("pystdlib_text", tokenizer="bytes", seq_len=2048,
                                         eval_split="validation", num_workers=0)
   m = c.model
-  m.update(hparams.defaults())
+  m.update(config_lib.model_fields())
   m.update(dict(vocab_size=258, embedding_dims=128, hidden_size=128, num_layers=2,
                 filter_size=256, num_local_heads=2, num_routing_heads=2, num_clusters=8,
                 window=256, query_block=128, memory_flange=128, max_relative_position=128,

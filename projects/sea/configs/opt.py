@@ -3,9 +3,9 @@ r"""SEA distillation of OPT-125m / OPT-1.3B on Wikitext-2: the official recipe (
 Commands (GPU/TPU host; HF checkpoint folders with config.json, model.safetensors, vocab.json,
 merges.txt; wikitext-2-raw-v1 unzipped in WIKI):
 
-  python -m projects.sea.export_opt --hf /data/opt-125m-wikitext2 \
+  python -m projects.sea.convert --hf /data/opt-125m-wikitext2 \
     --config projects/sea/configs/opt.py:opt-125m,hf=/data/opt-125m-wikitext2,wiki=$WIKI \
-    --workdir /ckpt/sea125m_init
+    --to_checkpoint /ckpt/sea125m_init
   python projects/sea/main.py \
     --config projects/sea/configs/opt.py:opt-125m,hf=/data/opt-125m-wikitext2,wiki=$WIKI \
     --config.train.init_from=/ckpt/sea125m_init --workdir /ckpt/sea125m
@@ -26,7 +26,7 @@ Expected (repo draft table, spec §2.5): OPT-125m 25.16 dense -> SEA 25.88; OPT-
 import ml_collections
 
 from common.train import config_variants, defaults
-from projects.sea import config_fields
+from projects.sea import config as sea_config
 
 TEST_ARGS = ("opt-125m",)
 
@@ -42,8 +42,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict(dict(name="", source="wikitext2", manual_dir=wiki,
                                           tokenizer_dir=hf, seq_len=2048))
   m = c.model
-  config_fields.add_model_fields(m)
-  config_fields.set_preset(m, size)
+  m.update(sea_config.model_fields())
+  sea_config.set_preset(m, size)
   m.update(dict(mode="distill", sea_layers="all", sea_k=64, sea_predictor_length=256,
                 sea_nb_factor=8, dtype="bfloat16",
                 remat_policy="dots_with_no_batch_dims_saveable"))
@@ -58,10 +58,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.mesh.shape = ml_collections.ConfigDict({"data": 4, "fsdp": -1, "model": 1, "expert": 1})
   c.optimizer.update(dict(name="adamw", learning_rate=1e-5, schedule="constant", warmup_steps=0,
                           weight_decay=1e-2, weight_decay_mask="no_bias_norm",
-                          grad_clip_norm=1.0, lr_multipliers=config_fields.SEA_LR_GROUPS))
+                          grad_clip_norm=1.0, lr_multipliers=sea_config.SEA_LR_GROUPS))
   c.eval.update(dict(batch_size=8, splits=()))
   c.eval.evaluators = ("strided",)
-  c.eval.strided = config_fields.strided_eval("wikitext2", "wikitext2", max_length=2048,
+  c.eval.strided = sea_config.strided_eval("wikitext2", "wikitext2", max_length=2048,
                                               stride=2048, manual_dir=wiki, tokenizer_dir=hf)
   if "steps" in values:
     config_variants.set_steps(c, values["steps"])

@@ -29,7 +29,7 @@ import ml_collections
 
 from common.data.config import text_data_config
 from common.train import config_variants, defaults
-from projects.sea import config_fields
+from projects.sea import config as sea_config
 
 TEST_ARGS = ("teacher,tiny", "student,tiny")
 
@@ -42,7 +42,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data = text_data_config("pystdlib_text", tokenizer="bytes", task_format="lm", seq_len=2048,
                             train_split="train", eval_split="validation")
   m = c.model
-  config_fields.add_model_fields(m)
+  m.update(sea_config.model_fields())
   m.update(dict(vocab_size=264, hidden_size=64, num_layers=2, num_heads=2, ffn_dim=256,
                 max_position_embeddings=2048, sea_k=64, sea_predictor_length=256))
   teacher = "teacher" in flags
@@ -57,10 +57,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                           schedule="cosine" if teacher else "constant",
                           warmup_steps=15 if teacher else 0, weight_decay=0.01,
                           weight_decay_mask="no_bias_norm", grad_clip_norm=1.0,
-                          lr_multipliers=() if teacher else config_fields.SEA_LR_GROUPS))
+                          lr_multipliers=() if teacher else sea_config.SEA_LR_GROUPS))
   c.eval.update(dict(batch_size=4, splits=("validation",), max_batches=1))
   c.eval.evaluators = ("loss", "strided")
-  c.eval.strided = config_fields.strided_eval("validation", "validation", max_length=2048,
+  c.eval.strided = sea_config.strided_eval("validation", "validation", max_length=2048,
                                               stride=2048, max_tokens=16384, batch_size=8)
 
   if "tiny" in flags:

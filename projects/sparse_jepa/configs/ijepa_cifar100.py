@@ -24,13 +24,15 @@ CIFAR-100, numbers not retrievable here); the linear probe should be far above t
 """
 import ml_collections
 
-from projects.sparse_jepa import config_lib
+from common.train import config_variants
+from projects.sparse_jepa import config as config_lib
 
 CIFAR_TRAIN = 50_000
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  flags, values = config_lib.parse_variants(arg, (("ijepa", "sparse"),), {"steps": int})
+  flags, values = config_variants.parse(arg, groups=(("ijepa", "sparse"),),
+                                        keys={"steps": int})
   c = config_lib.base_config()
   c.data = ml_collections.ConfigDict(dict(
       name="tfds:cifar100", image_size=32, channels=3, augment=(), train_split="train",
@@ -43,25 +45,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   m.mask.min_keep = 4
   m.mask.keep_bucket = 1.25
 
-  c.train.batch_size = 256
-  c.train.num_steps = 100 * (CIFAR_TRAIN // 256)
-  c.train.log_every = 100
-  c.train.eval_every = 10 * (CIFAR_TRAIN // 256)
-  c.train.checkpoint_every = 2_000
-
-  o = c.optimizer
-  o.learning_rate = 1e-3
-  o.warmup_steps = c.train.num_steps // 10
-  o.end_lr_fraction = 1e-3
-  o.weight_decay = 0.04
-  o.weight_decay_schedule = "cosine"  # official: cosine 0.04 -> 0.4 over the run
-  o.final_weight_decay = 0.4
-
-  e = c.eval
-  e.batch_size = 500
-  e.splits = ("test",)
+  epoch = CIFAR_TRAIN // 256
+  c.train.update(dict(batch_size=256, num_steps=100 * epoch, log_every=100,
+                      eval_every=10 * epoch, checkpoint_every=2_000))
+  # Official: weight decay cosine 0.04 -> 0.4 over the run.
+  c.optimizer.update(dict(learning_rate=1e-3, warmup_steps=c.train.num_steps // 10,
+                          end_lr_fraction=1e-3, weight_decay=0.04,
+                          weight_decay_schedule="cosine", final_weight_decay=0.4))
+  c.eval.update(dict(batch_size=500, splits=("test",)))
   if "steps" in values:
-    c.train.num_steps = values["steps"]
-    o.warmup_steps = min(o.warmup_steps, values["steps"] // 10)
+    config_variants.set_steps(c, values["steps"])
     c.train.eval_every = 0
   return config_lib.finish(c, "sparse" in flags)

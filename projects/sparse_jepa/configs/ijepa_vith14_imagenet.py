@@ -34,7 +34,8 @@ at 300 epochs (I-JEPA paper Table 1; [U] not re-verified against the PDF here).
 """
 import ml_collections
 
-from projects.sparse_jepa import config_lib
+from common.train import config_variants
+from projects.sparse_jepa import config as config_lib
 
 IMAGENET_TRAIN = 1_281_167
 BATCH = 2048
@@ -42,7 +43,7 @@ EPOCHS, WARMUP_EPOCHS = 300, 40
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  flags, _ = config_lib.parse_variants(arg, (("ijepa", "sparse"),))
+  flags, _ = config_variants.parse(arg, groups=(("ijepa", "sparse"),), keys={})
   c = config_lib.base_config()
   c.data = ml_collections.ConfigDict(dict(
       name="tfds:imagenet2012", image_size=224, channels=3, augment=("inception_crop",),
@@ -60,20 +61,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   m.sparsity.num_output_groups = 8  # divides 1280
 
   ipe = IMAGENET_TRAIN // BATCH
-  c.train.batch_size = BATCH
-  c.train.num_steps = EPOCHS * ipe
-  c.train.log_every = 100
-  c.train.eval_every = 25 * ipe
-  c.train.checkpoint_every = 2_000
-
-  o = c.optimizer
-  o.learning_rate = 1e-3
-  o.warmup_steps = WARMUP_EPOCHS * ipe
-  o.end_lr_fraction = 1e-6 / 1e-3
-  o.weight_decay = 0.04
-  o.weight_decay_schedule = "cosine"  # official: cosine 0.04 -> 0.4 over the run
-  o.final_weight_decay = 0.4
-  o.warmup_init_lr = 2e-4  # official start_lr
+  c.train.update(dict(batch_size=BATCH, num_steps=EPOCHS * ipe, log_every=100,
+                      eval_every=25 * ipe, checkpoint_every=2_000))
+  # Official: lr 1e-3 from start_lr 2e-4 to final_lr 1e-6; weight decay cosine 0.04 -> 0.4.
+  c.optimizer.update(dict(learning_rate=1e-3, warmup_steps=WARMUP_EPOCHS * ipe,
+                          end_lr_fraction=1e-6 / 1e-3, weight_decay=0.04,
+                          weight_decay_schedule="cosine", final_weight_decay=0.4,
+                          warmup_init_lr=2e-4))
 
   e = c.eval
   e.batch_size = 1024

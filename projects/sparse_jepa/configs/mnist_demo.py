@@ -34,12 +34,13 @@ decoder block and its latent groups have ~0 total correlation. No grouping effec
 """
 import ml_collections
 
-from projects.sparse_jepa import config_lib
+from common.train import config_variants, defaults
+from projects.sparse_jepa import config as config_lib
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  flags, values = config_lib.parse_variants(arg, (("ijepa", "sparse"), ("demo", "tiny")),
-                                            {"steps": int})
+  flags, values = config_variants.parse(arg, groups=(("ijepa", "sparse"), ("demo", "tiny")),
+                                        keys={"steps": int})
   c = config_lib.base_config()
   c.data = ml_collections.ConfigDict(dict(
       name="mnist5k", train_split="train", eval_split="test", image_size=28, channels=1,
@@ -55,44 +56,27 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # it to a handful of compiled programs (at most a third of the kept patches dropped).
   m.mask.keep_bucket = 1.5
 
-  c.train.batch_size = 64
-  c.train.num_steps = 1000
-  c.train.log_every = 50
-  c.train.eval_every = 0
-  c.train.checkpoint_every = 500
-
-  o = c.optimizer
-  o.learning_rate = 1e-3
-  o.warmup_steps = 100
-  o.end_lr_fraction = 1e-3   # official final_lr / lr = 1e-6 / 1e-3
-  o.weight_decay = 0.04
-  o.weight_decay_schedule = "cosine"  # official: cosine 0.04 -> 0.4 over the run
-  o.final_weight_decay = 0.4
-
+  c.train.update(dict(batch_size=64, num_steps=1000, log_every=50, eval_every=0,
+                      checkpoint_every=500))
+  # Official: final_lr / lr = 1e-6 / 1e-3; weight decay cosine 0.04 -> 0.4 over the run.
+  c.optimizer.update(dict(learning_rate=1e-3, warmup_steps=100, end_lr_fraction=1e-3,
+                          weight_decay=0.04, weight_decay_schedule="cosine",
+                          final_weight_decay=0.4))
   e = c.eval
-  e.batch_size = 250
-  e.splits = ("test",)
+  e.update(dict(batch_size=250, splits=("test",)))
 
   if "tiny" in flags:
     m.embed_dim, m.depth, m.num_heads = 16, 1, 2
     m.pred_depth, m.pred_emb_dim = 1, 8
     m.sparsity.num_output_groups = 4
     m.sparsity.num_latent_groups, m.sparsity.latent_group_size = 4, 2
-    c.train.batch_size = 16
-    c.train.num_steps = 3
-    c.train.log_every = 1
-    c.train.checkpoint_every = 3
-    c.train.progress_bar = False
-    o.warmup_steps = 1
+    defaults.smoke_run(c, batch_size=16, num_steps=3, eval_batch_size=40, eval_max_batches=1)
     # Ladder 1, 4, 16: every length here (context 5-12, targets 6-9) becomes 4, so CI compiles
     # one train step (a smoke setting, not a training recipe).
     m.mask.keep_bucket = 4.0
-    e.batch_size = 40
-    e.max_batches = 1
     e.probe_max_batches = 2
     # 'loss' compiles one more forward per mask length; CI tests the eval loss directly.
     e.evaluators = ("linear_probe", "lowlevel_probe")
   if "steps" in values:
-    c.train.num_steps = values["steps"]
-    o.warmup_steps = min(o.warmup_steps, values["steps"] // 10)
+    config_variants.set_steps(c, values["steps"])
   return config_lib.finish(c, "sparse" in flags)

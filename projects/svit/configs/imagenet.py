@@ -20,7 +20,8 @@ Time: not measured (no TPU in this session).
 Expected result (the authors' README, not reproduced here): top-1 83.6 (S), 84.8 (B),
 85.3 (L) at 224; 85.0 / 86.0 / 86.4 after the 384 fine-tune.
 
-Recipe (shared/specs/vision.md §1.5, the official main.py defaults and README commands):
+Recipe (shared/specs/vision.md §1.5, the official main.py defaults and README commands;
+common.tasks.image_configs.imagenet_config, shared with BiFormer):
   - AdamW, eps 1e-8, betas (0.9, 0.999), weight decay 0.05 on matrices/kernels only (timm skips
     biases and norm vectors), no clipping; lr 5e-4 x batch / 512 = 1e-3, 5 warm-up epochs,
     cosine to min_lr 1e-5, 300 epochs. Deviations: the schedule here is per step (official:
@@ -46,12 +47,9 @@ Recipe (shared/specs/vision.md §1.5, the official main.py defaults and README c
 """
 import ml_collections
 
-from common.data import config as data_config
-from common.train import defaults
+from common.tasks import image_configs
 from common.train import config_variants
-from projects.svit import presets
-
-IMAGENET_TRAIN_IMAGES = 1_281_167
+from projects.svit import config as svit_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -59,64 +57,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       arg, groups=(("SViT-S", "SViT-B", "SViT-L"), ("224", "384")), keys={"steps": int})
   preset = next(f for f in flags if f.startswith("SViT"))
   finetune = "384" in flags
-  size = 384 if finetune else 224
-  c = defaults.base_config()
-  c.project = "svit"
-  c.mesh.shape = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "model": 1, "expert": 1})
-
-  c.data = data_config.image_data_config(
-      "tfds:imagenet2012", train_split="train", eval_split="validation", image_size=size,
-      channels=3, num_classes=1000, crop_fraction=1.0 if finetune else 0.875,
-      interpolation="bicubic",  # official timm transforms
-      augment=("inception_crop", "flip", "randaugment", "random_erasing"), num_workers=16)
-
-  m = c.model
-  m.name = "svit"
-  m.preset = preset
-  m.arch = ml_collections.ConfigDict()  # STViTConfig overrides on top of the preset
-  m.drop_path_rate = presets.TRAIN_DROP_PATH[preset]
-  m.train_mode = not finetune
-  m.mixup = ml_collections.ConfigDict(dict(
-      mixup_alpha=0.8, cutmix_alpha=1.0, prob=1.0, switch_prob=0.5, label_smoothing=0.1,
-      correct_lam=True))
-  m.dtype = "bfloat16"
-
-  batch = 512 if finetune else 1024
-  epochs = 30 if finetune else 300
-  steps_per_epoch = IMAGENET_TRAIN_IMAGES // batch
-  c.train.batch_size = batch
-  c.train.num_steps = epochs * steps_per_epoch
-  c.train.log_every = 100
-  c.train.eval_every = 10 * steps_per_epoch
-  c.train.checkpoint_every = 1000
-  c.train.progress_bar = False
-
-  o = c.optimizer
-  o.name = "adamw"
-  o.b1, o.b2, o.eps = 0.9, 0.999, 1e-8
-  o.weight_decay_mask = "no_bias_norm"
-  o.grad_clip_norm = 0.0
-  o.ema_decay = 0.99996
+  c = image_configs.imagenet_config(
+      "svit", preset, drop_path_rate=svit_config.TRAIN_DROP_PATH[preset],
+      image_size=384 if finetune else 224, crop_fraction=1.0 if finetune else 0.875,
+      batch_size=512 if finetune else 1024, epochs=30 if finetune else 300,
+      pretrain=not finetune)
   if finetune:
-    o.learning_rate = 5e-6
-    o.schedule = "constant"
-    o.warmup_steps = 0
-    o.weight_decay = 1e-8
-  else:
-    o.learning_rate = 5e-4 * batch / 512
-    o.schedule = "cosine"
-    o.warmup_steps = 5 * steps_per_epoch
-    o.end_lr_fraction = 1e-5 / o.learning_rate
-    o.weight_decay = 0.05
-
-  e = c.eval
-  e.batch_size = 1024   # divisible by any power-of-two slice; the last batch is padded
-  e.splits = ("validation",)
-  e.evaluators = ("classification", "throughput")
-  e.throughput_warmup = 2
-  e.throughput_iters = 10
-
+    c.model.train_mode = False
+    c.optimizer.update(dict(learning_rate=5e-6, schedule="constant", warmup_steps=0,
+                            weight_decay=1e-8))
   if "steps" in values:
-    c.train.num_steps = values["steps"]
-    o.warmup_steps = min(o.warmup_steps, values["steps"] // 10)
+    config_variants.set_steps(c, values["steps"])
   return c

@@ -53,12 +53,9 @@ def _jpeg(h, w, value):
 class FakeImagenet(base.LocalBuilder, skip_registration=True):
   """JPEGs of varied sizes with 3 classes, laid out like imagenet2012."""
 
-  VERSION = tfds.core.Version("1.0.0")
-
   def _info(self):
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        "image": tfds.features.Image(encoding_format="jpeg"),
-        "label": tfds.features.ClassLabel(num_classes=3)}))
+    return self.dataset_info({"image": tfds.features.Image(encoding_format="jpeg"),
+                              "label": tfds.features.ClassLabel(num_classes=3)})
 
   def _split_generators(self, dl_manager):
     del dl_manager

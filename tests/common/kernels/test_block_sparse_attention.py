@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import functools
 
-import hypothesis
-import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from common.kernels.block_sparse_attention import block_sparse_attention
+from tests.common.kernels import kernel_checks as kc
 
 # Fixed shapes (one compilation each); hypothesis varies the data.
 CONFIGS = {
@@ -33,27 +32,18 @@ CASES = [(c, i) for c in CONFIGS for i in EXAMPLES
          if not (c == "causal_bf16" and i == "interpret_tpu")]
 
 
-def _loss(o, lse, w_o, w_lse):
-  return (jnp.sum(o.astype(jnp.float32) * w_o) +
-          jnp.sum(jnp.where(jnp.isfinite(lse), lse, 0.0) * w_lse))
-
-
 @functools.partial(jax.jit,
                    static_argnames=("impl", "block_q", "block_k", "causal"))
 def _run(q, k, v, idx, q_pos, kv_pos, w_o, w_lse, *, impl, block_q, block_k,
          causal):
   """((loss, (o, lse)), (dq, dk, dv)) of one call."""
-
-  def loss(q, k, v):
-    o, lse = block_sparse_attention(
-        q, k, v, idx, block_q=block_q, block_k=block_k, q_positions=q_pos,
-        kv_positions=kv_pos, causal=causal, return_lse=True, impl=impl)
-    return _loss(o, lse, w_o, w_lse), (o, lse)
-
-  return jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)(q, k, v)
+  attend = lambda q, k, v: block_sparse_attention(
+      q, k, v, idx, block_q=block_q, block_k=block_k, q_positions=q_pos,
+      kv_positions=kv_pos, causal=causal, return_lse=True, impl=impl)
+  return kc.loss_and_grads(attend, q, k, v, w_o, w_lse)
 
 
-def _inputs(kc, cfg, rng, pattern, empty_row_p):
+def _inputs(cfg, rng, pattern, empty_row_p):
   c = cfg
   q, k, v = kc.qkv(rng, c["b"], c["h"], c["tq"], c["tk"], c["d"], c["dtype"])
   nq, nk = c["tq"] // c["bq"], c["tk"] // c["bk"]
@@ -84,37 +74,25 @@ def _static(cfg):
 
 
 @pytest.mark.parametrize("config,impl", CASES)
-def test_matches_reference(kc, config, impl):
+def test_matches_reference(config, impl):
   cfg = CONFIGS[config]
-
-  @hypothesis.settings(max_examples=EXAMPLES[impl], deadline=None,
-                       database=None)
-  @hypothesis.given(seed=st.integers(0, 2**32 - 1),
-                    pattern=st.sampled_from(["random", "random", "full",
-                                             "local"]),
-                    empty_row_p=st.sampled_from([0.0, 0.3, 1.0]))
-  def check(seed, pattern, empty_row_p):
-    args = _inputs(kc, cfg, np.random.default_rng(seed), pattern, empty_row_p)
-    got = _run(*args, impl=impl, **_static(cfg))
-    want = _run(*args, impl="reference", **_static(cfg))
-    kc.assert_results_close(got, want, cfg["dtype"])
-
-  check()
+  kc.assert_matches_reference(
+      lambda args, impl: _run(*args, impl=impl, **_static(cfg)),
+      lambda rng, **drawn: _inputs(cfg, rng, **drawn), impl,
+      examples=EXAMPLES[impl], dtype=cfg["dtype"],
+      pattern=["random", "random", "full", "local"], empty_row_p=[0.0, 0.3, 1.0])
 
 
 @pytest.mark.parametrize("impl", ["xla", "interpret"])
-def test_all_blocks_equals_dense_attention(kc, impl):
+def test_all_blocks_equals_dense_attention(impl):
   cfg = CONFIGS["plain_f32"]
   rng = np.random.default_rng(0)
-  args = _inputs(kc, cfg, rng, "full", 0.0)
+  args = _inputs(cfg, rng, "full", 0.0)
   (_, (o, _)), _ = _run(*args, impl=impl, **_static(cfg))
-  q, k, v = args[:3]
-  dense = jax.nn.dot_product_attention(
-      *(x.transpose(0, 2, 1, 3) for x in (q, k, v))).transpose(0, 2, 1, 3)
-  kc.assert_close(o, dense, rtol=2e-5, atol=2e-5)
+  kc.assert_equals_dense(o, *args[:3])
 
 
-def test_causal_all_blocks_equals_causal_softmax(kc):
+def test_causal_all_blocks_equals_causal_softmax():
   rng = np.random.default_rng(1)
   q, k, v = kc.qkv(rng, 1, 2, 32, 32, 16, jnp.float32)
   idx = jnp.broadcast_to(jnp.arange(4, dtype=jnp.int32), (1, 2, 4, 4))
@@ -127,30 +105,26 @@ def test_causal_all_blocks_equals_causal_softmax(kc):
 
 
 @pytest.mark.parametrize("impl", ["xla", "interpret", "interpret_tpu"])
-def test_query_without_admissible_key_gives_zeros(kc, impl):
+def test_query_without_admissible_key_gives_zeros(impl):
   """Query block 0 lists nothing; block 1 lists only keys in its future."""
   cfg = CONFIGS["causal_permuted_f32"]
   rng = np.random.default_rng(2)
-  q, k, v, idx, _, _, w_o, w_lse = _inputs(kc, cfg, rng, "random", 0.0)
+  q, k, v, idx, _, _, w_o, w_lse = _inputs(cfg, rng, "random", 0.0)
   idx = idx.at[:, :, 0].set(-1).at[:, :, 1].set(jnp.array([2, -1]))
   arange = lambda t: jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (1, 2, t))
   args = (q, k, v, idx, arange(32), arange(48), w_o, w_lse)
   (_, (o, lse)), grads = _run(*args, impl=impl, **_static(cfg))
-  assert np.all(np.asarray(o[:, :, :16]) == 0.0)
-  assert np.all(np.isneginf(np.asarray(lse[:, :, :16])))
-  for g in grads:
-    assert np.all(np.isfinite(np.asarray(g)))
-  assert np.all(np.asarray(grads[0][:, :, :16]) == 0.0)
+  kc.assert_empty_rows(o, lse, grads, 16)
   kc.assert_results_close(((0.0, (o, lse)), grads),
                           _run(*args, impl="reference", **_static(cfg)),
                           jnp.float32)
 
 
-def test_lists_are_sets(kc):
+def test_lists_are_sets():
   """Duplicates, out-of-range values and slot order do not change the result."""
   cfg = CONFIGS["plain_f32"]
   rng = np.random.default_rng(3)
-  args = list(_inputs(kc, cfg, rng, "random", 0.0))
+  args = list(_inputs(cfg, rng, "random", 0.0))
   clean = np.array([[[[1, 3, -1, -1]] * 4] * 2], np.int32)
   messy = np.array([[[[3, 1, 3, 7]] * 4] * 2], np.int32)
   args[3] = jnp.asarray(clean)

@@ -17,6 +17,7 @@ from jax.sharding import PartitionSpec as P
 
 from common.kernels.block_sparse_attention import block_sparse_attention
 from common.kernels.row_sparse_attention import row_sparse_attention
+from tests.common.kernels import kernel_checks as kc
 
 BQ = BK = 8
 SPEC = P("data", "model", None, None)
@@ -34,26 +35,26 @@ def _rsa(q, k, v, rows, impl):
 def _loss_and_grads(attn, q, k, v, index, w_o, impl):
   def loss(q, k, v):
     o, lse = attn(q, k, v, index, impl)
-    return jnp.sum(o * w_o) + jnp.sum(jnp.where(jnp.isfinite(lse), lse, 0.0))
+    return kc.weighted_loss(o, lse, w_o, 1.0)
 
   return jax.value_and_grad(loss, argnums=(0, 1, 2))(q, k, v)
 
 
-def _block_inputs(kc, rng, b, h):
+def _block_inputs(rng, b, h):
   q, k, v = kc.qkv(rng, b, h, 32, 32, 16, jnp.float32)
   idx = kc.index_lists(rng, (b, h, 4), 4, 2)
   w_o, _ = kc.cotangent_weights(rng, b, h, 32, 16)
   return q, k, v, idx, w_o
 
 
-def _row_inputs(kc, rng, b, h):
+def _row_inputs(rng, b, h):
   q, k, v = kc.qkv(rng, b, h, 32, 24, 16, jnp.float32)
   rows = kc.index_lists(rng, (b, h, 32), 24, 4)
   w_o, _ = kc.cotangent_weights(rng, b, h, 32, 16)
   return q, k, v, rows, w_o
 
 
-def _assert_grads_close(kc, got, want):
+def _assert_grads_close(got, want):
   (val, grads), (val_ref, grads_ref) = got, want
   kc.assert_close(val, val_ref, rtol=1e-4, atol=1e-3, what="loss")
   for name, g, g_ref in zip(("dq", "dk", "dv"), grads, grads_ref):
@@ -63,17 +64,17 @@ def _assert_grads_close(kc, got, want):
 @pytest.mark.parametrize("op,impl", [("block", "interpret"),
                                      ("block", "xla"),
                                      ("row", "interpret")])
-def test_vmap_matches_reference(kc, op, impl):
+def test_vmap_matches_reference(op, impl):
   """vmap over an extra leading axis (Pallas bodies fold it into B)."""
   attn, inputs = (_bsa, _block_inputs) if op == "block" else (_rsa,
                                                               _row_inputs)
-  q, k, v, index, w_o = inputs(kc, np.random.default_rng(0), 2, 2)
+  q, k, v, index, w_o = inputs(np.random.default_rng(0), 2, 2)
   split = lambda x: x.reshape((2, 1) + x.shape[1:])  # [2, B=1, ...]
   args = [split(x) for x in (q, k, v, index, w_o)]
   fn = functools.partial(_loss_and_grads, attn)
   got = jax.jit(jax.vmap(lambda *a: fn(*a, impl)))(*args)
   want = jax.jit(jax.vmap(lambda *a: fn(*a, "reference")))(*args)
-  _assert_grads_close(kc, got, want)
+  _assert_grads_close(got, want)
 
 
 def _mesh():
@@ -89,10 +90,10 @@ def _mesh():
                                                ("block", "xla", True),
                                                ("row", "interpret", False),
                                                ("row", "xla", True)])
-def test_shard_map_over_batch_and_heads(kc, op, impl, check_vma):
+def test_shard_map_over_batch_and_heads(op, impl, check_vma):
   attn, inputs = (_bsa, _block_inputs) if op == "block" else (_rsa,
                                                               _row_inputs)
-  q, k, v, index, w_o = inputs(kc, np.random.default_rng(1), 2, 2)
+  q, k, v, index, w_o = inputs(np.random.default_rng(1), 2, 2)
   mesh = _mesh()
   sharded = jax.shard_map(lambda q, k, v, i: attn(q, k, v, i, impl),
                           mesh=mesh, in_specs=(SPEC,) * 4,
@@ -101,7 +102,7 @@ def test_shard_map_over_batch_and_heads(kc, op, impl, check_vma):
 
   def loss(q, k, v, index, w_o):
     o, lse = sharded(q, k, v, index)
-    return jnp.sum(o * w_o) + jnp.sum(jnp.where(jnp.isfinite(lse), lse, 0.0))
+    return kc.weighted_loss(o, lse, w_o, 1.0)
 
   put = lambda x: jax.device_put(x, NamedSharding(mesh, SPEC))
   got = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(
@@ -109,4 +110,4 @@ def test_shard_map_over_batch_and_heads(kc, op, impl, check_vma):
   want = jax.jit(functools.partial(_loss_and_grads, attn, impl="reference"))(
       q, k, v, index, w_o)
   got = jax.tree.map(np.asarray, got)
-  _assert_grads_close(kc, got, want)
+  _assert_grads_close(got, want)

@@ -79,3 +79,25 @@ def test_partitioning_metadata_and_dtypes():
   assert tuple(specs["wi"]["bias"].get_value()) == ("mlp",)
   assert block.wi.kernel.dtype == jnp.float32
   assert block(jnp.ones((2, 4))).dtype == jnp.bfloat16
+
+
+def test_port_layout_names_output_dropout_and_call_convention(x):
+  block = mlp.Mlp(8, 16, activation="gelu", layer_names=("fc1", "fc1_gate", "fc2"),
+                  dropout_rate=0.5, output_dropout=True, sow_stats=False,
+                  kernel_axes=("embed", "mlp"), rngs=nnx.Rngs(0))
+  params = nnx.state(block, nnx.Param)
+  assert set(params.keys()) == {"fc1", "fc2"}
+  assert block.fc1_gate is None
+  assert block.fc2.kernel.get_metadata()["out_sharding"] == ("mlp", "embed")
+  xj = jnp.asarray(x)
+  want = block.fc2(jax.nn.gelu(block.fc1(xj), approximate=False))
+  np.testing.assert_allclose(np.asarray(block(xj)), np.asarray(want), rtol=1e-6)  # eval: no drop
+  assert not nnx.pop(block, nnx.Intermediate)
+  y1 = block(xj, train=True, rngs=nnx.Rngs(dropout=0))
+  y2 = block(xj, train=True, rngs=nnx.Rngs(dropout=0))
+  np.testing.assert_array_equal(np.asarray(y1), np.asarray(y2))
+  assert float(jnp.mean(y1 == 0)) > 0.3  # the output itself is dropped (rate 0.5)
+  with pytest.raises(ValueError, match="rngs=None"):
+    block(xj, train=True)
+  with pytest.raises(ValueError, match="layer_names"):
+    mlp.Mlp(8, 16, layer_names=("a", "a", "b"), rngs=nnx.Rngs(0))

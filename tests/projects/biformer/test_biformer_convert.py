@@ -4,19 +4,19 @@ Models here are built with nnx.eval_shape (no random init, no compilation), so t
 cost well under a second each.
 """
 import json
-import os
 
 import numpy as np
 import pytest
 from flax import nnx
 
 import common  # noqa: F401
-from projects.biformer import BiFormer, BiFormerConfig, convert, presets
+from projects.biformer import BiFormer, BiFormerConfig, config, convert
 from third_party.biformer import official_kwargs
 from third_party.biformer import state_dict as sd_lib
 
 TINY = dict(depth=(1, 1, 2, 1), embed_dim=(32, 64, 128, 256), qk_dims=(32, 64, 128, 256),
             mlp_ratios=(3, 3, 3, 3), num_classes=10)
+from tests import golden
 
 
 def _abstract(cfg):
@@ -71,7 +71,7 @@ def test_num_batches_tracked_is_optional():
     BiFormerConfig(**TINY),
     BiFormerConfig(**dict(TINY, layer_scale_init_value=1e-6, topks=(1, 4, 16, -1),
                           side_dwconv=0, num_classes=0)),
-    presets.biformer_stl(num_classes=7, depth=(1, 1, 1, 1)),
+    config.preset("BiFormer-STL", num_classes=7, depth=(1, 1, 1, 1)),
 ], ids=["legacy", "legacy_layerscale_mhsa_nolepe_nohead", "stl"])
 def test_state_dict_round_trip(cfg):
   sd = _fake_state_dict(cfg, seed=1)
@@ -84,10 +84,7 @@ def test_state_dict_round_trip(cfg):
 
 def test_official_kwargs_of_golden_cases():
   for case, auto_pad in (("tiny_s0", False), ("tiny_s1_autopad", True)):
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "shared", "golden",
-                        "biformer", case, "config.json")
-    if not os.path.isfile(path):
-      pytest.skip(f"golden config {os.path.normpath(path)} is absent")
+    path = golden.folder(f"biformer/{case}/config.json")
     with open(path) as f:
       meta = json.load(f)
     cfg = official_kwargs.config_from_kwargs(meta["kwargs"], meta["model"])
@@ -117,10 +114,8 @@ def test_cli_requires_its_arguments(capsys):
 
 
 def test_cli_rejects_incomplete_case_folder(tmp_path, capsys):
-  with pytest.raises(SystemExit) as err:
-    convert.main(["--case", str(tmp_path), "--out", str(tmp_path / "o.npz")])
-  assert err.value.code == 2
-  assert "config.json not found" in capsys.readouterr().err
+  assert convert.main(["--case", str(tmp_path), "--out", str(tmp_path / "o.npz")]) == 2
+  assert "lacks config.json" in capsys.readouterr().err
 
 
 def test_cli_writes_the_outputs(tmp_path, monkeypatch):
@@ -135,7 +130,12 @@ def test_cli_writes_the_outputs(tmp_path, monkeypatch):
   monkeypatch.setattr(convert, "convert_case", fake_convert_case)
   out = tmp_path / "out.npz"
   assert convert.main(["--case", str(tmp_path), "--out", str(out)]) == 0
-  assert seen == {"case_dir": str(tmp_path), "attention_impl": "gather"}
+  assert seen == {"case_dir": str(tmp_path), "attention_impl": "official"}
   with np.load(out) as data:
     assert sorted(data.files) == ["logits", "r_idx/0.0"]
     assert data["r_idx/0.0"].dtype == np.int64
+  assert convert.main(["--case", str(tmp_path), "--out", str(out),
+                       "--attention_impl", "xla"]) == 0
+  assert seen["attention_impl"] == "xla"
+  with pytest.raises(SystemExit):  # the old private vocabulary is gone
+    convert.main(["--case", str(tmp_path), "--out", str(out), "--attention_impl", "gather"])

@@ -13,22 +13,15 @@ import numpy as np
 import pytest
 
 from projects.biformer import convert
+from tests import golden
 
-GOLDEN = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "shared", "golden",
-                      "biformer")
-GOLDEN = os.path.normpath(GOLDEN)
 CASES = ("tiny_s0", "tiny_s1_autopad")
-
-pytestmark = pytest.mark.skipif(not os.path.isdir(GOLDEN),
-                                reason=f"golden data folder {GOLDEN} is absent")
 
 
 @pytest.fixture(scope="module", params=CASES)
 def case(request):
   """(config.json, reference outputs, our outputs), converted and run once per case."""
-  case_dir = os.path.join(GOLDEN, request.param)
-  if not os.path.isdir(case_dir):
-    pytest.fail(f"golden case folder {case_dir} is missing while {GOLDEN} exists")
+  case_dir = str(golden.folder(f"biformer/{request.param}"))
   with open(os.path.join(case_dir, "config.json")) as f:
     meta = json.load(f)
   with np.load(os.path.join(case_dir, "outputs.npz")) as ref:
@@ -78,13 +71,13 @@ def test_router_index_sets(case):
 
 
 def test_block_sparse_kernel_reproduces_golden():
-  """The shared kernel as the routed attention backend, on the auto-pad case."""
-  case_dir = os.path.join(GOLDEN, "tiny_s1_autopad")
+  """The shared kernel (attention_impl='auto') as the routed attention, on the auto-pad case."""
+  case_dir = str(golden.folder("biformer/tiny_s1_autopad"))
   with open(os.path.join(case_dir, "config.json")) as f:
     meta = json.load(f)
   with np.load(os.path.join(case_dir, "outputs.npz")) as ref:
     ref = {k: ref[k] for k in ref.files}
-  out = convert.convert_case(case_dir, attention_impl="block_sparse")
+  out = convert.convert_case(case_dir, attention_impl="auto")
   for k in ref:
     if k.startswith("r_idx/"):
       # Routing precedes the attention backend, so the indices are those of the gather path.

@@ -1,6 +1,5 @@
 """BiFormer model: preset parameter counts, config validation, routed attention, training mode."""
 import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -9,14 +8,13 @@ import pytest
 from flax import nnx
 
 import common  # noqa: F401
-from projects.biformer import BiFormer, BiFormerConfig, bra, presets
+from projects.biformer import BiFormer, BiFormerConfig, bra, config
+from tests import golden
 
-PARAM_COUNTS = os.path.normpath(os.path.join(
-    os.path.dirname(__file__), "..", "..", "..", "..", "shared", "golden", "param_counts.json"))
 
 
 def _trainable(name):
-  model = nnx.eval_shape(lambda: presets.create(name, rngs=nnx.Rngs(0)))
+  model = nnx.eval_shape(lambda: BiFormer(config.preset(name), rngs=nnx.Rngs(0)))
   return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
@@ -24,9 +22,7 @@ def _trainable(name):
                                            ("BiFormer-S", "biformer_small"),
                                            ("BiFormer-B", "biformer_base")])
 def test_preset_param_counts_match_official(name, official):
-  if not os.path.isfile(PARAM_COUNTS):
-    pytest.skip(f"{PARAM_COUNTS} is absent")
-  with open(PARAM_COUNTS) as f:
+  with open(golden.folder("param_counts.json")) as f:
     expected = json.load(f)[official]["trainable_params"]
   assert _trainable(name) == expected
 
@@ -37,11 +33,12 @@ def test_stl_param_count_matches_spec():
 
 
 def test_presets_accept_official_names_and_reject_unknown():
-  assert presets.get_config("biformer_small") == presets.biformer_s()
-  with pytest.raises(ValueError, match="preset name='BiFormer-X'"):
-    presets.get_config("BiFormer-X")
-  with pytest.raises(ValueError, match="unknown BiFormerConfig fields"):
-    presets.biformer_t(heads=3)
+  assert config.preset("biformer_small") == config.PRESETS["BiFormer-S"]
+  assert config.preset("BiFormer-S", num_classes=10).num_classes == 10
+  with pytest.raises(ValueError, match="preset='BiFormer-X' is unknown"):
+    config.preset("BiFormer-X")
+  with pytest.raises(ValueError, match=r"unknown BiFormerConfig field\(s\) \['heads'\]"):
+    config.preset("BiFormer-T", heads=3)
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -54,11 +51,14 @@ def test_presets_accept_official_names_and_reject_unknown():
     (dict(side_dwconv=4), "side_dwconv=4"),
     (dict(layout="swin"), "layout='swin'"),
     (dict(attention_impl="flash"), "attention_impl='flash'"),
+    (dict(attention_impl="gather"), "attention_impl='gather'"),
+    (dict(remat_policy="some"), "remat_policy"),
+    (dict(dtype="float8"), "dtype"),
     (dict(drop_path_rate=1.0), "drop_path_rate=1.0"),
 ])
 def test_config_errors_name_field_and_value(kwargs, match):
   with pytest.raises(ValueError, match=match):
-    presets.biformer_t(**kwargs)
+    config.preset("BiFormer-T", **kwargs)
 
 
 def _dense_block_reference(q, k, v, idx, block, scale):
@@ -125,12 +125,8 @@ def _materialise(model, seed):
   state = nnx.state(model)
   for path, var in state.flat_state():
     sds = var.get_value()
-    if jax.dtypes.issubdtype(sds.dtype, jax.dtypes.prng_key):
-      value = jax.random.key(int(rng.integers(1 << 30)))
-    elif path[-1] == "var":  # BN running variance must stay positive
+    if path[-1] == "var":  # BN running variance must stay positive
       value = rng.uniform(0.5, 1.5, sds.shape)
-    elif jnp.issubdtype(sds.dtype, jnp.integer):
-      value = np.zeros(sds.shape)
     else:
       value = rng.normal(0.0, 0.2 if path[-1] == "kernel" else 0.05, sds.shape)
     var.set_value(jnp.asarray(value, sds.dtype))
@@ -145,22 +141,23 @@ SMALL = dict(depth=(1, 1, 1, 1), embed_dim=(16, 32, 32, 64), qk_dims=(16, 32, 32
 
 def test_train_mode_drop_path_and_gradients():
   model = _materialise(nnx.eval_shape(
-      lambda: BiFormer(BiFormerConfig(**SMALL), rngs=nnx.Rngs(params=0, dropout=1))), 0)
+      lambda: BiFormer(BiFormerConfig(**SMALL), rngs=nnx.Rngs(0))), 0)
+  # The call convention: no layer owns an RNG stream, so checkpoints hold none.
+  assert not nnx.state(model, nnx.RngState)
   x = jnp.asarray(np.random.default_rng(1).standard_normal((4, 64, 64, 3)), jnp.float32)
 
   @nnx.jit
-  def step(model, x):
-    def loss_fn(model):
-      logits, feats = model(x, return_features=True)
+  def step(model, x, key):
+    def loss_fn(model):  # the step's rngs, made inside the traced loss as the trainer does
+      logits, feats = model(x, train=True, rngs=nnx.Rngs(dropout=key), return_features=True)
       return jnp.mean(logits**2), (logits, feats)
     (loss, aux), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
     return loss, aux, grads
 
-  model.train()
-  loss1, (logits1, feats), grads = step(model, x)
-  _, (logits2, _), _ = step(model, x)
+  loss1, (logits1, feats), grads = step(model, x, jax.random.key(1))
+  _, (logits2, _), _ = step(model, x, jax.random.key(2))
   assert np.isfinite(float(loss1))
-  assert not np.allclose(logits1, logits2), "drop path must draw a new mask per call"
+  assert not np.allclose(logits1, logits2), "drop path masks must follow the step's key"
   assert [f.shape for f in feats.stages] == [(4, 16, 16, 16), (4, 8, 8, 32), (4, 4, 4, 32),
                                              (4, 2, 2, 64)]
   assert {k: v.shape for k, v in feats.r_idx.items()} == {
@@ -168,10 +165,26 @@ def test_train_mode_drop_path_and_gradients():
   assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
   qkv_grad = grads["stages"][0][0]["attn"]["qkv"]["kernel"][...]
   assert float(jnp.abs(qkv_grad).sum()) > 0
+  with pytest.raises(ValueError, match="rngs=None"):
+    nnx.eval_shape(lambda m, x: m(x, train=True), model, x)
 
-  model.eval()
-  forward = nnx.jit(lambda model, x: model(x))
+  forward = nnx.jit(lambda model, x: model(x))  # eval: running statistics, no drop path
   np.testing.assert_array_equal(forward(model, x), forward(model, x))
+
+
+def test_remat_policy_rematerialises_blocks():
+  """`remat_policy` reaches every block: the traced gradient holds checkpoint (remat) ops."""
+  def jaxpr(policy):
+    cfg = BiFormerConfig(**dict(SMALL, drop_path_rate=0.0, remat_policy=policy))
+    model = nnx.eval_shape(lambda: BiFormer(cfg, rngs=nnx.Rngs(0)))
+    graphdef, state = nnx.split(model)
+    x = jax.ShapeDtypeStruct((2, 64, 64, 3), jnp.float32)
+    loss = lambda s, x: jnp.sum(nnx.merge(graphdef, s)(x, train=True))
+    return str(jax.make_jaxpr(jax.grad(loss))(state, x))
+
+  assert "checkpoint" in jaxpr("full") or "remat" in jaxpr("full")
+  plain = jaxpr("none")
+  assert "checkpoint" not in plain and "remat" not in plain
 
 
 def test_block_sparse_kernel_matches_gather_forward_and_grad():
@@ -190,11 +203,13 @@ def test_block_sparse_kernel_matches_gather_forward_and_grad():
     return (out,) + vjp(cot)
 
   with jax.default_matmul_precision("highest"):
-    ours, kernel = run("gather"), run("block_sparse")
+    ours, kernel = run("official"), run("auto")
   for name, a, c in zip(("out", "dq", "dk", "dv"), ours, kernel):
     np.testing.assert_allclose(np.asarray(a), np.asarray(c), atol=2e-5, err_msg=name)
 
 
-def test_block_sparse_impl_needs_equal_qk_and_v_widths():
+def test_kernel_impls_need_equal_qk_and_v_widths():
   with pytest.raises(ValueError, match="stage 0 has qk_dims=32, embed_dim=64"):
-    presets.biformer_t(qk_dims=(32, 128, 256, 512), attention_impl="block_sparse")
+    config.preset("BiFormer-T", qk_dims=(32, 128, 256, 512), attention_impl="auto")
+  cfg = config.preset("BiFormer-T", attention_impl="pallas_gpu", dtype="bfloat16")
+  assert cfg.attention_impl == "pallas_gpu" and cfg.dtype == jnp.bfloat16

@@ -4,6 +4,7 @@ import math
 import pytest
 from flax import nnx
 
+from common.eval import registry
 from projects.lazy_neuron import task
 
 VARIANTS = {
@@ -22,7 +23,7 @@ def test_variants_build_and_document_their_command(config_module, name):
   for arg in VARIANTS[name]:
     config = module.get_config(arg)
     assert config.project == "lazy_neuron"
-    assert task.get_task(config).evaluators()  # every named evaluator exists
+    assert registry.build(config, task.get_task(config))  # every named evaluator exists
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from common.eval import context
+from common.eval import context, registry
 from projects.lazy_neuron import task as task_lib
 
 
@@ -54,10 +54,9 @@ def test_configured_evaluators_run(config_module, name, arg, make_batch, expecte
   model = task.build_model(nnx.Rngs(0))
   ctx = context.EvalContext(config=config, task=_SyntheticTask(task, make_batch))
   results = {}
-  for evaluator_name, evaluator in task.evaluators().items():
+  for evaluator_name, evaluator in registry.build(config, task).items():
     for key, value in evaluator(model, ctx).items():
       results[f"{evaluator_name}/{key}"] = value
   assert expected <= set(results), sorted(results)
   assert all(np.isfinite(v) for v in results.values()), results
-  assert task.evaluators() is task.evaluators()  # built once: their jit caches survive
   assert not jax.tree.leaves(nnx.pop(model, nnx.Intermediate))

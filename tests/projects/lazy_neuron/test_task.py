@@ -6,6 +6,7 @@ import optax
 import pytest
 from flax import nnx
 
+from common.eval import registry
 from projects.lazy_neuron import losses, task
 
 
@@ -143,4 +144,29 @@ def test_bad_config_values_name_the_field(config_module):
   config = vit.get_config("tiny")
   config.eval.evaluators = ("classification", "perplexity")
   with pytest.raises(ValueError, match=r"\['perplexity'\] not available"):
-    task.get_task(config).evaluators()
+    registry.build(config, task.get_task(config))
+
+
+@pytest.mark.parametrize("name,field,typo", [("vit_mnist", "nosuch", None),
+                                             ("vit_mnist", "mlp_dims", "mlp_dim"),
+                                             ("t5_span", "d_f", "d_ff")])
+def test_misspelled_model_fields_are_errors(config_module, name, field, typo):
+  config = config_module(name).get_config("tiny")
+  config.model[field] = 3
+  hint = rf" \(did you mean config\.model\.{typo}\?\)" if typo else ""
+  with pytest.raises(ValueError, match=rf"unknown field config\.model\.{field}{hint}; allowed"):
+    task.get_task(config)
+
+
+def test_dropout_in_training_only(config_module):
+  config = config_module("vit_mnist").get_config("tiny")
+  config.model.dropout_rate = 0.5
+  config.model.head_zero_init = False   # a zero head would hide every change in the features
+  t = task.get_task(config)
+  model = t.build_model(nnx.Rngs(0))
+  batch = _image_batch(2)
+  eval_a, eval_b = (t.loss(model, batch, train=False, rngs=None)[0] for _ in range(2))
+  train_a, train_b = (t.loss(model, batch, train=True, rngs=nnx.Rngs(dropout=s))[0]
+                      for s in (1, 2))
+  assert float(eval_a) == float(eval_b) and float(train_a) != float(train_b)
+  assert not nnx.state(model, nnx.RngState)   # no RNG stream lives in the model

@@ -125,3 +125,26 @@ def test_language_configs():
   assert config_io.load_config(f"{lang}:small,bpe=/data/gpt2").data.tokenizer == "bpe:/data/gpt2"
   with pytest.raises(ValueError, match="tok=gpt2 needs bpe=<folder"):
     config_io.load_config(f"{lang}:small")
+
+
+def test_misspelled_model_fields_are_errors():
+  cfg = _config("tiny")
+  with cfg.unlocked():   # as `--config.model.nosuch=3` on an unlocked command line would
+    cfg.model.nosuch = 3
+  with pytest.raises(ValueError, match=r"unknown field config\.model\.nosuch; allowed fields"):
+    task.get_task(cfg)
+  cfg = _config("tiny")
+  with cfg.unlocked():
+    cfg.model.num_expert = 4   # a typo of num_experts
+  with pytest.raises(ValueError, match=r"config\.model\.num_expert \(did you mean "
+                                       r"config\.model\.num_experts\?\)"):
+    task.get_task(cfg).validate(cfg)
+
+
+def test_remat_policy_keeps_the_forward():
+  ids = _batch()["inputs"]
+  outs = []
+  for policy in ("none", "save_block_outputs"):
+    t = task.get_task(_config("tiny,moex", **{"model.remat_policy": policy}))
+    outs.append(np.asarray(nnx.jit(lambda m, x: m(x))(t.build_model(nnx.Rngs(0)), ids)))
+  np.testing.assert_allclose(outs[1], outs[0], rtol=1e-6, atol=1e-6)

@@ -7,6 +7,7 @@ import pytest
 
 from common.train import config_io
 from projects.monet.interpret import board
+from tests.projects.monet import tiny
 
 # Real chess-GPT transcripts (legal SAN), so collect() finds '.' positions with true boards.
 GAMES = [
@@ -18,14 +19,14 @@ GAMES = [
 
 
 @pytest.fixture(scope="module", params=["horizontal", "vertical"])
-def model(request, tiny_config, tiny_model):
+def model(request):
   # Vocabulary 32 (chess), 4 layers so that layer 1 reuses layer 0's router (moe_groups 2) and
   # layer 2 has its own: both routing paths of layer_terms are exercised. (The last layer is not
   # tested against hidden_states: HF convention puts the final-normed state there.)
-  cfg = tiny_config(vocab_size=32, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+  cfg = tiny.config(vocab_size=32, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
                     moe_dim=4, moe_heads=2, moe_experts=8, moe_topk=2,
                     moe_decompose=request.param)
-  return tiny_model(cfg, seed=1)
+  return tiny.model(cfg, seed=1)
 
 
 @pytest.mark.parametrize("layer", [1, 2])
@@ -88,5 +89,5 @@ def test_chess_config_matches_the_code():
   assert (c.model.vocab_size, c.data.tokenizer, c.data.seq_len) == (32, "chess", 128)
   assert c.model.moe_decompose == "vertical"
   assert c.model.moe_experts * c.model.moe_dim == 256  # the MoE-X demo's dense MLP width
-  tiny = config_io.load_config("projects/monet/configs/chess.py:tiny")
-  assert tiny.train.batch_size % 8 == 0 and tiny.model.moe_decompose == "horizontal"
+  smoke = config_io.load_config("projects/monet/configs/chess.py:tiny")
+  assert smoke.train.batch_size % 8 == 0 and smoke.model.moe_decompose == "horizontal"

@@ -6,28 +6,29 @@ import pytest
 from flax import nnx
 
 from projects.monet.generate import greedy_generate
+from tests.projects.monet import tiny
 
 
 @pytest.fixture(scope="module")
-def model(tiny_config, tiny_model):
+def model():
   # Two layers with a router each and GQA: small to compile, still exercises every cached path.
-  return tiny_model(tiny_config(moe_decompose="horizontal", num_key_value_heads=2,
+  return tiny.model(tiny.config(moe_decompose="horizontal", num_key_value_heads=2,
                                 num_hidden_layers=2, moe_groups=1), seed=3)
 
 
-def test_greedy_tokens_are_argmax_of_full_forward(model, jit_forward):
+def test_greedy_tokens_are_argmax_of_full_forward(model):
   prompt = jax.random.randint(jax.random.key(1), (2, 5), 0, 256)
   with jax.default_matmul_precision("highest"):
     seq = np.asarray(greedy_generate(model, prompt, 6))
   assert seq.shape == (2, 11)
   np.testing.assert_array_equal(seq[:, :5], prompt)
-  logits, _ = jit_forward(model, jnp.asarray(seq))
+  logits, _ = tiny.forward(model, jnp.asarray(seq))
   np.testing.assert_array_equal(np.argmax(logits[:, 4:-1], -1), seq[:, 5:])
 
 
-def test_cached_chunks_match_full_logits(model, jit_forward):
+def test_cached_chunks_match_full_logits(model):
   ids = jax.random.randint(jax.random.key(2), (2, 9), 0, 256)
-  full, _ = jit_forward(model, ids)
+  full, _ = tiny.forward(model, ids)
   graphdef, state = nnx.split(model)
 
   @jax.jit
@@ -39,11 +40,3 @@ def test_cached_chunks_match_full_logits(model, jit_forward):
 
   with jax.default_matmul_precision("highest"):
     np.testing.assert_allclose(chunked(state, ids), full, atol=1e-5)
-
-
-def test_train_mode_is_refused(tiny_config):
-  from projects.monet import MonetForCausalLM  # pylint: disable=g-import-not-at-top
-  # Fresh modules start in train mode; the check runs before any compute, so shapes suffice.
-  m = nnx.eval_shape(lambda: MonetForCausalLM(tiny_config(), rngs=nnx.Rngs(0)))
-  with pytest.raises(ValueError, match="eval"):
-    greedy_generate(m, jnp.zeros((1, 3), jnp.int32), 2)

@@ -1,8 +1,8 @@
 """Golden test: converted official weights reproduce the official PyTorch outputs.
 
 Scores every float key as max|a-b| / max(1, max|b|) <= config["atol"] (1e-5), as
-shared/golden/README.md recommends for the monet family. Skips (naming the path) only when the
-shared golden folder is absent; when present, every case runs.
+shared/golden/README.md recommends for the monet family. The golden folder is reached through
+tests/golden.py (absent: skipped locally, a failure under CI).
 """
 import json
 
@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 
 from projects.monet.convert import convert_case
+from tests import golden
 
 CASES = ("vd_tiny_s0", "hd_tiny_s1")
 
 
 @pytest.fixture(scope="module", params=CASES)
-def case(request, golden_dir):
-  case_dir = golden_dir / request.param
+def case(request):
+  case_dir = golden.folder("monet") / request.param
   with open(case_dir / "config.json") as f:
     meta = json.load(f)
   with np.load(case_dir / "outputs.npz") as ref:

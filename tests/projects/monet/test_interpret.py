@@ -8,6 +8,7 @@ from flax import nnx
 
 from projects.monet import interpret
 from projects.monet.interpret import routing
+from tests.projects.monet import tiny
 
 
 def test_select_experts_follows_the_two_times_rule():
@@ -32,12 +33,12 @@ def test_select_experts_follows_the_two_times_rule():
 
 
 @pytest.fixture(scope="module")
-def models(tiny_config, tiny_model):
+def models():
   cache = {}
 
   def get(decompose):
     if decompose not in cache:
-      cache[decompose] = tiny_model(tiny_config(num_hidden_layers=2, moe_decompose=decompose),
+      cache[decompose] = tiny.model(tiny.config(num_hidden_layers=2, moe_decompose=decompose),
                                     seed=3)
     return cache[decompose]
 
@@ -75,8 +76,7 @@ def _explicit_expert(moe, u, i, j):
 
 
 @pytest.mark.parametrize("decompose", ["vertical", "horizontal"])
-def test_masked_experts_keep_all_equals_the_layer_and_purge_removes_one_expert(
-    models, decompose, windows):
+def test_masked_experts_keep_all_equals_the_layer_and_purge_removes_one_expert(models, decompose, windows):
   model = models(decompose)
   ids = jnp.asarray(windows["a"][:2, :-1])
   e = model.config.moe_experts

@@ -4,12 +4,13 @@ import json
 import pytest
 
 from projects.monet import MonetConfig
-from projects.monet.presets import PRESETS, count_params, get_preset
+from projects.monet.config import PRESETS, count_params, get_preset
+from tests import golden
 
 
 @pytest.fixture(scope="module")
-def reference(golden_dir):
-  with open(golden_dir / "param_counts.json") as f:
+def reference():
+  with open(golden.folder("monet") / "param_counts.json") as f:
     return json.load(f)["counts"]
 
 

@@ -8,6 +8,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from common.train import sharding as sharding_lib
 from projects.monet.sharding import POD_RULES
+from tests.projects.monet import tiny
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +22,9 @@ def _shardings(state, mesh):
   return sharding_lib.state_shardings(state, mesh, sharding_lib.rules_dict(POD_RULES))
 
 
-def test_expert_tensors_are_sharded_on_the_expert_axis(mesh, tiny_config):
+def test_expert_tensors_are_sharded_on_the_expert_axis(mesh):
   from projects.monet import MonetForCausalLM  # pylint: disable=g-import-not-at-top
-  abstract = nnx.eval_shape(lambda: MonetForCausalLM(tiny_config(), rngs=nnx.Rngs(0)))
+  abstract = nnx.eval_shape(lambda: MonetForCausalLM(tiny.config(), rngs=nnx.Rngs(0)))
   shardings = _shardings(nnx.state(abstract), mesh)
   layer = shardings["layers"][0]
   spec = lambda v: v.get_value().spec
@@ -31,16 +32,16 @@ def test_expert_tensors_are_sharded_on_the_expert_axis(mesh, tiny_config):
   assert spec(layer["moe"]["v12"]) == PartitionSpec("expert", None, "fsdp")
   assert spec(layer["moe"]["b2"]) == PartitionSpec("expert", "fsdp")
   assert spec(layer["router"]["w1"]) == PartitionSpec("fsdp", None, "expert")
-  assert spec(layer["router"]["mean1"]) == PartitionSpec()
+  assert all(s is None for s in spec(layer["router"]["norm1"]["mean"]))  # replicated
   assert spec(layer["attn"]["q"]) == PartitionSpec("fsdp", "expert", None)
   rules = sharding_lib.rules_dict(POD_RULES)
   assert sharding_lib.batch_spec(mesh, rules) == PartitionSpec(("data", "fsdp"))
 
 
-def test_sharded_forward_equals_single_device(mesh, tiny_config, tiny_model, jit_forward):
-  model = tiny_model(tiny_config(num_hidden_layers=2), seed=1)  # layer 1 reuses layer 0's router
+def test_sharded_forward_equals_single_device(mesh):
+  model = tiny.model(tiny.config(num_hidden_layers=2), seed=1)  # layer 1 reuses layer 0's router
   ids = jax.random.randint(jax.random.key(5), (4, 12), 0, 256)
-  ref_logits, ref_probs = jit_forward(model, ids)
+  ref_logits, ref_probs = tiny.forward(model, ids)
   graphdef, state = nnx.split(model)
   shardings = _shardings(state, mesh)
 

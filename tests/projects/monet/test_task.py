@@ -1,13 +1,17 @@
 """The Monet task: loss and metrics on synthetic batches, a 3-step trainer run on the 'tiny'
 config (router running statistics move), sampling from its checkpoint, and config errors."""
+import re
+
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
 
 from common.train import config_io, trainer
-from projects.monet import model_config, presets, sample, task
+from projects.monet import config as config_lib
+from projects.monet import sample, task
 
 CONFIGS = "projects/monet/configs"
 
@@ -33,7 +37,6 @@ def _batch(b=3, t=32, pad=0, seed=0, pad_seed=1):
 def test_loss_metrics_padding_and_aux_weights(tiny):
   t = task.get_task(tiny)
   model = t.build_model(nnx.Rngs(0))
-  model.train()
   loss_fn = nnx.jit(lambda m, b: t.loss(m, b, train=True, rngs=None))
   loss, metrics = jax.device_get(loss_fn(model, _batch()))
   assert set(metrics) == {"ce", "ppl", "accuracy", "uniformity", "ambiguity",
@@ -49,7 +52,7 @@ def test_loss_metrics_padding_and_aux_weights(tiny):
   assert 0.0 < metrics["routing/utilisation"] <= 1.0
   assert metrics["routing/usage_entropy"] <= np.log(tiny.model.moe_experts) + 1e-5
 
-  model.eval()  # padding examples (mask 0) must not count; eval mode so batch stats do not mix
+  # Padding examples (mask 0) must not count; train=False so that batch statistics do not mix.
   eval_fn = nnx.jit(lambda m, b: t.loss(m, b, train=False, rngs=None))
   plain = jax.device_get(eval_fn(model, _batch(pad=2, pad_seed=1)))
   padded = jax.device_get(eval_fn(model, _batch(pad=2, pad_seed=2)))
@@ -76,11 +79,11 @@ def test_trainer_run_updates_router_running_statistics(tiny, trained):
       np.exp(final["eval/loss/validation/ce"]), rel=1e-5)
   run, state, step = trainer.restore_for_eval(tiny, workdir)
   assert step == tiny.train.num_steps
-  router = state["model_state"]["layers"][0]["router"]
+  norm1 = state["model_state"]["layers"][0]["router"]["norm1"]
   # Initial running stats are mean 0 / var 1; 3 train-mode steps with momentum 0.1 move them.
-  assert np.abs(np.asarray(router["mean1"])).max() > 1e-6
-  assert np.abs(np.asarray(router["var1"]) - 1.0).max() > 1e-3
-  assert "mean1" not in str(jax.tree_util.tree_structure(state["params"]))
+  assert np.abs(np.asarray(norm1["mean"])).max() > 1e-6
+  assert np.abs(np.asarray(norm1["var"]) - 1.0).max() > 1e-3
+  assert "norm1" not in str(jax.tree_util.tree_structure(state["params"]))
 
 
 def test_sample_restores_and_continues_the_prompt(trained):
@@ -93,11 +96,11 @@ def test_sample_restores_and_continues_the_prompt(trained):
 
 def test_paper_configs_and_errors():
   c = config_io.load_config(f"{CONFIGS}/paper.py:vd-1.4B")
-  assert model_config.from_config(c.model) == presets.get_preset("vd-1.4B", dtype=jnp.bfloat16)
+  assert config_lib.from_config(c.model) == config_lib.get_preset("vd-1.4B", dtype=jnp.bfloat16)
   assert c.data.name.startswith("tfds:") and c.train.batch_size * c.data.seq_len == 2 ** 21
   assert dict(c.mesh.rules)["expert"] == "expert"
   hd = config_io.load_config(f"{CONFIGS}/paper.py:hd-850M-groups1")
-  assert model_config.from_config(hd.model).moe_groups == 1
+  assert config_lib.from_config(hd.model).moe_groups == 1
   with pytest.raises(ValueError, match="preset"):
     config_io.load_config(f"{CONFIGS}/paper.py:vd-2B")
   bad = config_io.load_config(f"{CONFIGS}/stdlib_demo.py:tiny", **{"model.moe_decompose": "diag"})
@@ -108,3 +111,45 @@ def test_paper_configs_and_errors():
     task.get_task(bad)
   with pytest.raises(ValueError, match="unknown"):
     config_io.load_config(f"{CONFIGS}/stdlib_demo.py:tiny,big")
+
+
+@pytest.mark.parametrize("field, value, named", [
+    ("nosuch", 3, "config.model.nosuch"),
+    ("moe_topks", 4, "config.model.moe_topks (did you mean config.model.moe_topk?)"),
+])
+def test_misspelled_model_field_is_named(tiny, field, value, named):
+  c = ml_collections.ConfigDict(tiny.to_dict())
+  c.model[field] = value
+  with pytest.raises(ValueError, match=re.escape(named)):
+    task.get_task(c).validate(c)
+  with pytest.raises(ValueError, match=re.escape(named)):
+    config_lib.from_config(c.model)
+
+
+@pytest.mark.parametrize("field, value", [("dtype", "float64"), ("param_dtype", "int8"),
+                                          ("remat_policy", "sometimes")])
+def test_bad_dtype_and_remat_values_are_named(tiny, field, value):
+  bad = config_io.load_config(f"{CONFIGS}/stdlib_demo.py:tiny", **{f"model.{field}": value})
+  with pytest.raises(ValueError, match=f"{field}"):
+    config_lib.from_config(bad.model)
+
+
+def test_remat_policies_give_the_same_loss_and_gradients(tiny):
+  """remat changes what the backward pass stores, never a number."""
+  cfg = config_lib.from_config(tiny.model)
+  from projects.monet.model import MonetForCausalLM  # pylint: disable=g-import-not-at-top
+  batch = _batch(b=2, t=16)
+  results = []
+  for policy in ("none", "full", "save_block_outputs"):
+    model = MonetForCausalLM(cfg.replace(remat_policy=policy), rngs=nnx.Rngs(0))
+
+    def loss(m):
+      out = m(batch["inputs"], labels=batch["inputs"], train=True)
+      return out.loss
+
+    value, grads = nnx.value_and_grad(loss)(model)
+    results.append((float(value), jax.tree.leaves(nnx.state(grads, nnx.Param))))
+  for value, grads in results[1:]:
+    assert value == pytest.approx(results[0][0], rel=1e-6)
+    for g, g0 in zip(grads, results[0][1]):
+      np.testing.assert_allclose(g, g0, rtol=1e-4, atol=1e-7)

@@ -1,4 +1,5 @@
-"""Routing and local heads against dense masked references (both the kernel and windowed paths)."""
+"""Routing and local heads against dense masked references (the kernel and the official windowed
+paths)."""
 import functools
 
 import jax
@@ -42,7 +43,7 @@ _local = jax.jit(local_attention.local_attention,
                  static_argnames=("block", "flange", "impl", "max_relative_position"))
 
 
-@pytest.mark.parametrize("impl", ["kernel", "windowed"])
+@pytest.mark.parametrize("impl", ["auto", "official"])
 @pytest.mark.parametrize("window", [8, 12])  # 4 * 12 > N: overlapping clusters
 def test_routing_heads_match_dense_cluster_mask(routed_inputs, impl, window):
   x, v, means = routed_inputs
@@ -57,7 +58,7 @@ def test_routing_heads_relative_positions_use_rank_in_window(routed_inputs):
   x, v, means = routed_inputs
   max_rel = 3  # < window: clipping is exercised
   rel_k, rel_v = _normal(3, (2 * max_rel + 1, D)), _normal(4, (2 * max_rel + 1, D))
-  got = _routed(x, v, means, 8, impl="windowed", rel_keys=rel_k, rel_values=rel_v,
+  got = _routed(x, v, means, 8, impl="official", rel_keys=rel_k, rel_values=rel_v,
                 max_relative_position=max_rel)
   for b in range(B):
     for h in range(H):
@@ -73,7 +74,7 @@ def test_scatter_normalisation():
   np.testing.assert_allclose(got, [1 / 1.01, 2 / 2.01, 0.0, 1 / 1.01], rtol=1e-6)
 
 
-@pytest.mark.parametrize("impl", ["kernel", "windowed"])
+@pytest.mark.parametrize("impl", ["auto", "official"])
 @pytest.mark.parametrize("block,flange", [(8, 16), (4, 0)])
 def test_local_heads_match_dense_local_causal_mask(impl, block, flange):
   q, k, v = (_normal(s, (B, H, N, D)) for s in (5, 6, 7))
@@ -89,7 +90,7 @@ def test_local_heads_relative_positions_use_token_distance():
   max_rel = 5
   rel_k, rel_v = _normal(11, (2 * max_rel + 1, D)), _normal(12, (2 * max_rel + 1, D))
   got = np.asarray(_local(
-      q, k, v, block=8, flange=8, impl="windowed", rel_keys=rel_k, rel_values=rel_v,
+      q, k, v, block=8, flange=8, impl="official", rel_keys=rel_k, rel_values=rel_v,
       max_relative_position=max_rel))
   for b in range(B):
     for h in range(H):
@@ -105,6 +106,6 @@ def test_bad_local_shapes_name_the_field():
   with pytest.raises(ValueError, match="memory_flange=12"):
     local_attention.local_attention(q, q, q, block=8, flange=12)
   with pytest.raises(ValueError, match="relative positions"):
-    local_attention.local_attention(q, q, q, block=8, flange=8, impl="kernel",
+    local_attention.local_attention(q, q, q, block=8, flange=8, impl="xla",
                                     rel_keys=np.zeros((3, 4)), rel_values=np.zeros((3, 4)),
                                     max_relative_position=1)

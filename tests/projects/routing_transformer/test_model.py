@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from common.train import config_io, state as state_lib
-from projects.routing_transformer import hparams, kmeans, task as task_lib
+from projects.routing_transformer import config as config_lib, kmeans, task as task_lib
 
 CONFIGS = "projects/routing_transformer/configs"
 
@@ -97,7 +97,11 @@ def test_local_only_model_is_causal(tiny_config):
     ({"model.window": 128}, "window=128"),
     ({"model.memory_flange": 10}, "memory_flange=10"),
     ({"model.attention_impl": "fast"}, "attention_impl='fast'"),
+    # The old private vocabulary ('kernel' | 'windowed', kernel_impl) is gone.
     ({"model.attention_impl": "kernel"}, "attention_impl='kernel'"),
+    ({"model.attention_impl": "windowed"}, "attention_impl='windowed'"),
+    # An explicit kernel impl cannot express the tiny config's relative positions.
+    ({"model.attention_impl": "xla"}, "attention_impl='xla' cannot express relative positions"),
 ])
 def test_bad_config_raises_naming_the_field(tiny_config, override, match):
   config = tiny_config.copy_and_resolve_references()
@@ -109,7 +113,7 @@ def test_bad_config_raises_naming_the_field(tiny_config, override, match):
 
 
 def test_paper_presets_load():
-  for name in hparams.PRESETS:
+  for name in config_lib.PRESETS:
     c = config_io.load_config(f"{CONFIGS}/paper.py:{name}")  # image presets: test_pixels.py
     assert c.optimizer.name == "adafactor" and c.optimizer.schedule == "rsqrt"
     assert c.model.kmeans_decay == 0.999 and c.model.beta == 1e-4
@@ -127,14 +131,44 @@ def test_paper_presets_load():
     config_io.load_config(f"{CONFIGS}/stdlib_demo.py:huge")
 
 
-def test_kernel_and_windowed_paths_agree_in_the_model(tiny_config):
+def test_kernel_and_official_paths_agree_in_the_model(tiny_config):
   """Without relative positions 'auto' takes common.kernels.block_sparse_attention."""
   config = tiny_config.copy_and_resolve_references()
   config.model.update(dict(local_relative=False, routing_relative=False,
                            max_relative_position=0))
   logits = {}
-  for impl in ("kernel", "windowed"):
+  for impl in ("auto", "official"):
     config.model.attention_impl = impl
     model = task_lib.get_task(config).build_model(nnx.Rngs(0))
     logits[impl] = np.asarray(nnx.jit(lambda m, x: m(x)[0])(model, _batch(config)["inputs"]))
-  np.testing.assert_allclose(logits["kernel"], logits["windowed"], atol=1e-4, rtol=1e-4)
+  np.testing.assert_allclose(logits["auto"], logits["official"], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("field,match", [
+    ("nosuch", "unknown field config.model.nosuch"),
+    ("num_cluster", "unknown field config.model.num_cluster \\(did you mean "
+                    "config.model.num_clusters\\?\\)"),
+    ("kernel_impl", "unknown field config.model.kernel_impl"),  # folded into attention_impl
+])
+def test_misspelled_model_field_is_an_error_naming_it(tiny_config, field, match):
+  config = tiny_config.copy_and_resolve_references()
+  with config.unlocked():
+    config.model[field] = 3
+  task = task_lib.get_task(config)
+  with pytest.raises(ValueError, match=match):
+    task.validate(config)  # what the trainer runs before building anything
+  with pytest.raises(ValueError, match=match):
+    task.build_model(nnx.Rngs(0))
+
+
+def test_dtypes_and_remat_reach_the_model(tiny_config):
+  config = tiny_config.copy_and_resolve_references()
+  config.model.update(dict(param_dtype="bfloat16", dtype="bfloat16",
+                           remat_policy="dots_with_no_batch_dims_saveable"))
+  model = nnx.eval_shape(lambda: task_lib.get_task(config).build_model(nnx.Rngs(0)))
+  params = jax.tree.leaves(nnx.state(model, nnx.Param))
+  assert params and {p.dtype for p in params} == {jnp.dtype(jnp.bfloat16)}
+  assert model.remat_policy == "dots_with_no_batch_dims_saveable"
+  config.model.remat_policy = "sometimes"
+  with pytest.raises(ValueError, match="remat_policy='sometimes'"):
+    task_lib.get_task(config).validate(config)

@@ -11,7 +11,7 @@ from flax import nnx
 from common.data import errors as data_errors
 from common.data import image_ops
 from common.train import config_checks, config_io, trainer
-from projects.routing_transformer import decoding, input_embedding, model as model_lib
+from projects.routing_transformer import config as config_lib, decoding, input_embedding
 from projects.routing_transformer import task as task_lib
 
 CONFIGS = "projects/routing_transformer/configs"
@@ -32,7 +32,7 @@ def test_image_presets_load_validate_and_build_abstractly(name, tfds_name, shape
   task = task_lib.get_task(config)
   task.validate(config)
   assert config.data.name == tfds_name and config.data.kind == "image"
-  assert model_lib.sequence_length(config) == math.prod(shape)
+  assert config_lib.sequence_length(config) == math.prod(shape)
   assert (config.model.vocab_size, config.model.ffn, config.model.residual_dropout) == (
       256, "relu", 0.3)
   model = nnx.eval_shape(lambda: task.build_model(nnx.Rngs(0)))
@@ -141,7 +141,7 @@ def test_pixel_and_sinusoidal_decoding_equal_the_full_forward(pixel_config):
   pixels.model.update(dict(num_local_heads=4, num_routing_heads=0))
   for config, vocab in ((pixels, 256), (text, 258)):
     model = task_lib.get_task(config).build_model(nnx.Rngs(0))
-    n = model_lib.sequence_length(config)
+    n = config_lib.sequence_length(config)
     tokens = np.random.RandomState(0).randint(0, vocab, (2, n)).astype(np.int32)
     full = np.asarray(nnx.jit(lambda m, x: m(x)[0])(model, tokens))
     dec = np.asarray(nnx.jit(decoding.decode_logits)(model, tokens))

@@ -18,10 +18,10 @@ def test_attention_maps_times_values_equal_the_head_outputs():
   inputs = routing_probe.head_inputs(model, tokens, layer)
   q, k, v, x, idx = (inputs[name] for name in ("q", "k", "v", "x", "idx"))
   hr = attn.num_routing_heads
-  routed = routing_attention.routed_attention(x, v[:, :hr], idx, impl="windowed")
+  routed = routing_attention.routed_attention(x, v[:, :hr], idx, impl="official")
   local = local_attention.local_attention(q[:, hr:], k[:, hr:], v[:, hr:],
                                           block=attn.query_block, flange=attn.memory_flange,
-                                          impl="windowed")
+                                          impl="official")
   want = np.concatenate([np.asarray(routed[1]), np.asarray(local[1])], axis=0)
   got = np.einsum("hij,hjd->hid", maps, np.asarray(v[1]))
   np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)

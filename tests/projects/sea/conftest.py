@@ -57,7 +57,7 @@ def random_official_state_dict(rng, *, num_heads, head_dim, predictor_length, ma
 
 
 def make_layer(*, seed=0, num_heads=2, head_dim=16, k=4, predictor_length=32, max_pos=256,
-               attention_impl="gather", **kwargs):
+               attention_impl="xla", **kwargs):
   """SEAAttention (abstract build) filled with random official-layout weights."""
   layer = nnx.eval_shape(lambda: SEAAttention(
       num_heads, head_dim, k=k, predictor_length=predictor_length,

@@ -1,4 +1,5 @@
-"""SEAAttention: argument checks, dense vs. row-sparse equivalence, causality, metadata."""
+"""SEAAttention: argument checks, official (dense mask) vs. row-sparse kernel equivalence,
+causality, metadata."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,8 +30,8 @@ def _forward(layer, q, k, v):
 def runs(layer_factory):
   q, k, v = _inputs()
   with jax.default_matmul_precision("highest"):
-    dense = _forward(layer_factory(attention_impl="dense", **SHAPE), q, k, v)
-    gather_layer = layer_factory(attention_impl="gather", **SHAPE)
+    dense = _forward(layer_factory(attention_impl="official", **SHAPE), q, k, v)
+    gather_layer = layer_factory(attention_impl="xla", **SHAPE)
     gather = _forward(gather_layer, q, k, v)
     # Causality: change every input from token 60 on; earlier outputs must not move.
     q2, k2, v2 = (x.copy() for x in (q, k, v))
@@ -82,6 +83,10 @@ def test_gates_and_average_branch(runs):
     (dict(k=0), "k=0"),
     (dict(head_dim=1), "head_dim=1"),
     (dict(attention_impl="flash"), "attention_impl='flash'"),
+    # The old private vocabulary is gone (now 'official' and the kernel impls).
+    (dict(attention_impl="dense"), "attention_impl='dense'"),
+    (dict(attention_impl="gather"), "attention_impl='gather'"),
+    (dict(attention_impl="kernel"), "attention_impl='kernel'"),
     (dict(k_oversample=2.0), "k_oversample=2.0"),
 ])
 def test_constructor_rejects_bad_arguments(kwargs, match):

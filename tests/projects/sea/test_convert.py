@@ -1,10 +1,12 @@
 """Converter (third_party/sea_attention) and CLI (projects.sea.convert) behaviour, in-process."""
 import json
+import pathlib
 
 import numpy as np
 import pytest
 from flax import nnx
 
+from common import convert_cli
 from projects.sea import convert
 from projects.sea.attention import SEAAttention
 from third_party.sea_attention import IGNORED_KEYS, layer_kwargs_from_configs, load_state_dict
@@ -75,16 +77,32 @@ def test_config_translation_and_refusals():
 
 def test_cli_arguments(tmp_path, capsys):
   with pytest.raises(SystemExit):
-    convert.parse_args(["--case", str(tmp_path)])  # --out missing
-  with pytest.raises(SystemExit):
-    convert.parse_args(["--case", str(tmp_path), "--out", "x.txt"])
-  assert "--out='x.txt' is not allowed" in capsys.readouterr().err
-  with pytest.raises(SystemExit):
-    convert.parse_args(["--case", str(tmp_path / "nope"), "--out", "o.npz"])
-  args = convert.parse_args(["--case", str(tmp_path), "--out", "o.npz"])
-  assert args.attention_impl == "dense"
-  with pytest.raises(ValueError, match="config.json"):
-    convert.main(["--case", str(tmp_path), "--out", str(tmp_path / "o.npz")])
+    convert.main(["--case", str(tmp_path)])  # --out missing
+  assert convert.main(["--case", str(tmp_path), "--out", "x.txt"]) == 2
+  assert "--out='x.txt' must end with .npz" in capsys.readouterr().err
+  assert convert.main(["--case", str(tmp_path / "nope"), "--out", "o.npz"]) == 2
+  assert "is not a directory" in capsys.readouterr().err
+  parser = convert_cli.build_parser(convert.CONVERTER)
+  args = parser.parse_args(["--case", str(tmp_path), "--out", "o.npz"])
+  assert args.attention_impl == "official"
+  with pytest.raises(SystemExit):  # the old private vocabulary is gone
+    parser.parse_args(["--case", str(tmp_path), "--out", "o.npz", "--attention_impl", "dense"])
+  assert convert.main(["--case", str(tmp_path), "--out", str(tmp_path / "o.npz")]) == 2
+  assert "config.json" in capsys.readouterr().err
+
+
+def test_cli_hf_to_checkpoint_checks_its_inputs(tmp_path, capsys):
+  """--hf DIR --to_checkpoint: a folder whose shapes match no preset needs --config."""
+  cfg = dict(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+             ffn_dim=32, max_position_embeddings=16, do_layer_norm_before=True,
+             activation_function="relu", word_embed_proj_dim=16)
+  (tmp_path / "config.json").write_text(json.dumps(cfg))
+  out = str(tmp_path / "ckpt")
+  assert convert.main(["--hf", str(tmp_path), "--to_checkpoint", out]) == 2
+  assert "none of the presets" in capsys.readouterr().err
+  assert convert.main(["--hf", str(tmp_path / "nope"), "--to_checkpoint", out]) == 2
+  assert "is not a directory" in capsys.readouterr().err
+  assert not pathlib.Path(out).exists()
 
 
 def test_cli_writes_every_output_key(tmp_path, tiny_sd):

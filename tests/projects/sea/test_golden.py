@@ -1,30 +1,23 @@
 """Golden test: converted official weights reproduce PerlinAttention's outputs (shared/golden/sea).
 
 Recommended check (shared/golden/README.md "sea"): masks exact; float keys
-max|a-b| / max(1, max|b|) <= atol (1e-5). The dense reference path yields all 15 keys; the
-row-sparse "gather" path is checked on everything it produces plus its key lists
-(as the [T, T] mask they imply).
+max|a-b| / max(1, max|b|) <= atol (1e-5). The 'official' dense-mask path yields all 15 keys;
+the row-sparse kernel path (common.kernels.row_sparse_attention, impl 'xla') is checked on
+everything it produces plus its key lists (as the [T, T] mask they imply).
 """
 import json
-import pathlib
 
 import numpy as np
 import pytest
 
 from projects.sea import masks
 from projects.sea.convert import MASK_KEYS, OUTPUT_KEYS, run_case
+from tests import golden
 
-GOLDEN = pathlib.Path(__file__).resolve().parents[3].parent / "shared" / "golden" / "sea"
-CASES = (sorted(p.name for p in GOLDEN.iterdir() if (p / "outputs.npz").is_file())
-         if GOLDEN.is_dir() else [])
+CASES = [c for c in golden.cases("sea") if (golden.path("sea") / c / "outputs.npz").is_file()]
 # A mask row may differ only where the official top-k itself is fragile: the gap between the last
 # kept and first dropped P_hat value is below this (README: 5 rows under 1e-5, min 2.8e-6).
 LOW_MARGIN = 1e-5
-
-if not CASES:
-  pytestmark = pytest.mark.skip(reason=f"golden data not found at {GOLDEN} (expected case folders "
-                                "with config.json, state_dict.npz, inputs.npz, outputs.npz)")
-
 
 def scored_error(a, b):
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -49,15 +42,15 @@ def check_mask(ours, ref, p_hat_ref, budget):
     print(f"documented low-margin row {i} differs (gap {gap:.3g})")
 
 
-@pytest.fixture(scope="module", params=CASES or ["<none>"])
+@pytest.fixture(scope="module", params=CASES or ["absent"])  # absent: golden.folder decides
 def case(request):
-  case_dir = GOLDEN / request.param
+  case_dir = golden.folder(f"sea/{request.param}")
   with np.load(case_dir / "outputs.npz") as z:
     ref = {k: z[k] for k in z.files}
   config = json.loads((case_dir / "config.json").read_text())
   return dict(dir=str(case_dir), ref=ref, config=config,
-              dense=run_case(str(case_dir), attention_impl="dense"),
-              gather=run_case(str(case_dir), attention_impl="gather"))
+              dense=run_case(str(case_dir), attention_impl="official"),
+              row_sparse=run_case(str(case_dir), attention_impl="xla"))
 
 
 def test_dense_path_reproduces_every_key(case):
@@ -75,8 +68,8 @@ def test_dense_path_reproduces_every_key(case):
   assert max(errors.values()) <= atol, errors
 
 
-def test_gather_path_matches_golden(case):
-  ref, ours, atol = case["ref"], case["gather"], case["config"]["atol"]
+def test_row_sparse_kernel_path_matches_golden(case):
+  ref, ours, atol = case["ref"], case["row_sparse"], case["config"]["atol"]
   for key in MASK_KEYS:  # mask_keep here is rebuilt from the row-sparse key lists
     check_mask(ours[key], ref[key], ref["estimated_attention_probs_m"],
                ref["per_item_top_k"][0, :, 0])

@@ -11,6 +11,7 @@ from safetensors.numpy import save_file
 
 import projects.sea  # noqa: F401
 from projects.sea import opt, weights
+from projects.sea.config import HF_PARAM_COUNTS, PRESETS, OPTConfig
 from third_party import hf_opt
 
 TINY = dict(vocab_size=264, hidden_size=16, num_layers=2, num_heads=2, ffn_dim=24,
@@ -22,11 +23,11 @@ def _count(tree):
 
 
 def test_presets_match_hf_parameter_counts():
-  assert opt.param_count(opt.OPTConfig(**opt.PRESETS["opt-125m"])) == opt.HF_PARAM_COUNTS[
+  assert opt.param_count(PRESETS["opt-125m"].dense()) == HF_PARAM_COUNTS[
       "opt-125m"] == 125_239_296
   # opt-1.3b from shapes only, one layer abstractly (24 identical layers; a whole-model
   # eval_shape costs ~15 s on a shared CPU): embeddings + 24 layers + final LN.
-  cfg = opt.OPTConfig(**opt.PRESETS["opt-1.3b"])
+  cfg = PRESETS["opt-1.3b"]
   layer = _count(nnx.eval_shape(lambda: opt.OPTLayer(cfg, False, rngs=nnx.Rngs(0))))
   d, f = 2048, 8192
   assert layer == 4 * (d * d + d) + 2 * 2 * d + (d * f + f) + (f * d + d)
@@ -94,7 +95,7 @@ def hf_dir(tmp_path_factory):
 def converted(hf_dir):
   fields, tree = hf_opt.read_checkpoint(str(hf_dir))
   assert fields == TINY
-  model = nnx.eval_shape(lambda: opt.OPT(opt.OPTConfig(**fields), rngs=nnx.Rngs(0)))
+  model = nnx.eval_shape(lambda: opt.OPT(OPTConfig(**fields), rngs=nnx.Rngs(0)))
   model = nnx.merge(*nnx.split(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), model)))
   weights.load_dense(model, tree)
   return model
@@ -132,7 +133,7 @@ def test_converter_errors_name_the_problem(hf_dir, tmp_path):
   with pytest.raises(FileNotFoundError, match="safetensors"):
     hf_opt.read_checkpoint(str(tmp_path))
   with pytest.raises(ValueError, match="sea_layers"):
-    opt.OPTConfig(**TINY, sea_layers=(2,))
+    OPTConfig(**TINY, sea_layers=(2,))
 
 
 def test_export_from_hf_writes_a_step0_checkpoint(hf_dir, tmp_path):

@@ -9,6 +9,7 @@ from flax import nnx
 
 import projects.sea  # noqa: F401
 from projects.sea import opt, perplexity
+from projects.sea.config import OPTConfig
 
 
 def test_windows_follow_the_hf_recipe():
@@ -22,8 +23,8 @@ def test_windows_follow_the_hf_recipe():
 
 @pytest.fixture(scope="module")
 def tiny_lm():
-  cfg = opt.OPTConfig(vocab_size=32, hidden_size=16, num_layers=1, num_heads=2, ffn_dim=32,
-                      max_position_embeddings=8)
+  cfg = OPTConfig(vocab_size=32, hidden_size=16, num_layers=1, num_heads=2, ffn_dim=32,
+                  max_position_embeddings=8)
   return nnx.jit(lambda: opt.OPT(cfg, rngs=nnx.Rngs(3)))()
 
 

@@ -1,9 +1,11 @@
-"""Sparse attention implementations: dense reference vs. row-sparse gather, values and gradients."""
+"""Sparse attention: dense reference vs. row-sparse gather vs. the shared kernel, values and
+gradients."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from common.kernels import row_sparse_attention as kernels_row_sparse
 from projects.sea import sparse_attention
 
 
@@ -52,25 +54,36 @@ def test_gradients_are_finite_and_agree():
     np.testing.assert_allclose(g, r, atol=1e-4, rtol=1e-4)
 
 
+def _kernel(q, k, v, idx, valid, impl="auto"):
+  return kernels_row_sparse.row_sparse_attention(q, k, v, idx, key_valid=valid, scale=1.0,
+                                                 impl=impl)
+
+
 def test_unknown_impl_is_refused():
+  """SEA hands attention_impl to the kernel unchanged; the kernel refuses SEA's old names."""
   q, k, v, idx, valid, _ = _case()
-  with pytest.raises(ValueError, match="attention_impl='dense' is not a row-sparse"):
-    sparse_attention.row_sparse_attention(q, k, v, idx, valid, impl="dense")
+  with pytest.raises(ValueError, match="impl='dense' is not supported"):
+    _kernel(q, k, v, idx, valid, impl="dense")
 
 
 def test_shared_kernel_equals_gather_values_and_gradients():
-  """attention_impl='kernel' (common.kernels.row_sparse_attention, SEA's default) is the same op."""
+  """attention_impl='auto' (common.kernels.row_sparse_attention, SEA's default) is the same op."""
   q, k, v, idx, valid, _ = _case(2)
 
-  def loss(impl):
-    return lambda q, k, v: jnp.sum(sparse_attention.row_sparse_attention(
-        q, k, v, idx, valid, impl=impl) ** 2)
+  def gather(q, k, v):
+    return sparse_attention.gather_row_sparse_attention(q, k, v, idx, valid)[0]
 
-  out = sparse_attention.row_sparse_attention(q, k, v, idx, valid, impl="kernel")
-  ref = sparse_attention.row_sparse_attention(q, k, v, idx, valid, impl="gather")
+  def kernel(q, k, v):
+    return _kernel(q, k, v, idx, valid)
+
+  def loss(f):
+    return lambda q, k, v: jnp.sum(f(q, k, v) ** 2)
+
+  out = kernel(q, k, v)
+  ref = gather(q, k, v)
   np.testing.assert_allclose(out, ref, atol=1e-5)
   assert np.all(np.asarray(out)[:, 1, 3] == 0)   # a query with no kept key: zero context
-  grads = jax.jit(jax.grad(loss("kernel"), argnums=(0, 1, 2)))(q, k, v)
-  want = jax.jit(jax.grad(loss("gather"), argnums=(0, 1, 2)))(q, k, v)
+  grads = jax.jit(jax.grad(loss(kernel), argnums=(0, 1, 2)))(q, k, v)
+  want = jax.jit(jax.grad(loss(gather), argnums=(0, 1, 2)))(q, k, v)
   for g, r in zip(grads, want):
     np.testing.assert_allclose(g, r, atol=1e-4, rtol=1e-4)

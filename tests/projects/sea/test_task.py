@@ -1,12 +1,15 @@
 """The SEA tasks end to end at tiny settings: a dense teacher run, its export into a distillation
 run (frozen teacher in model_state, student from the teacher's weights), and the loss terms."""
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from common.train import checkpoint as ckpt_lib
 from common.train import config_io, optim, trainer
-from projects.sea import export_opt, opt, task as task_lib  # noqa: F401
+from projects.sea import export_opt, task as task_lib  # noqa: F401
+from projects.sea.config import OPTConfig
 
 CONFIG = "projects/sea/configs/stdlib_demo.py"
 
@@ -81,4 +84,35 @@ def test_config_errors():
   with pytest.raises(ValueError, match="mode"):
     task_lib.get_task(cfg)
   with pytest.raises(ValueError, match="head_dim"):
-    opt.OPTConfig(vocab_size=8, hidden_size=10, num_layers=1, num_heads=3, ffn_dim=4)
+    OPTConfig(vocab_size=8, hidden_size=10, num_layers=1, num_heads=3, ffn_dim=4)
+
+
+@pytest.mark.parametrize("field,match", [
+    ("nosuch", "unknown field config.model.nosuch"),
+    ("sea_kk", "unknown field config.model.sea_kk \\(did you mean config.model.sea_k\\?\\)"),
+    ("sea_attention_impl", "config.model.sea_attention_impl"),  # the old name of attention_impl
+])
+def test_misspelled_model_field_is_an_error_naming_it(field, match):
+  cfg = config_io.load_config(f"{CONFIG}:student,tiny")
+  task = task_lib.get_task(cfg)
+  with cfg.unlocked():
+    cfg.model[field] = 3
+  with pytest.raises(ValueError, match=match):
+    task.validate(cfg)  # what the trainer runs before building anything
+  with pytest.raises(ValueError, match=match):
+    task_lib.get_task(cfg)
+
+
+def test_model_dtypes_and_attention_impl_reach_the_model():
+  cfg = config_io.load_config(f"{CONFIG}:student,tiny")
+  cfg.model.update(dict(param_dtype="bfloat16", dtype="bfloat16", attention_impl="reference",
+                        remat_policy="full"))
+  opt_config = task_lib.get_task(cfg).opt_config
+  assert (opt_config.param_dtype, opt_config.dtype) == (jnp.bfloat16, jnp.bfloat16)
+  model = nnx.eval_shape(lambda: task_lib.get_task(cfg).build_model(nnx.Rngs(0)))
+  params = jax.tree.leaves(nnx.state(model.student, nnx.Param))
+  assert params and {p.dtype for p in params} == {jnp.dtype(jnp.bfloat16)}
+  assert model.student.layers[0].self_attn.sea.attention_impl == "reference"
+  cfg.model.attention_impl = "kernel"  # SEA's old private vocabulary
+  with pytest.raises(ValueError, match="attention_impl='kernel'"):
+    task_lib.get_task(cfg)

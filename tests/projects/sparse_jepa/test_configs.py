@@ -1,7 +1,14 @@
 """The config files load, pass the trainer's checks and hold the official I-JEPA values."""
+import re
+
+import jax.numpy as jnp
+import ml_collections
 import pytest
 
+from common.layers import remat
 from common.train import config_checks, config_io
+from projects.sparse_jepa import config as config_lib
+from projects.sparse_jepa import task as task_lib
 
 CONFIGS = "projects/sparse_jepa/configs"
 
@@ -11,6 +18,7 @@ CONFIGS = "projects/sparse_jepa/configs"
 def test_configs_validate(spec):
   config = config_io.load_config(f"{CONFIGS}/{spec}")
   config_checks.validate(config)
+  config_lib.from_config(config.model)
   assert config.project == "sparse_jepa"
   assert ("latent_sparsity" in config.eval.evaluators) == config.model.sparse
 
@@ -30,3 +38,37 @@ def test_vith14_preset_is_the_official_yaml():
   assert c.optimizer.learning_rate * c.optimizer.end_lr_fraction == pytest.approx(1e-6)
   assert c.optimizer.weight_decay == 0.04 and c.optimizer.weight_decay_mask == "no_bias_norm"
   assert c.data.image_size == 224 and m.dtype == "bfloat16"
+
+
+@pytest.mark.parametrize("section, field, named", [
+    ((), "nosuch", "config.model.nosuch"),
+    ((), "pred_dept", "config.model.pred_dept (did you mean config.model.pred_depth?)"),
+    (("mask",), "min_kep", "config.model.mask.min_kep (did you mean config.model.mask.min_keep?)"),
+    (("sparsity",), "lasso_weigth", "config.model.sparsity.lasso_weigth"),
+])
+def test_misspelled_model_field_is_named(section, field, named):
+  c = ml_collections.ConfigDict(
+      config_io.load_config(f"{CONFIGS}/mnist_demo.py:sparse,tiny").to_dict())
+  node = c.model
+  for name in section:
+    node = node[name]
+  node[field] = 3
+  with pytest.raises(ValueError, match=re.escape(named)):
+    config_lib.from_config(c.model)
+  with pytest.raises(ValueError, match=re.escape(named)):
+    task_lib.get_task(c)
+
+
+def test_model_config_resolves_presets_dtypes_and_remat():
+  c = config_io.load_config(f"{CONFIGS}/ijepa_vith14_imagenet.py")
+  m = config_lib.from_config(c.model)
+  assert (m.embed_dim, m.depth, m.num_heads, m.mlp_ratio) == (1280, 32, 16, 4.0)
+  assert m.dtype == jnp.bfloat16 and m.param_dtype == jnp.float32
+  for policy in remat.POLICIES:
+    c = config_io.load_config(f"{CONFIGS}/mnist_demo.py:tiny", **{"model.remat_policy": policy})
+    assert config_lib.from_config(c.model).remat_policy == policy
+  for field, value in (("remat_policy", "sometimes"), ("dtype", "float64"),
+                       ("encoder", "vit_enormous")):
+    c = config_io.load_config(f"{CONFIGS}/mnist_demo.py:tiny", **{f"model.{field}": value})
+    with pytest.raises(ValueError, match=field):
+      config_lib.from_config(c.model)

@@ -89,3 +89,23 @@ def test_partitioning_metadata():
     names = var.get_metadata().get("out_sharding")
     assert names is not None and len(names) == var.ndim, path
     assert set(names) <= allowed, path
+
+
+@pytest.mark.parametrize("policy", ["full", "save_block_outputs"])
+def test_remat_changes_no_number(build, policy):
+  """remat_policy only changes what the backward pass stores: same outputs and gradients."""
+  kw = dict(img_size=8, patch_size=4, embed_dim=8, depth=2, num_heads=2)
+  enc = build(lambda: model.VisionTransformer(**kw, rngs=nnx.Rngs(0)), seed=5, std=0.2)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 8, 8, 3)), jnp.float32)
+
+  def grads(m):
+    return nnx.value_and_grad(lambda m: jnp.sum(jnp.square(m(x))))(m)
+
+  plain_value, plain_grads = grads(enc)
+  enc.remat_policy = policy
+  value, g = grads(enc)
+  np.testing.assert_allclose(value, plain_value, rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+               nnx.state(g, nnx.Param), nnx.state(plain_grads, nnx.Param))
+  with pytest.raises(ValueError, match="remat_policy"):
+    model.VisionTransformer(**kw, remat_policy="sometimes", rngs=nnx.Rngs(0))

@@ -34,16 +34,16 @@ def test_forward_losses_and_metrics_match_numpy(make_head):
   s = np.random.default_rng(0).normal(size=(2, 5, D)).astype(np.float32)
   key = jax.random.key(1)
   @nnx.jit
-  def run(head, s):
-    out = head(s, key)
+  def run(head, s, rngs):
+    out = head(s, train=True, rngs=rngs)
     return out, head.metrics(out)
 
   with jax.default_matmul_precision("highest"):
-    out, metrics = run(head, jnp.asarray(s))
+    out, metrics = run(head, jnp.asarray(s), nnx.Rngs(dropout=key))
   w_post = np.asarray(head.posterior.kernel[...], np.float64)
   stats = s @ w_post + np.asarray(head.posterior.bias[...])
   mu, logvar = stats[..., :6], stats[..., 6:]
-  eps = np.asarray(jax.random.normal(key, mu.shape))
+  eps = np.asarray(jax.random.normal(nnx.Rngs(dropout=key).dropout(), mu.shape))
   z = mu + np.exp(0.5 * logvar) * eps
   w = np.asarray(head.decoder[...], np.float64)  # (P, K, D/P)
   bias = np.asarray(head.decoder_bias[...]).reshape(3, 4)
@@ -145,11 +145,12 @@ def test_sparse_jepa_loss_trains_encoder_not_target(build, attach, pooling, hidd
   imgs = jnp.asarray(np.random.default_rng(0).normal(size=(2, 8, 8, 3)), jnp.float32)
   m_enc, m_pred = np.array([[[0, 1, 2], [1, 2, 3]]]), np.array([[[3], [0]], [[2], [1]]])
 
-  def loss_fn(enc, head, tgt):
-    return losses.sparse_jepa_loss(enc, pred, tgt, head, imgs, m_enc, m_pred, jax.random.key(0))
+  def loss_fn(enc, head, tgt, rngs):
+    return losses.sparse_jepa_loss(enc, pred, tgt, head, imgs, m_enc, m_pred, train=True,
+                                   rngs=rngs)
 
   step = nnx.jit(nnx.value_and_grad(loss_fn, argnums=(0, 1, 2), has_aux=True))
-  (total, metrics), grads = step(enc, head, tgt)
+  (total, metrics), grads = step(enc, head, tgt, nnx.Rngs(dropout=jax.random.key(0)))
   g_enc, g_head, g_tgt = (jax.tree.leaves(g) for g in grads)
   assert np.isfinite(float(total))
   np.testing.assert_allclose(total, metrics["ijepa_loss"] + metrics["sparsity/penalty"], rtol=1e-6)
@@ -157,3 +158,9 @@ def test_sparse_jepa_loss_trains_encoder_not_target(build, attach, pooling, hidd
   assert max(float(jnp.abs(g).max()) for g in g_head) > 0
   assert max(float(jnp.abs(g).max()) for g in g_tgt) == 0
   assert {"sparsity/total_correlation", "sparsity/active_units"} <= set(metrics)
+
+
+def test_train_without_rngs_is_an_error(make_head):
+  head = make_head()
+  with pytest.raises(ValueError, match="pass rngs"):
+    head(jnp.ones((2, D)), train=True)

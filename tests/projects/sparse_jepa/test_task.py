@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from common.eval import registry
 from common.train import config_io
 from common.train import state as state_lib
 from projects.sparse_jepa import jepa, masked_data, task as task_lib
@@ -129,11 +130,11 @@ def test_bucket_length_and_bad_config():
     masked_data.bucket_length(4, 0.5)
   config = config_io.load_config(f"{CONFIG}:tiny")
   config.model.ema = (0.9, 0.5)
-  with pytest.raises(ValueError, match=r"config.model.ema=\(0.9, 0.5\)"):
+  with pytest.raises(ValueError, match=r"config.model: ema=\(0.9, 0.5\)"):
     task_lib.get_task(config)
   config = config_io.load_config(f"{CONFIG}:tiny")
   config.eval.evaluators = ("linear_probe", "latent_sparsity")
   with pytest.raises(ValueError, match="latent_sparsity"):
-    task_lib.get_task(config).evaluators()
+    registry.build(config, task_lib.get_task(config))
   with pytest.raises(ValueError, match="config variant 'huge'"):
     config_io.load_config(f"{CONFIG}:huge")

@@ -1,14 +1,14 @@
 """The converter CLI's argument handling, in-process and without running a model."""
-import pathlib
 
 import numpy as np
 import pytest
 
 import common  # noqa: F401
+from common import convert_cli
 from projects.svit import convert as cli
 from third_party.stvit import case as case_lib
+from tests import golden
 
-GOLDEN = pathlib.Path(__file__).resolve().parents[3].parent / "shared" / "golden" / "stvit"
 
 
 def test_required_arguments():
@@ -31,10 +31,8 @@ def test_out_must_be_npz(tmp_path, capsys):
 
 def test_writes_outputs_and_checks(tmp_path, monkeypatch, capsys):
   """Conversion runs for real; the forward is replaced by the expected outputs (cheap)."""
-  if not GOLDEN.is_dir():
-    pytest.skip(f"golden data absent: {GOLDEN}")
-  case_dir = sorted(p for p in GOLDEN.iterdir() if p.is_dir())[0]
-  expected = case_lib.load_npz(str(case_dir / "outputs.npz"))
+  case_dir = golden.folder("stvit") / golden.cases("stvit")[0]
+  expected = convert_cli.load_npz(str(case_dir / "outputs.npz"))
   seen = {}
 
   def fake_forward(model, x):

@@ -4,35 +4,32 @@ Cases live in <repo>/../shared/golden/stvit (see its README): each is scored per
 max|a-b| / max(1, max|b|) <= config atol, and logits also at the strict atol.
 """
 import json
-import pathlib
 
 import numpy as np
 import pytest
 
 import common  # noqa: F401
+from common import convert_cli
 from third_party.stvit import case as case_lib
 from third_party.stvit import weights
+from tests import golden
 
-GOLDEN = pathlib.Path(__file__).resolve().parents[3].parent / "shared" / "golden" / "stvit"
-CASES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir()) if GOLDEN.is_dir() else []
-ABSENT = f"golden data absent: {GOLDEN}"
+CASES = golden.cases("stvit")
 
 
-@pytest.fixture(scope="module", params=CASES or [ABSENT])
+@pytest.fixture(scope="module", params=CASES or ["absent"])  # absent: golden.folder decides
 def case(request):
   """Runs each case once (one compile) for all the checks below."""
-  if not CASES:
-    pytest.skip(ABSENT)
-  path = GOLDEN / request.param
+  path = golden.folder("stvit") / request.param
   meta = json.loads((path / "config.json").read_text())
-  expected = case_lib.load_npz(str(path / "outputs.npz"))
+  expected = convert_cli.load_npz(str(path / "outputs.npz"))
   return meta, expected, case_lib.run_case(str(path))
 
 
 def test_every_key_within_atol(case):
   meta, expected, ours = case
   assert set(ours) == set(expected)
-  scores = {k: case_lib.scored_error(ours[k], expected[k]) for k in sorted(expected)}
+  scores = {k: convert_cli.scored_error(ours[k], expected[k]) for k in sorted(expected)}
   print("scored errors:", scores)
   for key in expected:
     assert ours[key].shape == expected[key].shape, key
@@ -42,20 +39,18 @@ def test_every_key_within_atol(case):
 
 def test_logits_strict(case):
   meta, expected, ours = case
-  err = case_lib.scored_error(ours["logits"], expected["logits"])
+  err = convert_cli.scored_error(ours["logits"], expected["logits"])
   assert err <= meta["atol_logits_strict"], err
 
 
 @pytest.fixture(scope="module")
 def state_dict():
-  if not CASES:
-    pytest.skip(ABSENT)
-  _, sd, _ = case_lib.load_case(str(GOLDEN / CASES[0]))
+  _, sd, _ = case_lib.load_case(str(golden.folder("stvit") / CASES[0]))
   return sd
 
 
 def _kwargs():
-  return json.loads((GOLDEN / CASES[0] / "config.json").read_text())["kwargs"]
+  return json.loads((golden.folder("stvit") / CASES[0] / "config.json").read_text())["kwargs"]
 
 
 def test_unknown_and_missing_keys_are_listed(state_dict):

