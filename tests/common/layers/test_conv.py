@@ -98,3 +98,20 @@ def test_bad_arguments_name_the_field():
     conv.Conv2d(4, 4, 3, padding="SAME", rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="impl"):
     conv.Conv2d(4, 4, 3, impl="pallas", rngs=nnx.Rngs(0))
+
+
+def test_conv_bn_order_paths_and_batch_statistics():
+  layer = conv.ConvBN(3, 4, 3, stride=2, padding=1, activation="gelu", rngs=nnx.Rngs(0))
+  assert set(dict(nnx.to_flat_state(nnx.state(layer)))) == {
+      ("conv", "kernel"), ("conv", "bias"), ("norm", "scale"), ("norm", "bias"),
+      ("norm", "mean"), ("norm", "var")}
+  x = jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
+  # Eval: the norm's running statistics (0, 1) after an exact GELU of the conv.
+  expected = jax.nn.gelu(layer.conv(x), approximate=False) / math.sqrt(1 + 1e-5)
+  np.testing.assert_allclose(layer(x), expected, rtol=1e-5, atol=1e-6)
+  layer(x, train=True)  # batch statistics update the running ones
+  assert not np.allclose(layer.norm.mean[...], 0.0)
+  plain = conv.ConvBN(3, 4, 2, stride=2, rngs=nnx.Rngs(0))
+  assert plain(x).shape == (2, 4, 4, 4)
+  with pytest.raises(ValueError, match="activation='gleu'"):
+    conv.ConvBN(3, 4, 3, activation="gleu", rngs=nnx.Rngs(0))
