@@ -1,17 +1,23 @@
-"""Tokens/s of expert layers on this machine: Monet HD, Monet VD, Switch, MoE-X, and a dense MLP
-of equal ACTIVE parameters; forward and forward+backward. Writes benchmarks/RESULTS_experts.md.
+"""Tokens/s of expert layers on this machine: Monet HD, Monet VD, Switch, MoE-X, and dense MLPs;
+forward and forward+backward. Writes benchmarks/RESULTS_experts.md.
 
   python benchmarks/experts.py [--tokens 2048] [--d 256] [--repeats 5] [--out FILE]
 
 Monet's expert layers compute all E*m hidden units for every token ("dense routing", paper eq. 9)
-and weight them by g; so their cost follows the TOTAL expert width E*m, while the parameters a
-token actually uses are those of its selected experts. The dense baseline is a relu2 MLP whose
-hidden width equals the active expert width per token: H heads x k experts x m (HD), the same for
-VD's halves; the ratio of the two timings is the price of dense routing. Switch and MoE-X
-(common/layers/moe.py) use --moe_experts experts of width active / --moe_topk, so a token's k
-experts hold the same number of hidden units as the dense MLP; they route with their own routers
-(the Monet routing weights are ignored), in both dispatch modes: 'dense' (all experts computed,
-then masked) and 'capacity' (einsum dispatch, capacity factor 1.25 per sequence).
+and weight them by g; so their cost follows the TOTAL expert width E*m (HD: U has E experts of m
+units; VD: U1 and U2 have E experts of m/2 units each, again E*m), while the parameters a token
+actually uses are those of its selected experts. Two dense relu2 baselines
+(common.layers.mlp.Mlp): one whose hidden width equals the ACTIVE expert width per token (H heads
+x k experts x m, HD; the same for VD's halves), and one of the width Monet really computes, E*m;
+the table gives the time relative to each. Switch and MoE-X (common/layers/moe.py) use
+--moe_experts experts of width active / --moe_topk, so a token's k experts hold the same number of
+hidden units as the active-width MLP; they route with their own routers (the Monet routing weights
+are ignored), in three dispatch modes: 'dense' (all experts computed, then masked), 'capacity'
+(einsum dispatch, capacity factor 1.25 per sequence) and 'dropless' (tokens sorted by expert,
+then common.layers.grouped_matmul: jax.lax.ragged_dot on TPU/GPU; on CPU, where jax lowers
+ragged_dot to a masked product over all experts, its 'tiled' path, ~1.2x the FLOPs of the
+active-width dense MLP at the default shapes by XLA's cost analysis, against 4x for 'dense'
+dispatch, but ~5-6x its bytes).
 
 Never pass/fail; numbers depend on the machine and on what else runs on it.
 """
@@ -29,27 +35,13 @@ from flax import nnx
 
 import common  # noqa: F401
 from benchmarks import harness
-from common.layers import moe
+from common.layers import mlp, moe
 from projects.monet.config import MonetConfig
 from projects.monet.experts import make_experts
 
 
-class DenseMLP(nnx.Module):
-  """relu2 MLP d -> width -> d."""
-
-  def __init__(self, d: int, width: int, *, rngs: nnx.Rngs):
-    init = nnx.initializers.normal(0.02)
-    self.w_in = nnx.Param(init(rngs.params(), (d, width)))
-    self.b_in = nnx.Param(jnp.zeros((width,)))
-    self.w_out = nnx.Param(init(rngs.params(), (width, d)))
-
-  def __call__(self, x, g1=None, g2=None):
-    del g1, g2
-    return jnp.square(jax.nn.relu(x @ self.w_in[...] + self.b_in[...])) @ self.w_out[...]
-
-
-class MoEBench(nnx.Module):
-  """A common.layers.moe layer behind the Monet layers' call signature (routing args ignored)."""
+class Unrouted(nnx.Module):
+  """A common.layers module behind the Monet layers' call signature (routing args ignored)."""
 
   def __init__(self, layer: nnx.Module):
     self.layer = layer
@@ -57,7 +49,7 @@ class MoEBench(nnx.Module):
   def __call__(self, x, g1=None, g2=None):
     del g1, g2
     out = self.layer(x)
-    nnx.pop(self.layer, nnx.Intermediate)  # the sown statistics are not part of the timing
+    nnx.pop(self.layer, nnx.Intermediate)  # sown statistics are not part of the timing
     return out
 
 
@@ -115,32 +107,37 @@ def main(argv=None) -> str:
   # Active width per token: each head picks ~k (i) x k (j) experts but the i-side hidden units
   # are shared across j, so the distinct hidden units used are H * k * m (HD: U_i rows).
   active = a.heads * a.topk * a.moe_dim
-  rows = []
+  total = a.experts * a.moe_dim   # the hidden units Monet computes per token (HD and VD alike)
   expert_width = active // a.moe_topk
-  moe_layers = {
-      "switch": lambda: moe.SwitchMoE(a.d, expert_width, a.moe_experts, a.moe_topk,
-                                      rngs=nnx.Rngs(0)),
-      "moex": lambda: moe.MoEX(a.d, expert_width, a.moe_experts, a.moe_topk, rngs=nnx.Rngs(0)),
-      "moex_capacity": lambda: moe.MoEX(a.d, expert_width, a.moe_experts, a.moe_topk,
-                                        dispatch="capacity", rngs=nnx.Rngs(0)),
-  }
-  for name in ("horizontal", "vertical", *moe_layers, "dense"):
-    if name == "dense":
-      layer = DenseMLP(a.d, active, rngs=nnx.Rngs(0))
-    elif name in moe_layers:
-      layer = MoEBench(moe_layers[name]())
-    else:
-      cfg = MonetConfig(vocab_size=8, hidden_size=a.d, num_hidden_layers=1, num_attention_heads=1,
-                        moe_dim=a.moe_dim, moe_heads=a.heads, moe_experts=a.experts,
-                        moe_topk=a.topk, moe_groups=1, moe_decompose=name)
-      layer = make_experts(cfg, rngs=nnx.Rngs(0))
+  factories = {}                  # name -> layer factory, in table order
+  for name in ("horizontal", "vertical"):
+    cfg = MonetConfig(vocab_size=8, hidden_size=a.d, num_hidden_layers=1, num_attention_heads=1,
+                      moe_dim=a.moe_dim, moe_heads=a.heads, moe_experts=a.experts,
+                      moe_topk=a.topk, moe_groups=1, moe_decompose=name)
+    factories[name] = lambda cfg=cfg: make_experts(cfg, rngs=nnx.Rngs(0))
+  for kind, cls in (("switch", moe.SwitchMoE), ("moex", moe.MoEX)):
+    for dispatch in ("dense", "capacity", "dropless"):
+      factories[f"{kind}_{dispatch}"] = lambda cls=cls, dispatch=dispatch: Unrouted(cls(
+          a.d, expert_width, a.moe_experts, a.moe_topk, dispatch=dispatch, rngs=nnx.Rngs(0)))
+  for name, width in (("dense", active), ("dense_total", total)):
+    factories[name] = lambda width=width: Unrouted(mlp.Mlp(
+        a.d, width, activation="relu2", kernel_init=nnx.initializers.normal(0.02),
+        sow_stats=False, rngs=nnx.Rngs(0)))
+  rows = []
+  for name, make in factories.items():
+    layer = make()
     f, fb = bench(layer, x, g1, g2, a.repeats)
     rows.append((name, count(layer), f, fb))
-  dense_f, dense_fb = rows[-1][2], rows[-1][3]
-  label = {"horizontal": "Monet HD", "vertical": "Monet VD", "dense": "dense relu2 MLP",
-           "switch": "Switch (GELU, learned router, dense dispatch)",
-           "moex": "MoE-X (ReLU, sparsity router, dense dispatch)",
-           "moex_capacity": "MoE-X (capacity dispatch, factor 1.25)"}
+  fwd = {name: f for name, _, f, _ in rows}
+  label = {"horizontal": "Monet HD", "vertical": "Monet VD",
+           "switch_dense": "Switch (GELU, learned router, dense dispatch)",
+           "switch_capacity": "Switch (capacity dispatch, factor 1.25)",
+           "switch_dropless": "Switch (dropless dispatch, grouped matmul)",
+           "moex_dense": "MoE-X (ReLU, sparsity router, dense dispatch)",
+           "moex_capacity": "MoE-X (capacity dispatch, factor 1.25)",
+           "moex_dropless": "MoE-X (dropless dispatch, grouped matmul)",
+           "dense": f"dense relu2 MLP, width {active} (active)",
+           "dense_total": f"dense relu2 MLP, width {total} (Monet's computed E*m)"}
   lines = [
       "# Expert layers: tokens/s on this machine", "",
       f"Generated by `python benchmarks/experts.py` on {datetime.date.today()}; machine: "
@@ -148,23 +145,30 @@ def main(argv=None) -> str:
       f"jax {jax.__version__} on {jax.devices()[0].platform}. GPU/TPU: not measured (none lent).",
       "", f"Shapes: {a.tokens} tokens (8 x {t}), d = {a.d}; Monet E = {a.experts} per sub-router "
       f"({a.experts ** 2} experts), m = {a.moe_dim}, H = {a.heads} routing heads, k = {a.topk}; "
-      f"dense MLP width = H*k*m = {active} (the hidden units a token's selected experts use); "
+      f"dense MLP widths: H*k*m = {active} (the hidden units a token's selected experts use) "
+      f"and E*m = {total} (the hidden units Monet computes for every token); "
       f"Switch / MoE-X: {a.moe_experts} experts x {expert_width}, top-{a.moe_topk}. "
       f"float32, best of {a.repeats}. Load average when it finished: "
       f"{os.getloadavg()[0]:.1f} (other jobs share the cores: trust ratios more than absolutes).",
       "",
-      "| layer | params | fwd tokens/s | fwd+bwd tokens/s | fwd time vs dense |",
-      "|---|---|---|---|---|"]
+      f"| layer | params | fwd tokens/s | fwd+bwd tokens/s | fwd time vs dense {active} | "
+      f"fwd time vs dense {total} |",
+      "|---|---|---|---|---|---|"]
   for name, n, f, fb in rows:
     lines.append(f"| {label[name]} | {n:,} | {a.tokens / f:,.0f} | {a.tokens / fb:,.0f} | "
-                 f"{f / dense_f:.1f}x |")
+                 f"{f / fwd['dense']:.1f}x | {f / fwd['dense_total']:.1f}x |")
   lines += ["", "Switch / MoE-X with dense dispatch compute all "
             f"{a.moe_experts} experts ({a.moe_experts // a.moe_topk}x the active width) and mask; "
-            "capacity dispatch computes ~1.25x the active width plus the dispatch einsums.", "",
+            "capacity dispatch computes ~1.25x the active width plus the dispatch einsums; "
+            "dropless dispatch sorts the token->expert assignments and runs a grouped matmul "
+            "(common.layers.grouped_matmul: on CPU each expert's rows padded to whole tiles and "
+            "one batched einsum, ~the active FLOPs plus the padding; jax.lax.ragged_dot on "
+            "TPU/GPU).", "",
             "Dense routing: Monet computes all E*m hidden units per token and only weights them by "
-            "g, so its cost scales with the total expert width "
-            f"(E*m = {a.experts * a.moe_dim}) rather than the active width ({active}); the "
-            "fwd-time ratio above is that price on this CPU. The paper's Tab. 8 reports the "
+            f"g, so its cost scales with the total expert width (E*m = {total}) rather than the "
+            f"active width ({active}); the first ratio is that price on this CPU, the second what "
+            "Monet costs beyond a dense MLP that computes as many hidden units (its cross-flow "
+            "einsums and routing weights). The paper's Tab. 8 reports the "
             "FLOPs of group-4 routing at 1.08x a dense LLaMA of similar size (6745 vs 6226 "
             "TFLOPs per 2M tokens).", ""]
   text = "\n".join(lines)

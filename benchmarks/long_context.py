@@ -14,7 +14,10 @@ output projections, causal, float32, batch 1, H heads of D (default 4 x 64, hidd
            n x n logits (what this repo's layers use; O(n^2) time and memory).
   routing  projects.routing_transformer.attention.RoutingSelfAttention built from the model fields
            of configs/stdlib_demo.py (relative positions on, attention_impl 'auto', local blocks of
-           128 with a 128 flange), with H and D overridden; H_r of the H heads are routing heads
+           128 with a 128 flange), with H and D overridden. Since issue 16 the Shaw relative terms
+           run inside common.kernels.block_sparse_attention (rel_keys / rel_values), so every head
+           takes the kernel (the XLA path on CPU); the routing rows of RESULTS.md dated before
+           that were measured on the official windowed jnp path; H_r of the H heads are routing heads
            (default 2, the config's split), the rest local. Clusters K and window w follow n
            (--routing-rule): 'sqrt' (default) K = 2^floor(log2(n)/2), w = n / K, i.e. K ~ w ~
            sqrt(n) as the paper's O(n^1.5) analysis; 'official' w = min(512, n), K = n / w as the

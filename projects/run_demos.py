@@ -8,6 +8,10 @@ A project takes part by having `projects/<name>/demo.py` with
 and written to `<out>/demo_results.md` (and `.json`). A demo that sets
 `IN_MAIN_JOB = False` (with a reason in `NOT_IN_MAIN_JOB_BECAUSE`) runs only when named in
 `--only`, e.g. while its CPU cost is still far beyond the main job's budget.
+
+Compiled programs are kept in XLA's persistent cache (`<out>/xla_cache`; `--xla_cache ''` for
+none): runs that share a model (a demo's seeds and variants) can reuse each other's compiled
+programs, and a re-run main job recompiles only what changed.
 """
 from __future__ import annotations
 
@@ -49,7 +53,13 @@ def main(argv=None) -> int:
   parser.add_argument("--out", default="results", help="directory for workdirs and the table")
   parser.add_argument("--only", default="", help="comma-separated project names")
   parser.add_argument("--quick", action="store_true", help="seconds-long settings (smoke test)")
+  parser.add_argument("--xla_cache", default=None,
+                      help="persistent compilation cache folder (default <out>/xla_cache; '' off)")
   args = parser.parse_args(argv)
+  cache = os.path.join(args.out, "xla_cache") if args.xla_cache is None else args.xla_cache
+  if cache:
+    import jax
+    jax.config.update("jax_compilation_cache_dir", os.path.abspath(cache))
   names = [n for n in args.only.split(",") if n] or [n for n in discover() if in_main_job(n)]
   os.makedirs(args.out, exist_ok=True)
   rows, failed = [], []

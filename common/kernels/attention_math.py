@@ -11,6 +11,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from common.kernels import relative_positions as rel
+
 # Finite stand-in for -inf in running maxima, so that exp(m_old - m_new) of an
 # all-masked prefix is exp(0) (not NaN); masked probabilities are zeroed
 # explicitly rather than through this value.
@@ -58,7 +60,7 @@ def masked_softmax(s, mask, axes):
   return p, jnp.squeeze(lse, axis=axes)
 
 
-def online_softmax_update(m_prev, l_prev, acc_prev, s, mask, v, pv_dot):
+def online_softmax_update(m_prev, l_prev, acc_prev, s, mask, v, pv_dot, extra=None):
   """One flash-attention step over a key tile; stats have the shape of s's rows.
 
   Args:
@@ -68,6 +70,8 @@ def online_softmax_update(m_prev, l_prev, acc_prev, s, mask, v, pv_dot):
     mask: bool [rows, keys] or None (all admissible).
     v: [keys, D] values.
     pv_dot: (p, v) -> [rows, D] f32 matmul (backend specific).
+    extra: optional p -> [rows, D] f32 added to p @ v (f32 p, masked; e.g. the relative
+      value term, which weights per-distance rows by the same probabilities).
 
   Returns:
     (m, l, acc) after the tile.
@@ -84,6 +88,8 @@ def online_softmax_update(m_prev, l_prev, acc_prev, s, mask, v, pv_dot):
   l_new = alpha * l_prev + jnp.sum(p, axis=1, keepdims=keep)
   alpha_b = alpha if keep else alpha[:, None]
   acc_new = alpha_b * acc_prev + pv_dot(p.astype(v.dtype), v)
+  if extra is not None:
+    acc_new = acc_new + extra(p)
   return m_new, l_new, acc_new
 
 
@@ -97,13 +103,24 @@ def finalize(m, l, acc):
   return o, lse
 
 
-def dense_masked_attention(q, k, v, mask, scale, return_lse):
+def dense_masked_attention(q, k, v, mask, scale, return_lse, *, bucket=None,
+                           rel_keys=None, rel_values=None):
   """The references' attention: f32 scores [B, H, Tq, Tk] under `mask`, O(Tq * Tk) memory.
+
+  k, v have q's heads here (the references repeat GQA kv heads). With `bucket` int [B, H, Tq,
+  Tk] the Shaw terms of relative_positions.py are added: scale * q . rel_keys[bucket] to the
+  scores and sum_k p rel_values[bucket] to the output (tables f32 [Ht, R, D]).
 
   Returns o in q.dtype, or (o, public lse) if return_lse.
   """
   s = jnp.einsum("bhqd,bhkd->bhqk", q.astype(jnp.float32),
                  k.astype(jnp.float32)) * scale
+  if rel_keys is not None:
+    s = s + rel.gather(rel.table_scores(q, rel_keys), bucket) * scale
   p, lse = masked_softmax(s, mask, axes=-1)
-  o = jnp.einsum("bhqk,bhkd->bhqd", p, v.astype(jnp.float32)).astype(q.dtype)
+  o = jnp.einsum("bhqk,bhkd->bhqd", p, v.astype(jnp.float32))
+  if rel_values is not None:
+    o = o + rel.table_values(rel.bucket_sums(p, bucket, rel_values.shape[1]),
+                             rel_values)
+  o = o.astype(q.dtype)
   return (o, public_lse(lse)) if return_lse else o

@@ -2,11 +2,11 @@
 
     o = block_sparse_attention(q, k, v, kv_block_indices, block_q=64, block_k=64)
 
-Shapes: q [B, H, Tq, D], k and v [B, H, Tk, D], kv_block_indices int32
-[B, H, Tq // block_q, n_sel]. Query block i attends to the keys of the kv
-blocks listed in kv_block_indices[b, h, i] (key block j = keys
-[j * block_k, (j + 1) * block_k)). The lists are data (computed under jit,
-e.g. from routing), not static masks.
+Shapes: q [B, H, Tq, D], k and v [B, H_kv, Tk, D] with H % H_kv == 0,
+kv_block_indices int32 [B, H, Tq // block_q, n_sel] (per *query* head). Query
+block i attends to the keys of the kv blocks listed in kv_block_indices[b, h, i]
+(key block j = keys [j * block_k, (j + 1) * block_k)). The lists are data
+(computed under jit, e.g. from routing), not static masks.
 
 Semantics:
 * Each list is a *set*: -1 entries, out-of-range values and duplicates are
@@ -14,7 +14,29 @@ Semantics:
   raised on).
 * causal=True also requires q_position >= kv_position. Positions default to
   arange(T); pass int32 [B, H, T] q_positions / kv_positions for permuted
-  sequences (e.g. tokens sorted by cluster). They are ignored if causal=False.
+  sequences (e.g. tokens sorted by cluster). They are read when causal=True or
+  a relative table is given, and ignored otherwise.
+* Segment ids (as JAX's splash attention): optional int32 q_segment_ids
+  [B, Tq] and kv_segment_ids [B, Tk], both or neither; a query attends only
+  to keys with the same id (packed sequences), on top of the block lists and
+  the causal rule.
+* GQA / MQA: k and v may have H_kv heads; query head h reads kv head
+  h // (H // H_kv). k and v are never repeated in memory: the XLA path
+  gathers kv blocks by kv head, the Pallas bodies map the grid's query head
+  to its kv head in the k/v BlockSpec index maps. dk/dv sum over the
+  H // H_kv query heads of a group: the XLA path scatter-adds into
+  [B, H_kv, Tk, D] directly; the Pallas dk/dv bodies write per-query-head
+  gradients [B, H, Tk, D] (f32) that are summed over groups afterwards, so the
+  *backward* of a Pallas impl with H_kv < H materialises one [B, H, Tk, D]
+  array per gradient.
+* Shaw relative positions (the Routing Transformer's official text setting;
+  relative_positions.py): rel_keys and/or rel_values, float [R, D] (one table
+  for every head) or [H, R, D] (per query head), R = 2 * max_distance + 1.
+  With r(i, j) = clip(kv_pos[j] - q_pos[i], -M, M) + M (key minus query, as
+  T2T), the scores are scale * q_i . (k_j + rel_keys[r]) and the output is
+  sum_j p_ij (v_j + rel_values[r]). Positions as above (default arange). The
+  tables get gradients (f32 accumulation, returned in their dtype); no
+  [Tq, Tk] bias is ever built.
 * A query with no admissible key returns 0 (and gradients 0), never NaN.
 * return_lse=True also returns the float32 log-sum-exp [B, H, Tq] of the
   scaled admissible scores; a row with no admissible key has lse = -inf
@@ -24,23 +46,31 @@ Semantics:
 
 impl (see dispatch.py): "auto" runs the Pallas TPU or GPU body on those
 backends (falling back to the XLA path for shapes outside the kernel's tiling
-rules) and the gather-based XLA path elsewhere.
+rules) and the gather-based XLA path elsewhere. Every impl takes every
+feature above, forward and backward.
 
 Differentiation: a jax.custom_vjp in flash-attention-2 style for every impl
 but "reference" (which is plain autodiff). The forward saves o and the lse;
-the backward recomputes probabilities from them: dq by a pass over query
-blocks, dk/dv by a pass over kv blocks driven by the transposed block lists
-(`sparse_indices.pairs_by_kv_block`: (q block, kv block) pairs sorted by kv
-block, length nQ * n_sel, so no padded maximum). Indices and positions get no
-gradient.
+the backward recomputes probabilities from them: dq (and the relative tables'
+gradients) by a pass over query blocks, dk/dv by a pass over kv blocks driven
+by the transposed block lists (`sparse_indices.pairs_by_kv_block`: (q block,
+kv block) pairs sorted by kv block, length nQ * n_sel, so no padded maximum).
+Indices, positions and segment ids get no gradient. The GPU body adds table
+gradient rows with atomics (f32; summation order, hence the last bits, may
+vary between runs); the TPU body and the XLA path are deterministic.
 
 Sharding: the op is independent per batch element and head, so under
 shard_map use P('data', 'model', None, None) for q, k, v and
-kv_block_indices, and P('data', 'model', None) for positions; no collectives
-are needed. Inside shard_map(check_vma=True) the Pallas outputs are typed as
-varying like q; one exception: Pallas' HLO interpreter (impl="interpret") trips
-JAX's vma check, so tests run that case with check_vma=False (the TPU
-interpreter and the XLA path pass with check_vma=True).
+kv_block_indices, P('data', 'model', None) for positions and P('data', None)
+for segment ids; no collectives are needed. With GQA shard the heads so that
+each shard holds whole groups (H and H_kv both divisible by the 'model' axis
+size: a query head's kv head must live on its shard). A shared [R, D] table is
+replicated and its gradient summed over shards by shard_map's transpose
+(psum); a per-head [H, R, D] table is sharded like the heads. Inside
+shard_map(check_vma=True) the Pallas outputs are typed as varying like q; one
+exception: Pallas' HLO interpreter (impl="interpret") trips JAX's vma check,
+so tests run that case with check_vma=False (the TPU interpreter and the XLA
+path pass with check_vma=True).
 
 It also works under jit and vmap: the TPU bodies fold vmapped axes into the
 batch axis (custom_vmap; one launch with a bigger grid instead of Pallas'
@@ -61,7 +91,9 @@ from common.kernels import block_sparse_gpu
 from common.kernels import block_sparse_tpu
 from common.kernels import block_sparse_xla
 from common.kernels import dispatch
+from common.kernels import extras as extras_lib
 from common.kernels import pallas_support
+from common.kernels import relative_positions
 from common.kernels import sparse_indices
 from common.kernels import validation
 
@@ -76,9 +108,11 @@ class _Config:
 
 
 def _validate(q, k, v, kv_block_indices, block_q, block_k, q_positions,
-              kv_positions, causal, scale):
+              kv_positions, causal, scale, q_segment_ids, kv_segment_ids,
+              rel_keys, rel_values):
+  """Checks every argument; returns (scale, max_distance or None)."""
   validation.check_qkv(q, k, v)
-  b, h, tq, _ = q.shape
+  b, h, tq, d = q.shape
   tk = k.shape[2]
   validation.check_block("block_q", block_q, tq, "Tq")
   validation.check_block("block_k", block_k, tk, "Tk")
@@ -88,40 +122,52 @@ def _validate(q, k, v, kv_block_indices, block_q, block_k, q_positions,
     raise ValueError(
         f"kv_block_indices.shape={tuple(kv_block_indices.shape)} must be "
         f"{want + ('n_sel',)} = (B, H, Tq // block_q, n_sel) with n_sel >= 1.")
-  if causal:
+  validation.check_segment_ids(q_segment_ids, kv_segment_ids, batch=b, tq=tq,
+                               tk=tk)
+  max_distance = validation.check_rel_tables(rel_keys, rel_values, heads=h,
+                                             head_dim=d)
+  if causal or max_distance is not None:
     for name, pos, t in (("q_positions", q_positions, tq),
                          ("kv_positions", kv_positions, tk)):
       if pos is not None:
         validation.check_int_array(name, pos, shape=(b, h, t))
-  return validation.check_scale(scale, q.shape[-1])
+  return validation.check_scale(scale, d), max_distance
 
 
 def _gpu_fits(q, block_q, block_k):
   return validation.triton_fits(q, block_q, block_k)
 
 
-def _tpu_fits(q, k, block_q, block_k, causal):
-  lane_ok = block_k % 128 == 0 or block_k == k.shape[2] or not causal
+def _tpu_fits(q, k, block_q, block_k, lane_tiles):
+  """lane_tiles: the body loads [1, block_k] position / segment tiles (lanes)."""
+  lane_ok = block_k % 128 == 0 or block_k == k.shape[2] or not lane_tiles
   return block_q % 8 == 0 and block_k % 8 == 0 and lane_ok
 
 
 def block_sparse_attention(q, k, v, kv_block_indices, *, block_q: int,
                            block_k: int, q_positions=None, kv_positions=None,
-                           causal: bool = False, scale=None,
+                           causal: bool = False, q_segment_ids=None,
+                           kv_segment_ids=None, rel_keys=None,
+                           rel_values=None, scale=None,
                            return_lse: bool = False, impl: str = "auto"):
   """Attention of each query block to its listed key/value blocks.
 
   Args:
     q: [B, H, Tq, D] queries (f32 or bf16).
-    k: [B, H, Tk, D] keys, same dtype.
-    v: [B, H, Tk, D] values, same dtype.
+    k: [B, H_kv, Tk, D] keys, same dtype; H % H_kv == 0 (GQA/MQA).
+    v: [B, H_kv, Tk, D] values, same dtype.
     kv_block_indices: int32 [B, H, Tq // block_q, n_sel]; -1 = empty slot.
     block_q: query block size; divides Tq.
     block_k: key/value block size; divides Tk.
-    q_positions: optional int32 [B, H, Tq] (causal only; default arange).
-    kv_positions: optional int32 [B, H, Tk] (causal only; default arange).
+    q_positions: optional int32 [B, H, Tq] (causal / relative; default arange).
+    kv_positions: optional int32 [B, H, Tk] (causal / relative; default arange).
     causal: also mask keys whose position exceeds the query's.
-    scale: score scale; default D ** -0.5.
+    q_segment_ids: optional int32 [B, Tq]; with kv_segment_ids, a query sees
+      only keys of its segment.
+    kv_segment_ids: optional int32 [B, Tk].
+    rel_keys: optional Shaw key table, float [R, D] or [H, R, D], R odd.
+    rel_values: optional Shaw value table, same shapes (same R as rel_keys).
+    scale: score scale; default D ** -0.5 (applies to q . rel_keys too).
     return_lse: also return the f32 log-sum-exp [B, H, Tq] (-inf: empty row).
     impl: "auto" | "xla" | "reference" | "pallas_tpu" | "pallas_gpu" |
       "interpret" (= "interpret_gpu") | "interpret_tpu".
@@ -130,15 +176,18 @@ def block_sparse_attention(q, k, v, kv_block_indices, *, block_q: int,
     o [B, H, Tq, D] in q.dtype, or (o, lse) if return_lse.
 
   Raises:
-    ValueError: on bad shapes, dtypes, block sizes or impl.
+    ValueError: on bad shapes, dtypes, block sizes, tables or impl.
   """
   dispatch.validate_impl(impl)
   # numpy inputs would reach the XLA path's traced gathers as host arrays and fail there.
   q, k, v = jnp.asarray(q), jnp.asarray(k), jnp.asarray(v)
-  scale = _validate(q, k, v, kv_block_indices, block_q, block_k, q_positions,
-                    kv_positions, causal, scale)
+  scale, max_distance = _validate(
+      q, k, v, kv_block_indices, block_q, block_k, q_positions, kv_positions,
+      causal, scale, q_segment_ids, kv_segment_ids, rel_keys, rel_values)
+  relative = max_distance is not None
+  lane_tiles = causal or relative or q_segment_ids is not None
   resolved = dispatch.resolve_impl(
-      impl, kernel_fits_tpu=_tpu_fits(q, k, block_q, block_k, causal),
+      impl, kernel_fits_tpu=_tpu_fits(q, k, block_q, block_k, lane_tiles),
       kernel_fits_gpu=_gpu_fits(q, block_q, block_k))
   if resolved == dispatch.PALLAS_GPU and not _gpu_fits(q, block_q, block_k):
     raise ValueError(
@@ -146,25 +195,32 @@ def block_sparse_attention(q, k, v, kv_block_indices, *, block_q: int,
         f"D={q.shape[-1]} to be powers of two >= 16 and dtype in (float16, "
         f"bfloat16, float32); use impl='auto' or 'xla' for other shapes.")
   if resolved == dispatch.PALLAS_TPU and not _tpu_fits(q, k, block_q, block_k,
-                                                        causal):
+                                                        lane_tiles):
     raise ValueError(
         f"impl='pallas_tpu' needs block_q={block_q} a multiple of 8 and "
-        f"block_k={block_k} a multiple of 128 (of 8 when not causal); use "
-        f"impl='auto' or 'xla' for other shapes.")
+        f"block_k={block_k} a multiple of 128 (of 8 without causal, segment "
+        f"ids and relative tables) or equal to Tk; use impl='auto' or 'xla' "
+        f"for other shapes.")
   if resolved == dispatch.REFERENCE:
     return block_sparse_attention_reference(
         q, k, v, kv_block_indices, block_q=block_q, block_k=block_k,
         q_positions=q_positions, kv_positions=kv_positions, causal=causal,
-        scale=scale, return_lse=return_lse)
-  q_pos, kv_pos = _positions(q, k, q_positions, kv_positions, causal)
+        q_segment_ids=q_segment_ids, kv_segment_ids=kv_segment_ids,
+        rel_keys=rel_keys, rel_values=rel_values, scale=scale,
+        return_lse=return_lse)
+  q_pos, kv_pos = _positions(q, k, q_positions, kv_positions,
+                             causal or relative)
   cfg = _Config(block_q=block_q, block_k=block_k, causal=bool(causal),
                 scale=scale, impl=resolved)
-  o, lse = _block_sparse(cfg, q, k, v, kv_block_indices, q_pos, kv_pos)
+  ext = extras_lib.Extras(q_segment_ids, kv_segment_ids,
+                          extras_lib.table(rel_keys, like=(q, k, v)),
+                          extras_lib.table(rel_values, like=(q, k, v)))
+  o, lse = _block_sparse(cfg, q, k, v, kv_block_indices, q_pos, kv_pos, ext)
   return (o, lse) if return_lse else o
 
 
-def _positions(q, k, q_positions, kv_positions, causal):
-  if not causal:
+def _positions(q, k, q_positions, kv_positions, needed):
+  if not needed:
     return None, None
   b, h, tq, _ = q.shape
   tk = k.shape[2]
@@ -186,31 +242,35 @@ def prepare_block_indices(kv_block_indices, q_pos, kv_pos, *, block_q, block_k,
   return sparse_indices.compact_unique(idx, num_kv_blocks)
 
 
-def _forward(cfg, q, k, v, idx, q_pos, kv_pos):
-  kw = dict(block_q=cfg.block_q, block_k=cfg.block_k, causal=cfg.causal,
-            scale=cfg.scale)
-  if cfg.impl == dispatch.XLA:
-    return block_sparse_xla.forward(q, k, v, idx, q_pos, kv_pos, **kw)
-  interpret = pallas_support.interpret_arg(cfg.impl)
-  if cfg.impl in dispatch.TPU_BODY_IMPLS:
-    return block_sparse_tpu.forward(q, k, v, idx, q_pos, kv_pos, None,
-                                    interpret=interpret, **kw)
-  return block_sparse_gpu.forward(q, k, v, idx, q_pos, kv_pos,
-                                  interpret=interpret, **kw)
+def _kw(cfg):
+  return dict(block_q=cfg.block_q, block_k=cfg.block_k, causal=cfg.causal,
+              scale=cfg.scale)
 
 
-def _backward(cfg, q, k, v, idx, q_pos, kv_pos, lse, do, delta):
-  kw = dict(block_q=cfg.block_q, block_k=cfg.block_k, causal=cfg.causal,
-            scale=cfg.scale)
+def _forward(cfg, q, k, v, idx, q_pos, kv_pos, ext):
   if cfg.impl == dispatch.XLA:
-    return block_sparse_xla.backward(q, k, v, idx, q_pos, kv_pos, lse, do,
-                                     delta, **kw)
+    return block_sparse_xla.forward(q, k, v, idx, q_pos, kv_pos, ext,
+                                    **_kw(cfg))
   interpret = pallas_support.interpret_arg(cfg.impl)
   if cfg.impl in dispatch.TPU_BODY_IMPLS:
-    return block_sparse_tpu.backward(q, k, v, idx, q_pos, kv_pos, None, lse,
-                                     do, delta, interpret=interpret, **kw)
-  return block_sparse_gpu.backward(q, k, v, idx, q_pos, kv_pos, lse, do, delta,
-                                   interpret=interpret, **kw)
+    return block_sparse_tpu.forward(q, k, v, idx, q_pos, kv_pos, None, ext,
+                                    interpret=interpret, **_kw(cfg))
+  return block_sparse_gpu.forward(q, k, v, idx, q_pos, kv_pos, ext,
+                                  interpret=interpret, **_kw(cfg))
+
+
+def _backward(cfg, q, k, v, idx, q_pos, kv_pos, ext, lse, do, delta):
+  """(dq, dk, dv, d rel_keys, d rel_values); table gradients f32 [Ht, R, D] or None."""
+  if cfg.impl == dispatch.XLA:
+    return block_sparse_xla.backward(q, k, v, idx, q_pos, kv_pos, ext, lse, do,
+                                     delta, **_kw(cfg))
+  interpret = pallas_support.interpret_arg(cfg.impl)
+  if cfg.impl in dispatch.TPU_BODY_IMPLS:
+    return block_sparse_tpu.backward(q, k, v, idx, q_pos, kv_pos, None, ext,
+                                     lse, do, delta, interpret=interpret,
+                                     **_kw(cfg))
+  return block_sparse_gpu.backward(q, k, v, idx, q_pos, kv_pos, ext, lse, do,
+                                   delta, interpret=interpret, **_kw(cfg))
 
 
 def _prepare(cfg, k, kv_block_indices, q_pos, kv_pos):
@@ -220,27 +280,30 @@ def _prepare(cfg, k, kv_block_indices, q_pos, kv_pos):
       causal=cfg.causal)
 
 
+# ext holds f32 [Ht, R, D] copies of the user's tables (extras.table); their cotangents flow
+# back to the user's shapes and dtypes through that differentiable reshape and cast.
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _block_sparse(cfg, q, k, v, kv_block_indices, q_pos, kv_pos):
+def _block_sparse(cfg, q, k, v, kv_block_indices, q_pos, kv_pos, ext):
   idx = _prepare(cfg, k, kv_block_indices, q_pos, kv_pos)
-  o, lse = _forward(cfg, q, k, v, idx, q_pos, kv_pos)
+  o, lse = _forward(cfg, q, k, v, idx, q_pos, kv_pos, ext)
   return o, attention_math.public_lse(lse)
 
 
-def _block_sparse_fwd(cfg, q, k, v, kv_block_indices, q_pos, kv_pos):
+def _block_sparse_fwd(cfg, q, k, v, kv_block_indices, q_pos, kv_pos, ext):
   idx = _prepare(cfg, k, kv_block_indices, q_pos, kv_pos)
-  o, lse = _forward(cfg, q, k, v, idx, q_pos, kv_pos)
-  return (o, attention_math.public_lse(lse)), (q, k, v, idx, q_pos, kv_pos, o,
-                                               lse)
+  o, lse = _forward(cfg, q, k, v, idx, q_pos, kv_pos, ext)
+  return ((o, attention_math.public_lse(lse)),
+          (q, k, v, idx, q_pos, kv_pos, ext, o, lse))
 
 
 def _block_sparse_bwd(cfg, res, cotangents):
-  q, k, v, idx, q_pos, kv_pos, o, lse = res
+  q, k, v, idx, q_pos, kv_pos, ext, o, lse = res
   do, dlse = cotangents
   delta = attention_math.backward_delta(o, do, lse, dlse)
-  dq, dk, dv = _backward(cfg, q, k, v, idx, q_pos, kv_pos, lse,
-                         do.astype(q.dtype), delta)
-  return dq, dk, dv, None, None, None
+  dq, dk, dv, drk, drv = _backward(cfg, q, k, v, idx, q_pos, kv_pos, ext, lse,
+                                   do.astype(q.dtype), delta)
+  d_ext = extras_lib.Extras(None, None, drk, drv)
+  return dq, dk, dv, None, None, None, d_ext
 
 
 _block_sparse.defvjp(_block_sparse_fwd, _block_sparse_bwd)
@@ -249,15 +312,36 @@ _block_sparse.defvjp(_block_sparse_fwd, _block_sparse_bwd)
 def block_sparse_attention_reference(q, k, v, kv_block_indices, *, block_q,
                                      block_k, q_positions=None,
                                      kv_positions=None, causal=False,
+                                     q_segment_ids=None, kv_segment_ids=None,
+                                     rel_keys=None, rel_values=None,
                                      scale=None, return_lse=False):
-  """Dense-mask reference: O(Tq * Tk) memory, written for clarity; f32 math."""
-  scale = _validate(q, k, v, kv_block_indices, block_q, block_k, q_positions,
-                    kv_positions, causal, scale)
+  """Dense-mask reference: O(Tq * Tk) memory, written for clarity; f32 math.
+
+  GQA kv heads are repeated here (the fast impls never do), and the relative
+  terms use a dense [B, H, Tq, Tk] bucket matrix.
+  """
+  scale, max_distance = _validate(
+      q, k, v, kv_block_indices, block_q, block_k, q_positions, kv_positions,
+      causal, scale, q_segment_ids, kv_segment_ids, rel_keys, rel_values)
+  group = q.shape[1] // k.shape[1]
+  k, v = jnp.repeat(k, group, axis=1), jnp.repeat(v, group, axis=1)
   nk = k.shape[2] // block_k
   listed = kv_block_indices[..., None] == jnp.arange(nk)  # [B,H,nQ,n_sel,nK]
   block_mask = jnp.any(listed, axis=-2)  # [B, H, nQ, nK]
   mask = jnp.repeat(jnp.repeat(block_mask, block_q, axis=2), block_k, axis=3)
+  relative = max_distance is not None
+  q_pos, kv_pos = _positions(q, k, q_positions, kv_positions,
+                             causal or relative)
   if causal:
-    q_pos, kv_pos = _positions(q, k, q_positions, kv_positions, causal)
     mask = mask & (q_pos[..., :, None] >= kv_pos[..., None, :])
-  return attention_math.dense_masked_attention(q, k, v, mask, scale, return_lse)
+  if q_segment_ids is not None:
+    mask = mask & (q_segment_ids[:, None, :, None] ==
+                   kv_segment_ids[:, None, None, :])
+  bucket = None
+  if relative:
+    bucket = relative_positions.buckets(q_pos[..., :, None],
+                                        kv_pos[..., None, :], max_distance)
+  return attention_math.dense_masked_attention(
+      q, k, v, mask, scale, return_lse, bucket=bucket,
+      rel_keys=extras_lib.table(rel_keys),
+      rel_values=extras_lib.table(rel_values))

@@ -6,10 +6,18 @@ array is [B, H, nQ, block_q, n_sel * block_k]: O(Tq * n_sel * block_k), never
 Tq x Tk. A lax.scan over chunks of query blocks keeps even that bounded by
 `CHUNK_BYTES`. The backward recomputes scores from the saved lse (as the
 kernels do) and scatter-adds the gathered-block gradients into dk/dv, carried
-through the scan as f32 [B, H, Tk, D] accumulators.
+through the scan as f32 [B, H_kv, Tk, D] accumulators.
+
+GQA: kv blocks are gathered by kv head (query head h reads h // G), so k and v
+are never repeated, and the dk/dv scatter-add sums the G query heads of a
+group directly into the kv head's accumulator. Segment ids and kv positions
+are gathered with the same block indices. The Shaw terms
+(relative_positions.py) go through [B, H, c, block_q, R] per chunk: q . rel_keys
+gathered by bucket, probabilities summed into buckets; the tables' gradients
+are carried through the scan as f32 [Ht, R, D].
 
 Inputs are the op's prepared values: `idx` compacted (sparse_indices), lse in
-the internal convention (attention_math).
+the internal convention (attention_math), `ext` an extras.Extras.
 """
 from __future__ import annotations
 
@@ -19,22 +27,27 @@ import jax.numpy as jnp
 from common.kernels import attention_math
 from common.kernels import block_size as block_size_lib
 from common.kernels import pallas_support
+from common.kernels import relative_positions as rel
 
 # Working-set target per scan step; a compromise between scan overhead on CPU
 # (fewer, larger chunks) and peak memory.
 CHUNK_BYTES = 64 * 2**20
 
 
-def _chunk_count(q, idx, block_q, block_k):
+def _chunk_count(q, idx, block_q, block_k, ext):
   b, h, tq, d = q.shape
   n_sel = idx.shape[-1]
   per_block = b * h * (block_q * n_sel * block_k * 4 * 4 +
                        2 * n_sel * block_k * d * q.dtype.itemsize)
+  if ext.relative:
+    per_block += b * h * block_q * (2 * ext.max_distance + 1) * 4 * 3
   return block_size_lib.choose_num_chunks(tq // block_q, per_block, CHUNK_BYTES)
 
 
 def _split(x, n_chunks, inner_shape):
   """[B, H, nQ*..., ...] -> [n_chunks, B, H, nQ/n_chunks, *inner_shape]."""
+  if x is None:
+    return None
   b, h = x.shape[:2]
   x = x.reshape((b, h, n_chunks, -1) + inner_shape)
   return jnp.moveaxis(x, 2, 0)
@@ -47,100 +60,147 @@ def _merge(x):
 
 
 def _gather_blocks(x_blocks, idx):
-  """x_blocks [B, H, nK, bk, ...] at idx [B, H, c, n_sel] -> [B, H, c, n_sel, bk, ...]."""
+  """x_blocks [B, Hx, nK, bk, ...] at idx [B, H, c, n_sel] -> [B, H, c, n_sel, bk, ...].
+
+  Query head h reads head h // (H // Hx) of x (Hx = H_kv for k/v, 1 for segment ids).
+  """
   b, h = idx.shape[:2]
   bi = jnp.arange(b)[:, None, None, None]
-  hi = jnp.arange(h)[None, :, None, None]
+  hi = (jnp.arange(h) // (h // x_blocks.shape[1]))[None, :, None, None]
   return x_blocks[bi, hi, jnp.maximum(idx, 0)]
 
 
-def _tile_mask(idx_c, qpos_c, kv_pos_blocks, causal):
-  """Admissibility [B, H, c, bq, n_sel, bk] (broadcastable)."""
-  mask = (idx_c >= 0)[:, :, :, None, :, None]
-  if causal:
-    kpos = _gather_blocks(kv_pos_blocks, idx_c)  # [B, H, c, n_sel, bk]
-    mask = mask & (qpos_c[..., :, None, None] >= kpos[:, :, :, None, :, :])
-  return mask
+class _Blocks:
+  """The key side split into kv blocks: k, v [B, H_kv, nK, bk, D], kv positions [B, H, nK, bk]
+  and kv segment ids [B, 1, nK, bk] (None when absent)."""
+
+  def __init__(self, k, v, kv_pos, ext, block_k):
+    b, hk, tk, d = k.shape
+    nk = tk // block_k
+    self.k = k.reshape(b, hk, nk, block_k, d)
+    self.v = v.reshape(b, hk, nk, block_k, d)
+    self.pos = (None if kv_pos is None else
+                kv_pos.reshape(kv_pos.shape[:2] + (nk, block_k)))
+    self.seg = (None if not ext.segments else
+                ext.kv_segment_ids.reshape(b, 1, nk, block_k))
 
 
-def _kv_blocks(k, v, kv_pos, block_k, causal):
-  """k, v [B, H, Tk, D] -> [B, H, nK, bk, D]; kv positions -> [B, H, nK, bk] or None."""
-  b, h, tk, d = k.shape
-  nk = tk // block_k
-  kpb = kv_pos.reshape(b, h, nk, block_k) if causal else None
-  return k.reshape(b, h, nk, block_k, d), v.reshape(b, h, nk, block_k, d), kpb
+def _query_side(q, idx, q_pos, ext, n_chunks, block_q):
+  """Per-chunk inputs: q, idx, q positions, q segment ids ([n_chunks, B, H or 1, c, ...])."""
+  d = q.shape[-1]
+  qseg = ext.q_segment_ids[:, None] if ext.segments else None
+  return (_split(q, n_chunks, (block_q, d)),
+          _split(idx, n_chunks, (idx.shape[-1],)),
+          _split(q_pos, n_chunks, (block_q,)),
+          _split(qseg, n_chunks, (block_q,)))
 
 
-def _chunk_scores(q_c, idx_c, qpos_c, kv_blocks, *, causal, scale):
-  """One chunk's gathered k/v blocks, f32 scores [B, H, c, bq, n_sel, bk] and their mask."""
-  kb, vb, kpb = kv_blocks
-  kg = _gather_blocks(kb, idx_c)
-  vg = _gather_blocks(vb, idx_c)
+def _chunk_scores(q_c, idx_c, qpos_c, qseg_c, blocks, ext, *, causal, scale):
+  """One chunk: gathered k/v blocks, f32 scores [B, H, c, bq, n_sel, bk] (with the relative
+  key term), their mask, and the flat bucket matrix [B, H, c, bq, n_sel * bk] (or None)."""
+  kg = _gather_blocks(blocks.k, idx_c)
+  vg = _gather_blocks(blocks.v, idx_c)
   s = jnp.einsum("bhcqd,bhcskd->bhcqsk", q_c, kg,
                  preferred_element_type=jnp.float32) * scale
-  return kg, vg, s, _tile_mask(idx_c, qpos_c, kpb, causal)
+  mask = (idx_c >= 0)[:, :, :, None, :, None]
+  kpos = _gather_blocks(blocks.pos, idx_c) if blocks.pos is not None else None
+  if causal:
+    mask = mask & (qpos_c[..., :, None, None] >= kpos[:, :, :, None, :, :])
+  if ext.segments:
+    kseg = _gather_blocks(blocks.seg, idx_c)  # [B, H, c, n_sel, bk]
+    mask = mask & (qseg_c[..., :, None, None] == kseg[:, :, :, None, :, :])
+  bucket = None
+  if ext.relative:
+    bucket = rel.buckets(qpos_c[..., :, None, None], kpos[:, :, :, None, :, :],
+                         ext.max_distance)
+    bucket = _flat(jnp.broadcast_to(bucket, s.shape))
+    if ext.rel_keys is not None:
+      s = s + rel.gather(rel.table_scores(q_c, ext.rel_keys),
+                         bucket).reshape(s.shape) * scale
+  return kg, vg, s, mask, bucket
 
 
-def forward(q, k, v, idx, q_pos, kv_pos, *, block_q, block_k, causal, scale):
+def _flat(x):
+  """[B, H, c, bq, n_sel, bk] -> [B, H, c, bq, n_sel * bk] (the buckets' layout)."""
+  return x.reshape(x.shape[:4] + (-1,))
+
+
+def forward(q, k, v, idx, q_pos, kv_pos, ext, *, block_q, block_k, causal,
+            scale):
   """Returns (o [B, H, Tq, D] in q.dtype, lse [B, H, Tq] f32 internal)."""
-  d = q.shape[-1]
-  kv_blocks = _kv_blocks(k, v, kv_pos, block_k, causal)
-  n_chunks = _chunk_count(q, idx, block_q, block_k)
-  xs = (_split(q, n_chunks, (block_q, d)), _split(idx, n_chunks, (idx.shape[-1],)),
-        _split(q_pos, n_chunks, (block_q,)) if causal else None)
+  blocks = _Blocks(k, v, kv_pos, ext, block_k)
+  n_chunks = _chunk_count(q, idx, block_q, block_k, ext)
+  xs = _query_side(q, idx, q_pos, ext, n_chunks, block_q)
 
   def step(_, chunk):
-    q_c, idx_c, qpos_c = chunk
-    _, vg, s, mask = _chunk_scores(q_c, idx_c, qpos_c, kv_blocks, causal=causal,
-                                   scale=scale)
+    q_c, idx_c, qpos_c, qseg_c = chunk
+    _, vg, s, mask, bucket = _chunk_scores(q_c, idx_c, qpos_c, qseg_c, blocks,
+                                           ext, causal=causal, scale=scale)
     p, lse = attention_math.masked_softmax(s, mask, axes=(-2, -1))
     o = jnp.einsum("bhcqsk,bhcskd->bhcqd", p.astype(v.dtype), vg,
                    preferred_element_type=jnp.float32)
+    if ext.rel_values is not None:
+      rv = ext.rel_values
+      o = o + rel.table_values(rel.bucket_sums(_flat(p), bucket, rv.shape[1]), rv)
     return None, (o.astype(q.dtype), lse)
 
   _, (o, lse) = jax.lax.scan(step, None, xs)
   return _merge(o), _merge(lse)
 
 
-def backward(q, k, v, idx, q_pos, kv_pos, lse, do, delta, *, block_q, block_k,
-             causal, scale):
-  """Returns (dq, dk, dv) in the input dtypes."""
+def backward(q, k, v, idx, q_pos, kv_pos, ext, lse, do, delta, *, block_q,
+             block_k, causal, scale):
+  """Returns (dq, dk, dv, d rel_keys, d rel_values): dq/dk/dv in the input dtypes, table
+  gradients f32 [Ht, R, D] (None without the table)."""
   b, h, _, d = q.shape
-  nk = k.shape[2] // block_k
-  kv_blocks = _kv_blocks(k, v, kv_pos, block_k, causal)
-  n_chunks = _chunk_count(q, idx, block_q, block_k)
-  n_sel = idx.shape[-1]
-  xs = (_split(q, n_chunks, (block_q, d)), _split(do, n_chunks, (block_q, d)),
-        _split(lse, n_chunks, (block_q,)), _split(delta, n_chunks, (block_q,)),
-        _split(idx, n_chunks, (n_sel,)),
-        _split(q_pos, n_chunks, (block_q,)) if causal else None)
+  hk, tk = k.shape[1], k.shape[2]
+  nk = tk // block_k
+  blocks = _Blocks(k, v, kv_pos, ext, block_k)
+  n_chunks = _chunk_count(q, idx, block_q, block_k, ext)
+  xs = (_query_side(q, idx, q_pos, ext, n_chunks, block_q),
+        _split(do, n_chunks, (block_q, d)), _split(lse, n_chunks, (block_q,)),
+        _split(delta, n_chunks, (block_q,)))
   bi = jnp.arange(b)[:, None, None, None]
-  hi = jnp.arange(h)[None, :, None, None]
+  hi = (jnp.arange(h) // (h // hk))[None, :, None, None]
+  rk, rv = ext.rel_keys, ext.rel_values
 
   def step(carry, chunk):
-    dk_acc, dv_acc = carry
-    q_c, do_c, lse_c, delta_c, idx_c, qpos_c = chunk
-    kg, vg, s, mask = _chunk_scores(q_c, idx_c, qpos_c, kv_blocks,
-                                    causal=causal, scale=scale)
+    dk_acc, dv_acc, drk_acc, drv_acc = carry
+    (q_c, idx_c, qpos_c, qseg_c), do_c, lse_c, delta_c = chunk
+    kg, vg, s, mask, bucket = _chunk_scores(q_c, idx_c, qpos_c, qseg_c, blocks,
+                                            ext, causal=causal, scale=scale)
     p = jnp.where(mask, jnp.exp(s - lse_c[..., None, None]), 0.0)
     dp = jnp.einsum("bhcqd,bhcskd->bhcqsk", do_c, vg,
                     preferred_element_type=jnp.float32)
+    if rv is not None:
+      dp = dp + rel.gather(rel.table_scores(do_c, rv), bucket).reshape(dp.shape)
     ds = p * (dp - delta_c[..., None, None])
     dq = jnp.einsum("bhcqsk,bhcskd->bhcqd", ds.astype(k.dtype), kg,
                     preferred_element_type=jnp.float32) * scale
+    if rk is not None:
+      dsb = rel.bucket_sums(_flat(ds), bucket, rk.shape[1])
+      dq = dq + rel.table_values(dsb, rk) * scale
+      drk_acc = drk_acc + rel.table_grad(dsb, q_c, rk.shape[0]) * scale
+    if rv is not None:
+      pb = rel.bucket_sums(_flat(p), bucket, rv.shape[1])
+      drv_acc = drv_acc + rel.table_grad(pb, do_c, rv.shape[0])
     dkg = jnp.einsum("bhcqsk,bhcqd->bhcskd", ds.astype(q.dtype), q_c,
                      preferred_element_type=jnp.float32) * scale
     dvg = jnp.einsum("bhcqsk,bhcqd->bhcskd", p.astype(do.dtype), do_c,
                      preferred_element_type=jnp.float32)
     # Empty slots point at block 0 with all-zero contributions (mask), so the
-    # clamped scatter needs no extra filtering.
+    # clamped scatter needs no extra filtering; GQA groups add into one kv head.
     safe = jnp.maximum(idx_c, 0)
     dk_acc = dk_acc.at[bi, hi, safe].add(dkg)
     dv_acc = dv_acc.at[bi, hi, safe].add(dvg)
-    return (dk_acc, dv_acc), dq.astype(q.dtype)
+    return (dk_acc, dv_acc, drk_acc, drv_acc), dq.astype(q.dtype)
 
+  like = (q, k, v, do, idx)
   zeros = pallas_support.varying_like(
-      jnp.zeros((b, h, nk, block_k, d), jnp.float32), q, k, v, do, idx)
-  (dk, dv), dq = jax.lax.scan(step, (zeros, zeros), xs)
+      jnp.zeros((b, hk, nk, block_k, d), jnp.float32), *like)
+  table_zeros = lambda t: (None if t is None else
+                           pallas_support.varying_like(jnp.zeros(t.shape, jnp.float32), *like))
+  init = (zeros, zeros, table_zeros(rk), table_zeros(rv))
+  (dk, dv, drk, drv), dq = jax.lax.scan(step, init, xs)
   return (_merge(dq), dk.reshape(k.shape).astype(k.dtype),
-          dv.reshape(v.shape).astype(v.dtype))
+          dv.reshape(v.shape).astype(v.dtype), drk, drv)

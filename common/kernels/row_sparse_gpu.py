@@ -15,6 +15,11 @@ the tile with its transpose, so accumulation is deterministic (no atomics).
 
 Shapes are padded by the caller (row_sparse_attention) to multiples of the
 tiles, and K to a power of two; all tiles are powers of two.
+
+GQA: k/v BlockSpecs map query head h to kv head h // G; the dk/dv programs
+run per query head and return f32 [B, H, Tk, D] when G > 1, which the caller
+sums over each group (gpu_support.sum_groups). Segment ids never reach these
+bodies: row_sparse_attention drops cross-segment keys from the lists.
 """
 from __future__ import annotations
 
@@ -119,11 +124,12 @@ def forward(q, k, v, rows, *, block_q, scale, interpret):
   """Returns (o, lse internal); Tq % block_q == 0, K a power of two."""
   b, h, tq, d = q.shape
   tk, kk = k.shape[2], rows.shape[-1]
+  group = h // k.shape[1]
   ops = pallas_support.match_varying(q, k, v, rows)
   return pl.pallas_call(
       functools.partial(_fwd_kernel, scale=scale),
       grid=(b, h, tq // block_q),
-      in_specs=[tile(block_q, d), head((tk, d)), head((tk, d)),
+      in_specs=[tile(block_q, d), head((tk, d), group), head((tk, d), group),
                 tile(block_q, kk)],
       out_specs=[tile(block_q, d), tile(block_q)],
       out_shape=[pallas_support.out_struct(q.shape, q.dtype, ops[0]),
@@ -134,14 +140,18 @@ def forward(q, k, v, rows, *, block_q, scale, interpret):
 
 def backward(q, k, v, rows, lse, do, delta, *, block_q, block_k, chunk, scale,
              interpret):
-  """Returns (dq, dk, dv); Tq % block_q == 0 and Tk % block_k == 0."""
+  """Returns (dq, dk, dv); Tq % block_q == 0 and Tk % block_k == 0.
+
+  With GQA dk/dv are per query head (f32 [B, H, Tk, D]; gpu_support.sum_groups).
+  """
   b, h, tq, d = q.shape
   tk, kk = k.shape[2], rows.shape[-1]
+  group = h // k.shape[1]
   ops = pallas_support.match_varying(q, k, v, rows, do, lse, delta)
   dq = pl.pallas_call(
       functools.partial(_dq_kernel, scale=scale),
       grid=(b, h, tq // block_q),
-      in_specs=[tile(block_q, d), head((tk, d)), head((tk, d)),
+      in_specs=[tile(block_q, d), head((tk, d), group), head((tk, d), group),
                 tile(block_q, kk), tile(block_q, d), tile(block_q),
                 tile(block_q)],
       out_specs=tile(block_q, d),
@@ -162,9 +172,9 @@ def backward(q, k, v, rows, lse, do, delta, *, block_q, block_k, chunk, scale,
                         chunk=chunk),
       (q, do, lse, delta, k, v, pair_q, pair_key, start, count),
       [head((tq, d)), head((tq, d)), head((tq,)), head((tq,)),
-       tile(block_k, d), tile(block_k, d),
+       tile(block_k, d, group=group), tile(block_k, d, group=group),
        head(pair_q.shape[-1:]), head(pair_key.shape[-1:]),
        head(start.shape[-1:]), head(count.shape[-1:])],
-      k=k, v=v, block_k=block_k, compiler_params=_COMPILER_PARAMS,
+      q=q, k=k, v=v, block_k=block_k, compiler_params=_COMPILER_PARAMS,
       interpret=interpret, name="row_sparse_dkv_gpu")
   return dq, dk, dv

@@ -7,6 +7,10 @@ empty queries to a multiple of the chunk. The backward recomputes scores from
 the saved lse and scatter-adds per-(query, key) gradients into f32 dk/dv
 accumulators carried through the scan.
 
+GQA: rows are gathered from the query head's kv head (h // G), never from a
+repeated copy, and dk/dv accumulate into [B, H_kv, Tk, D] directly (the
+scatter-add sums the G query heads of a group).
+
 `rows` are compacted key lists (sparse_indices.compact_unique), lse internal.
 """
 from __future__ import annotations
@@ -49,11 +53,17 @@ def _merge(x, tq):
   return x[:, :, :tq]
 
 
-def _gather_rows(x, rows):
-  """x [B, H, Tk, D] at rows [B, H, c, K] -> [B, H, c, K, D]."""
+def _heads(rows, kv_heads):
+  """Batch and kv-head index arrays for [B, H, c, K] lists (query head h -> kv head h // G)."""
   b, h = rows.shape[:2]
   bi = jnp.arange(b)[:, None, None, None]
-  hi = jnp.arange(h)[None, :, None, None]
+  hi = (jnp.arange(h) // (h // kv_heads))[None, :, None, None]
+  return bi, hi
+
+
+def _gather_rows(x, rows):
+  """x [B, H_kv, Tk, D] at rows [B, H, c, K] -> [B, H, c, K, D]."""
+  bi, hi = _heads(rows, x.shape[1])
   return x[bi, hi, jnp.maximum(rows, 0)]
 
 
@@ -79,10 +89,8 @@ def forward(q, k, v, rows, *, scale):
 
 def backward(q, k, v, rows, lse, do, delta, *, scale):
   """Returns (dq, dk, dv) in the input dtypes."""
-  b, h, tq, _ = q.shape
+  tq = q.shape[2]
   n_chunks, size = _chunking(q, rows)
-  bi = jnp.arange(b)[:, None, None, None]
-  hi = jnp.arange(h)[None, :, None, None]
 
   def step(carry, chunk):
     dk_acc, dv_acc = carry
@@ -98,7 +106,8 @@ def backward(q, k, v, rows, lse, do, delta, *, scale):
                     preferred_element_type=jnp.float32) * scale
     dkg = ds[..., None] * q_c[..., None, :].astype(jnp.float32) * scale
     dvg = p[..., None] * do_c[..., None, :].astype(jnp.float32)
-    # Empty slots scatter zeros into key 0.
+    # Empty slots scatter zeros into key 0; GQA groups add into one kv head.
+    bi, hi = _heads(rows_c, k.shape[1])
     safe = jnp.maximum(rows_c, 0)
     dk_acc = dk_acc.at[bi, hi, safe].add(dkg)
     dv_acc = dv_acc.at[bi, hi, safe].add(dvg)

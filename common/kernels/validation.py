@@ -10,7 +10,10 @@ FLOAT_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 
 
 def check_qkv(q, k, v):
-  """q [B, H, Tq, D]; k, v [B, H, Tk, D]; one floating dtype."""
+  """q [B, H, Tq, D]; k, v [B, H_kv, Tk, D] with H % H_kv == 0 (GQA/MQA); one floating dtype.
+
+  Returns the group size G = H // H_kv (query head h reads kv head h // G).
+  """
   for name, x in (("q", q), ("k", k), ("v", v)):
     if getattr(x, "ndim", None) != 4:
       raise ValueError(
@@ -23,13 +26,64 @@ def check_qkv(q, k, v):
   if k.shape != v.shape:
     raise ValueError(f"k.shape={tuple(k.shape)} and v.shape={tuple(v.shape)} "
                      f"must be equal.")
-  if q.shape[:2] != k.shape[:2] or q.shape[3] != k.shape[3]:
+  if q.shape[0] != k.shape[0] or q.shape[3] != k.shape[3]:
     raise ValueError(
         f"q.shape={tuple(q.shape)} and k.shape={tuple(k.shape)} must agree on "
-        f"B, H and D ([B, H, Tq, D] vs [B, H, Tk, D]).")
+        f"B and D ([B, H, Tq, D] vs [B, H_kv, Tk, D]).")
+  h, h_kv = q.shape[1], k.shape[1]
+  if h_kv < 1 or h % h_kv:
+    raise ValueError(
+        f"k.shape[1]={h_kv} kv heads must divide q.shape[1]={h} query heads "
+        f"(GQA/MQA: query head h reads kv head h // (H // H_kv)); allowed: "
+        f"the divisors of {h}.")
   if q.dtype != k.dtype or q.dtype != v.dtype:
     raise ValueError(f"q, k, v dtypes ({q.dtype}, {k.dtype}, {v.dtype}) must "
                      f"be equal.")
+  return h // h_kv
+
+
+def check_segment_ids(q_segment_ids, kv_segment_ids, *, batch, tq, tk):
+  """Both or neither; int32 [B, Tq] and [B, Tk]."""
+  if (q_segment_ids is None) != (kv_segment_ids is None):
+    given, missing = (("q_segment_ids", "kv_segment_ids")
+                      if kv_segment_ids is None else
+                      ("kv_segment_ids", "q_segment_ids"))
+    raise ValueError(f"{given} was given without {missing}; pass both "
+                     f"(int32 [B, Tq] and [B, Tk]) or neither.")
+  if q_segment_ids is not None:
+    check_int_array("q_segment_ids", q_segment_ids, shape=(batch, tq))
+    check_int_array("kv_segment_ids", kv_segment_ids, shape=(batch, tk))
+
+
+def check_rel_tables(rel_keys, rel_values, *, heads, head_dim):
+  """Shaw tables: float [R, D] (shared) or [H, R, D] (per query head), R = 2M + 1 odd.
+
+  Returns the max distance M, or None when neither table is given.
+  """
+  rows = None
+  for name, table in (("rel_keys", rel_keys), ("rel_values", rel_values)):
+    if table is None:
+      continue
+    shape = tuple(getattr(table, "shape", ()))
+    dtype = getattr(table, "dtype", None)
+    if dtype is None or jnp.dtype(dtype) not in [jnp.dtype(d)
+                                                 for d in FLOAT_DTYPES]:
+      raise ValueError(f"{name}.dtype={dtype} is not supported; allowed: "
+                       f"float32, bfloat16, float16.")
+    if len(shape) not in (2, 3) or shape[-1] != head_dim or (
+        len(shape) == 3 and shape[0] != heads):
+      raise ValueError(
+          f"{name}.shape={shape} must be [R, D] (shared by all heads) or "
+          f"[H, R, D] (per query head) with D={head_dim}, H={heads}.")
+    if shape[-2] % 2 != 1:
+      raise ValueError(
+          f"{name}.shape={shape}: R={shape[-2]} must be odd (R = "
+          f"2 * max_distance + 1 rows for distances -max_distance..max_distance).")
+    if rows is not None and shape[-2] != rows:
+      raise ValueError(f"rel_keys and rel_values must have the same number of "
+                       f"rows R; got {rows} and {shape[-2]}.")
+    rows = shape[-2]
+  return None if rows is None else (rows - 1) // 2
 
 
 def check_block(name, block, length, length_name):

@@ -40,14 +40,57 @@ Token weights (`token_mask`, 0 for padding) exclude tokens from every statistic 
 
 Dispatch (`dispatch=`):
   'dense'     compute z_j for all M experts and zero the non-routed ones. M/k times the active
-              FLOPs, but a few large matmuls with no gather; the right choice for few experts
-              (8 experts top-2 here) and on CPU. Output is exact: no token is dropped.
+              FLOPs, but a few large matmuls with no gather; a simple choice for few experts
+              (8 experts top-2 here; 'dropless' below does fewer FLOPs, moves more bytes).
+              Output is exact: no token is dropped.
   'capacity'  GShard-style einsum dispatch/combine per sequence (the group is one batch row, so
               it shards with the batch): each expert takes at most C = ceil(capacity_factor *
               T * k / M) tokens of a row, first choices before second choices; overflowing
               assignments are dropped (their weight is lost, the residual carries the token).
               Costs ~capacity_factor times the active FLOPs plus O(T^2 k) dispatch tensors;
               use it for wide experts / many experts on accelerators. Needs x of shape [B, T, d].
+  'dropless'  grouped matmul (the megablox / MaxText approach): the N tokens' N*k token->expert
+              assignments are sorted by expert and each expert's encoder and decoder run as one
+              grouped matmul over its contiguous rows (`common.layers.grouped_matmul`); the rows
+              are weighted, unsorted and summed per token. No token is dropped and any leading
+              shape works; the output, gradients and statistics equal 'dense' up to float
+              reassociation. The grouped matmul is `jax.lax.ragged_dot` off CPU (backward: jax's
+              own transpose, dX a ragged_dot, dW a ragged-contracting ragged_dot_general); where
+              the backend has a grouped kernel (TPU; on GPU jax's Triton one under
+              `jax_ragged_dot_use_gpu_pallas_triton_lowering`; XLA's default GPU lowering is
+              unchecked here: no GPU was lent) it costs ~the active FLOPs plus one sort and a few
+              row gathers of [N*k, d]. On CPU jax lowers ragged_dot to a masked product over all
+              M experts (k times 'dense' dispatch's FLOPs), so there it is grouped_matmul's
+              'tiled' path instead: each expert's rows padded to a multiple of a tile, one
+              batched einsum of the tiles against their experts' matrices, plain autodiff. XLA's
+              cost analysis at benchmarks/experts.py's shapes (2048 tokens, d = 256, 8 experts x
+              128, top-2, float32): MoE-X forward 0.63 GFLOP, forward+backward 1.90, i.e. 1.17x
+              a dense relu2 MLP of the active width 256 (0.54 / 1.62; the rest is the tile
+              padding, router and sort), against 4.0x for 'dense' dispatch, 3.8x / 3.4x for
+              'capacity' and 8.1x for ragged_dot; but ~5x / 6x the MLP's bytes (93 / 371 MB:
+              the row gathers, the per-tile weight copies and their scatter-add transposes),
+              against 3.5x / 4.4x for 'dense' dispatch.
+              Sharding: when a mesh is set with `jax.set_mesh` (Auto axes, as common.train.mesh
+              makes them), the rows run under `shard_map`, MaxText-style: the experts are split
+              over `expert_axis` (default 'expert', where the default rules put the 'expert'
+              logical name) when it divides M, and the tokens over every other mesh axis that
+              divides N. Each device keeps its batch shard's tokens (not split over the expert
+              axis, so each expert shard sees them all: already their layout when 'batch' is not
+              on that axis), sorts them against its own M / size experts only, runs the grouped
+              matmul on those (the rows routed to other shards' experts sort last and give
+              zeros; the tiled path's static size still covers them, so each device computes
+              all N_local * k rows of its batch shard, as ragged_dot does without a kernel
+              that skips them),
+              and a psum over the expert axis adds the shards' outputs. Weights arrive
+              split over experts and gathered over the other axes (FSDP's per-layer gather; no
+              tensor parallelism over 'mlp' inside the experts).
+              Without a set mesh (the legacy `with mesh:` context, which jit cannot see, is what
+              common.train.trainer uses today) the layer is one GSPMD/Shardy program: results
+              and gradients are still correct on any mesh, but the sort is over the global
+              batch, and Shardy's rule for ragged_dot replicates both its rows and its group
+              (expert) dimension, so on TPU/GPU every device would compute every row of the
+              batch for all experts. (On CPU the tiled path's gathers and batched einsum are
+              partitioned by GSPMD as it sees fit; results are checked, its cost is not.)
 """
 from __future__ import annotations
 
@@ -57,13 +100,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.sharding import PartitionSpec as P
 
 import common  # noqa: F401  (switches off eager variable sharding before any Param exists)
-from common.layers import activations, validation
+from common.layers import activations, grouped_matmul, validation
 from common.layers.initializers import Initializer
 
 ROUTERS = ("learned", "sparsity")
-DISPATCH = ("dense", "capacity")
+DISPATCH = ("dense", "capacity", "dropless")
 BALANCE_LOSSES = ("switch", "cv2", "none")
 UPCYCLE_MODES = ("auto", "copy", "split")
 
@@ -143,7 +187,9 @@ class SparseMoE(nnx.Module):
     router_bias: sparsity router; include the encoder bias in mu_h / sigma_h.
     balance: 'switch' | 'cv2' | 'none' (form of the sown 'balance_loss'; the task weights it).
     z_loss: also sow the router z-loss.
-    dispatch: 'dense' | 'capacity'; capacity_factor: for 'capacity'.
+    dispatch: 'dense' | 'capacity' | 'dropless'; capacity_factor: for 'capacity'.
+    expert_axis: 'dropless' only; the mesh axis the experts are split over when a mesh is set
+      with `jax.set_mesh` (module docstring, "Sharding"); None: never expert-parallel.
     use_bias: encoder biases [M, D] and one shared decoder bias [d].
     kernel_init / out_kernel_init: per-expert [d, D] / [D, d] initialisers; router_init for W_r.
     sow_hidden: sow 'mlp_hidden', 'router_scores', 'expert_l0' (interpretability evals).
@@ -153,7 +199,8 @@ class SparseMoE(nnx.Module):
                activation: str = "relu", router: str = "sparsity", renormalize: bool = True,
                temperature: float = 1.0, eps: float = 1e-6, router_bias: bool = True,
                balance: str = "switch", z_loss: bool = False, dispatch: str = "dense",
-               capacity_factor: float = 1.25, use_bias: bool = True,
+               capacity_factor: float = 1.25, expert_axis: str | None = "expert",
+               use_bias: bool = True,
                kernel_init: Initializer = nnx.initializers.normal(0.02),
                out_kernel_init: Initializer | None = None,
                router_init: Initializer = nnx.initializers.normal(0.02),
@@ -184,6 +231,7 @@ class SparseMoE(nnx.Module):
     self.renormalize, self.temperature, self.eps = renormalize, temperature, eps
     self.router_bias, self.balance, self.use_z_loss = router_bias, balance, z_loss
     self.dispatch, self.capacity_factor = dispatch, capacity_factor
+    self.expert_axis = expert_axis
     self.dtype, self.sow_hidden = dtype, sow_hidden
 
     def param(init, shape, axes):
@@ -263,11 +311,34 @@ class SparseMoE(nnx.Module):
       code = jnp.einsum("btmc,bmch->btmh", combine.astype(z.dtype), z)
     return y, code, l0, dropped
 
+  def _dropless(self, x, gates, idx):
+    lead, d, m = x.shape[:-1], x.shape[-1], self.num_experts
+    dtype = self.dtype or x.dtype
+    x = x.reshape(-1, d).astype(dtype)
+    idx = idx.reshape(-1, self.top_k)
+    weight = jnp.take_along_axis(gates.reshape(-1, m), idx, axis=-1)   # [N, k] gate weights
+    params = [self.w_enc[...].astype(dtype), self.w_dec[...].astype(dtype)]
+    if self.b_enc is not None:
+      params.append(self.b_enc[...].astype(dtype))
+    rows = lambda first, x, idx, weight, *p: _dropless_rows(
+        x, idx, weight, *p, num_experts=m, first_expert=first, activation=self.activation,
+        want_code=self.sow_hidden)
+    mesh = _set_mesh()
+    if mesh is None:
+      y, l0, code = rows(0, x, idx, weight, *params)
+    else:
+      y, l0, code = _sharded_rows(rows, mesh, self.expert_axis, x, idx, weight, params,
+                                  want_code=self.sow_hidden)
+    code = None if code is None else code.reshape(*lead, m, -1)
+    return y.reshape(*lead, d), code, l0.reshape(lead), None
+
   def __call__(self, x: jax.Array, *, token_mask: jax.Array | None = None) -> jax.Array:
     """x [..., d] (capacity dispatch: [B, T, d]); token_mask [...] (0 = padding)."""
     s, gates, idx, probs = self.route(x)
     if self.dispatch == "dense":
       y, code, l0, dropped = self._dense(x, gates)
+    elif self.dispatch == "dropless":
+      y, code, l0, dropped = self._dropless(x, gates, idx)
     else:
       y, code, l0, dropped = self._capacity(x, gates, idx, token_mask)
     if self.b_dec is not None:
@@ -288,6 +359,85 @@ class SparseMoE(nnx.Module):
       z_all = self._encode(x, "...d,mdh->...mh", (self.num_experts, -1))
       self.sow(nnx.Intermediate, "expert_l0", jnp.sum((z_all != 0).astype(jnp.float32), axis=-1))
     return y.astype(self.dtype or x.dtype)
+
+
+def _dropless_rows(x, idx, weight, w_enc, w_dec, b_enc=None, *, num_experts: int,
+                   first_expert, activation: str, want_code: bool):
+  """Experts first_expert .. first_expert + M_loc - 1 (w_enc [M_loc, d, D]) applied to tokens.
+
+  x [n, d]; idx [n, k] global expert ids; weight [n, k] gate weights. Returns (y [n, d], the
+  contribution of these experts; l0 [n], their nonzero hidden-code units per token; code
+  [n, M_loc, D] or None). With M_loc = M and first_expert = 0 this is the whole layer.
+  """
+  n, k = idx.shape
+  m_loc = w_enc.shape[0]
+  # Rank experts from first_expert on, so this shard's experts are groups 0 .. M_loc - 1 and
+  # every other expert's rows sort after them, where grouped_matmul leaves them out.
+  local = ((idx - first_expert) % num_experts).reshape(-1)          # [n*k]
+  # lax.sort of (key, row id) rather than jnp.argsort: under shard_map (jax 0.10.2) argsort's
+  # result loses its device-varying type, and the gradients through the gathers by it go wrong.
+  # Stable, so each expert's rows keep token order.
+  expert, order = jax.lax.sort((local, jnp.arange(n * k, dtype=local.dtype)), num_keys=1,
+                               is_stable=True)
+  group_sizes = jnp.bincount(local, length=num_experts)[:m_loc].astype(jnp.int32)
+  h = grouped_matmul.grouped_matmul(x[order // k], w_enc, group_sizes)   # [n*k, D]
+  if b_enc is not None:
+    h = h + b_enc[jnp.minimum(expert, m_loc - 1)]
+  # Rows past the last group (other shards' experts) have h = 0 but a bias: mask them. Weight
+  # before decoding, as the dense path does, so these rows ARE the hidden code (same zeros, so
+  # the same L0). grouped_matmul gives those rows zero output.
+  mine = (expert < m_loc)[:, None]
+  code = jnp.where(mine, activations.get_activation(activation)(h)
+                   * weight.reshape(-1)[order].astype(h.dtype)[:, None], 0)
+  out = grouped_matmul.grouped_matmul(code, w_dec, group_sizes)   # [n*k, d]
+  # Unsort with the inverse permutation: a gather forward, a scatter-add only in the backward.
+  inverse = jnp.zeros_like(order).at[order].set(jnp.arange(n * k, dtype=order.dtype))
+  y = jnp.sum(out[inverse].reshape(n, k, -1), axis=1)
+  l0 = jnp.sum(jnp.sum((code != 0).astype(jnp.float32), axis=-1)[inverse].reshape(n, k), axis=1)
+  token_code = None
+  if want_code:  # interpretability reads only: [n, k, D] rows spread over [n, M_loc, D]
+    slot = jax.nn.one_hot(local.reshape(n, k), m_loc, dtype=code.dtype)   # other experts: 0
+    token_code = jnp.einsum("nkh,nkm->nmh", code[inverse].reshape(n, k, -1), slot)
+  return y, l0, token_code
+
+
+def _set_mesh():
+  """The mesh set with `jax.set_mesh` (visible inside jit), or None when there is none to use."""
+  mesh = jax.sharding.get_abstract_mesh()
+  return None if mesh.empty or math.prod(mesh.shape.values()) == 1 else mesh
+
+
+def _sharded_rows(rows, mesh, expert_axis: str | None, x, idx, weight, params, *,
+                  want_code: bool):
+  """`rows` under shard_map: experts split over `expert_axis` (when it divides M), the N tokens
+  over every other mesh axis that divides N (in mesh order, so the split refines the batch
+  layout and moves nothing).
+
+  Tokens are not split over the expert axis: every expert shard holds all the tokens of its
+  batch shard (MaxText's all-gather variant; with 'batch' off the expert axis, as in the default
+  rules, that is already their layout), routes them to its own experts only, and a psum over
+  the expert axis adds the shards' contributions. Each device sorts only its own tokens.
+  """
+  n, m = x.shape[0], params[0].shape[0]
+  size = mesh.shape.get(expert_axis, 1) if expert_axis else 1
+  axis = expert_axis if size > 1 and m % size == 0 else None
+  token_axes: list[str] = []
+  for name, s in mesh.shape.items():
+    if name != axis and s > 1 and n % (s * math.prod(mesh.shape[a] for a in token_axes)) == 0:
+      token_axes.append(name)
+  tok = tuple(token_axes) or None
+
+  def body(x, idx, weight, *p):
+    first = jax.lax.axis_index(axis) * p[0].shape[0] if axis else 0
+    out = rows(first, x, idx, weight, *p)
+    summed = tuple(jax.lax.psum(v, axis) if axis else v for v in out[:2])
+    return summed + ((out[2],) if want_code else ())
+
+  param_specs = [P(axis, None, None)] * 2 + [P(axis, None)] * (len(params) - 2)
+  out_specs = (P(tok, None), P(tok)) + ((P(tok, axis, None),) if want_code else ())
+  out = jax.shard_map(body, mesh=mesh, in_specs=(P(tok, None),) * 3 + tuple(param_specs),
+                      out_specs=out_specs)(x, idx, weight, *params)
+  return out if want_code else (*out, None)
 
 
 def _masked_mean(v: jax.Array, token_mask: jax.Array | None) -> jax.Array:

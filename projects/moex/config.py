@@ -16,6 +16,7 @@
   balance_weight        guess: Switch Transformer's alpha 0.01; the paper's is not recovered
   z_loss_weight         router z-loss (ST-MoE uses 1e-3); 0 = off
   dispatch              dense (compute all experts, mask) | capacity (einsum dispatch, drops)
+                        | dropless (sort by expert, common.layers.grouped_matmul)
   capacity_factor       'capacity' dispatch only
   upcycle_mode          projects/moex/upcycle.py: auto | copy | split
   upcycle_noise         relative std of the noise added to up-cycled expert kernels

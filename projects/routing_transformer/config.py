@@ -23,10 +23,11 @@ config.model fields (every field of `RoutingTransformerConfig`):
                                             pixel LM (input_embedding.py)
   attention_impl   'official': every head on the windowed jnp path of the official code (Shaw
                    relative positions, attention dropout); or a common.kernels impl for
-                   `block_sparse_attention`, handed to it unchanged: 'auto' (default; a head
-                   the kernel cannot express, i.e. with relative positions or attention
-                   dropout, falls back to 'official') | 'xla' | 'reference' | 'pallas_tpu' |
-                   'pallas_gpu' | 'interpret' (these refuse relative positions and dropout)
+                   `block_sparse_attention`, handed to it unchanged (Shaw relative positions
+                   run inside the kernel): 'auto' (default; a train step with attention
+                   dropout falls back to 'official', which the kernel cannot express) | 'xla' |
+                   'reference' | 'pallas_tpu' | 'pallas_gpu' | 'interpret' (these refuse
+                   attention_dropout > 0)
   dtype, param_dtype, remat_policy          compute / parameter dtype; per-block remat
 """
 from __future__ import annotations
@@ -106,12 +107,11 @@ class RoutingTransformerConfig(config_contract.ModelFields):
       validation.check_positive("window", self.window)
       if not 0.0 < self.kmeans_decay < 1.0:
         raise ValueError(f"kmeans_decay={self.kmeans_decay} must lie in (0, 1).")
-    relative = ((self.local_relative and self.uses_local)
-                or (self.routing_relative and self.uses_routing))
-    if self.attention_impl not in ("auto", OFFICIAL) and (relative or self.attention_dropout):
-      raise ValueError(f"attention_impl={self.attention_impl!r} cannot express relative positions "
-                       "or attention dropout (the kernel has neither yet); use 'auto' (the "
-                       "kernel where it can, 'official' elsewhere) or 'official'.")
+    if self.attention_impl not in ("auto", OFFICIAL) and self.attention_dropout:
+      raise ValueError(f"attention_impl={self.attention_impl!r} cannot express attention dropout "
+                       f"(attention_dropout={self.attention_dropout}; the kernel has none); use "
+                       "'auto' (the kernel where it can, 'official' in train steps with dropout) "
+                       "or 'official', or attention_dropout=0.")
 
   def _check_inputs(self):
     validation.check_choice("positions", self.positions, POSITIONS)

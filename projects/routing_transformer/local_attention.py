@@ -8,7 +8,10 @@ the routing heads).
 
 impl (config.model.attention_impl; window_attention.runs_official picks the path):
   a kernel impl  common.kernels.block_sparse_attention(impl=impl) with kv blocks [i - p, ..., i]
-                 (negative -> -1, skipped), causal on the default positions, scale 1.
+                 (negative -> -1, skipped), causal on the default positions, scale 1; Shaw
+                 relative positions as the kernel's rel_keys / rel_values on those positions,
+                 i.e. the true token distance clipped to ±max_relative_position (the tables have
+                 2 * max_relative_position + 1 rows). No attention dropout.
   'official'     window_attention.attend on [B,H,nb,block,(p+1)*block] memory windows; Shaw
                  relative positions by the true token distance (T2T: the query block is the
                  last `block` positions of its memory block), clipped to ±max_relative_position.
@@ -31,13 +34,15 @@ def local_attention(q, k, v, *, block: int, flange: int, impl: str = "auto", rel
   check_blocks(n, block, flange)
   prev = flange // block
   nb = n // block
-  if not window_attention.runs_official(impl, relative=rel_keys is not None,
-                                        dropout=dropout is not None, op="local_attention"):
+  if not window_attention.runs_official(impl, dropout=dropout is not None,
+                                        op="local_attention"):
     blocks = np.arange(nb)[:, None] + np.arange(-prev, 1)[None, :]
     blocks = np.where(blocks >= 0, blocks, -1).astype(np.int32)
     idx = jnp.broadcast_to(jnp.asarray(blocks), (b, h, nb, prev + 1))
+    window_attention.check_tables(rel_keys, max_relative_position)
     return bsa.block_sparse_attention(q, k, v, idx, block_q=block, block_k=block, causal=True,
-                                      scale=1.0, impl=impl)
+                                      rel_keys=rel_keys, rel_values=rel_values, scale=1.0,
+                                      impl=impl)
   qb = q.reshape(b, h, nb, block, d)
 
   def memory(x):

@@ -14,9 +14,12 @@ Port of TF `clustered_local_attention_helper` (google-research routing_transform
 Two implementations of step 3, equal up to float rounding (tests/.../test_attention_heads.py),
 chosen by impl (config.model.attention_impl; window_attention.runs_official picks the path):
   a kernel impl  common.kernels.block_sparse_attention(impl=impl) over the cluster-sorted
-                 sequence [B,H,K*w,d]: block c attends to block c only, with the gathered token
-                 positions as explicit q/kv positions for the causal mask, scale 1. No relative
-                 positions, no dropout.
+                 sequence [B,H,K*w,d]: block c attends to block c only, scale 1, on the default
+                 positions arange(K*w), whose difference inside a block is the rank difference
+                 inside the window. That is the official relative "distance" for the Shaw terms
+                 (rel_keys / rel_values), and, since a window holds distinct positions sorted
+                 ascending (select_windows), causality on ranks is causality on tokens. No
+                 attention dropout.
   'official'     window_attention.attend on [B,H,K,w,d]: Shaw relative positions over the
                  window index (as TF: the relative "distance" is the index difference inside
                  the sorted window, not the token distance) and attention dropout.
@@ -65,20 +68,21 @@ def routed_attention(x: jax.Array, v: jax.Array, idx: jax.Array, *, causal: bool
                      max_relative_position: int = 0, dropout=None) -> jax.Array:
   """Attention of the routed windows; x is the layer-normed shared q/k [B, H, n, d].
 
+  idx: [B, H, K, w] windows from `select_windows` (distinct positions, sorted ascending).
   Returns the scattered output [B, H, n, d].
   """
   x, v = jnp.asarray(x), jnp.asarray(v)
   b, h, n, d = x.shape
   num_clusters, window = idx.shape[2], idx.shape[3]
-  if not window_attention.runs_official(impl, relative=rel_keys is not None,
-                                        dropout=dropout is not None, op="routed_attention"):
+  if not window_attention.runs_official(impl, dropout=dropout is not None,
+                                        op="routed_attention"):
     xs = gather_windows(x, idx).reshape(b, h, num_clusters * window, d)
     vs = gather_windows(v, idx).reshape(b, h, num_clusters * window, d)
-    pos = idx.reshape(b, h, num_clusters * window)
     own_block = jnp.broadcast_to(jnp.arange(num_clusters, dtype=jnp.int32)[:, None],
                                  (b, h, num_clusters, 1))
+    window_attention.check_tables(rel_keys, max_relative_position)
     o = bsa.block_sparse_attention(xs, xs, vs, own_block, block_q=window, block_k=window,
-                                   q_positions=pos, kv_positions=pos, causal=causal,
+                                   causal=causal, rel_keys=rel_keys, rel_values=rel_values,
                                    scale=1.0, impl=impl)
     o = o.reshape(b, h, num_clusters, window, d)
   else:

@@ -7,8 +7,10 @@ module is that inner op written directly in jnp, as T2T's `dot_product_attention
   p      = dropout(softmax(logits + bias))
   out    = p v + sum_k p . R_v[rel]
 
-It is attention_impl 'official', and the path 'auto' falls back to when a feature the
-block-sparse kernel lacks is on (relative positions, attention dropout); `runs_official` decides.
+It is attention_impl 'official', and the path 'auto' falls back to when attention dropout is on
+(common.kernels.block_sparse_attention has no dropout); `runs_official` decides. The Shaw terms
+themselves run inside the kernel (its rel_keys / rel_values), equal to this path up to float
+rounding (tests/projects/routing_transformer/test_relative_kernel.py).
 """
 from __future__ import annotations
 
@@ -21,21 +23,28 @@ from projects.routing_transformer.config import OFFICIAL
 NEG_INF = -1e9  # T2T's attention bias constant
 
 
-def runs_official(impl: str, *, relative: bool, dropout: bool, op: str) -> bool:
+def runs_official(impl: str, *, dropout: bool, op: str) -> bool:
   """Whether attention_impl `impl` runs this windowed path (else the kernel, with impl=`impl`).
 
-  'official' always does; 'auto' does when the head needs relative positions or attention
-  dropout, which common.kernels.block_sparse_attention cannot express yet; an explicit kernel
-  impl with either is an error.
+  'official' always does; 'auto' does when the head applies attention dropout (train mode with
+  attention_dropout > 0), which common.kernels.block_sparse_attention cannot express; an explicit
+  kernel impl with dropout is an error. Relative positions run in the kernel.
   """
   if impl == OFFICIAL:
     return True
-  if relative or dropout:
+  if dropout:
     if impl == "auto":
       return True
-    raise ValueError(f"{op}(impl={impl!r}) supports neither relative positions nor attention "
-                     "dropout; use impl='auto' or 'official'.")
+    raise ValueError(f"{op}(impl={impl!r}) does not support attention dropout; use "
+                     "impl='auto' or 'official'.")
   return False
+
+
+def check_tables(rel_keys, max_relative_position: int) -> None:
+  """The kernel reads the max distance off the tables (2M + 1 rows); they must agree."""
+  if rel_keys is not None and rel_keys.shape[0] != 2 * max_relative_position + 1:
+    raise ValueError(f"relative tables have {rel_keys.shape[0]} rows; max_relative_position="
+                     f"{max_relative_position} needs {2 * max_relative_position + 1}.")
 
 
 def relative_index(q_pos: np.ndarray, k_pos: np.ndarray, max_relative_position: int) -> np.ndarray:

@@ -38,7 +38,10 @@ def toy_command(workdir, *flags) -> list[str]:
 
 def cpu_env(devices: int, **extra) -> dict:
   env = dict(os.environ, JAX_PLATFORMS="cpu", **extra)
-  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  # Keep the suite's other XLA flags (tests/conftest.py); replace only the device count.
+  flags = [f for f in env.get("XLA_FLAGS", "").split()
+           if not f.startswith("--xla_force_host_platform_device_count")]
+  env["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={devices}"])
   return env
 
 

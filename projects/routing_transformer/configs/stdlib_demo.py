@@ -12,12 +12,11 @@ Variants (comma-separated, one per group):
       full causal attention, as local heads whose look-back spans the whole sequence:
       query_block 128 with memory_flange = seq_len - 128, so the kernel skips the blocks above
       the diagonal)
-  relative (default: Shaw relative positions as the official text sets; with attention_impl
-      'auto' these heads run the official windowed jnp path) | sinusoidal (NOT the official
-      text setting: no relative positions, a T2T sinusoidal timing signal added after
-      emb_dense instead, so every head runs
-      common.kernels.block_sparse_attention; this is what demo.py uses, because the [n, n]
-      relative terms made the dense baseline ~30 s/step on 2 CPU cores)
+  relative (default: Shaw relative positions as the official text sets, inside
+      common.kernels.block_sparse_attention) | sinusoidal (NOT the official text setting: no
+      relative positions, a T2T sinusoidal timing signal added after emb_dense instead; this
+      is what demo.py uses, because when it was set up the relative terms ran on the windowed
+      jnp path and made the dense baseline ~30 s/step on 2 CPU cores)
   steps=<int> overrides the number of steps.
 
 demo: 2 layers, width 128 (emb 128), GEGLU 256, 4 heads of 32, n = 2048 bytes, K = 8 clusters of
@@ -26,8 +25,8 @@ w = 256, local blocks of 128 with a 128 flange, Adafactor with the official sche
 Hardware: 2 CPU cores. Time per train step with 'sinusoidal' (measured on an idle 2-core VM,
 jit step incl. Adafactor): routing 0.75 s, local_only 0.40 s, dense 1.5 s, so the three-way
 demo needs ~8 minutes on an idle machine (estimated from those; one measured run on a VM shared
-at load average 8-10 took 22.5 min wall, 373 s user CPU). With 'relative' the dense step took
-~30 s (a 4-layer batch-4 version).
+at load average 8-10 took 22.5 min wall, 373 s user CPU). With 'relative' on the windowed jnp
+path (before the kernel took the Shaw terms) the dense step took ~30 s (a 4-layer batch-4 version).
 Result: see README.md ("CPU demo").
 
 tiny: seq_len 64, 2 layers of width 32, 2 + 2 heads of 8, K = 4, w = 16, batch 8 (a multiple of

@@ -27,11 +27,29 @@ TOLERANCES = {
 }
 
 
-def qkv(rng, b, h, tq, tk, d, dtype):
+def qkv(rng, b, h, tq, tk, d, dtype, h_kv=None):
+  """q [b, h, tq, d]; k, v [b, h_kv (default h), tk, d]."""
+  h_kv = h if h_kv is None else h_kv
   q = rng.standard_normal((b, h, tq, d))
-  k = rng.standard_normal((b, h, tk, d))
-  v = rng.standard_normal((b, h, tk, d))
+  k = rng.standard_normal((b, h_kv, tk, d))
+  v = rng.standard_normal((b, h_kv, tk, d))
   return tuple(jnp.asarray(x, dtype) for x in (q, k, v))
+
+
+def segment_ids(rng, b, t, kind):
+  """int32 [b, t]: 'packed' = a few contiguous runs (packed sequences), 'random' = ids in {0, 1, 2}
+  per position (many queries lose most keys), 'one' = a single segment."""
+  if kind == "one":
+    return jnp.zeros((b, t), jnp.int32)
+  if kind == "random":
+    return jnp.asarray(rng.integers(0, 3, (b, t)), jnp.int32)
+  cuts = np.sort(rng.choice(np.arange(1, t), size=(b, 2), replace=True), axis=-1)
+  return jnp.asarray((np.arange(t)[None, :, None] >= cuts[:, None, :]).sum(-1), jnp.int32)
+
+
+def rel_table(rng, shape):
+  """A Shaw table (f32): [R, D] shared or [H, R, D] per head."""
+  return jnp.asarray(rng.standard_normal(shape), jnp.float32)
 
 
 def cotangent_weights(rng, b, h, tq, d):
@@ -62,6 +80,15 @@ def permuted_positions(rng, b, h, t, pool):
   return jnp.asarray(pos, jnp.int32)
 
 
+def case_positions(rng, c):
+  """(q_pos, kv_pos) for a case dict: permuted positions when c['permuted'], else (None, None)."""
+  if not c["permuted"]:
+    return None, None
+  pool = max(c["tq"], c["tk"])
+  return (permuted_positions(rng, c["b"], c["h"], c["tq"], pool),
+          permuted_positions(rng, c["b"], c["h"], c["tk"], pool))
+
+
 def assert_close(got, want, *, rtol, atol, what=""):
   got = np.asarray(jnp.asarray(got, jnp.float32))
   want = np.asarray(jnp.asarray(want, jnp.float32))
@@ -69,14 +96,18 @@ def assert_close(got, want, *, rtol, atol, what=""):
   np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=what)
 
 
+GRAD_NAMES = ("dq", "dk", "dv", "d_rel_keys", "d_rel_values")
+
+
 def assert_results_close(got, want, dtype):
-  """Compares ((loss, (o, lse)), (dq, dk, dv)) tuples from value_and_grad."""
+  """Compares ((loss, (o, lse)), (dq, dk, dv[, d tables])) tuples from value_and_grad."""
   tol = TOLERANCES[dtype]
   (_, (o, lse)), grads = got
   (_, (o_ref, lse_ref)), grads_ref = want
   assert_close(o, o_ref, **tol["out"], what="o")
   assert_close(lse, lse_ref, **tol["out"], what="lse")
-  for name, g, g_ref in zip(("dq", "dk", "dv"), grads, grads_ref):
+  assert len(grads) == len(grads_ref)
+  for name, g, g_ref in zip(GRAD_NAMES, grads, grads_ref):
     assert_close(g, g_ref, **tol["grad"], what=name)
 
 
@@ -86,14 +117,16 @@ def weighted_loss(o, lse, w_o, w_lse):
           jnp.sum(jnp.where(jnp.isfinite(lse), lse, 0.0) * w_lse))
 
 
-def loss_and_grads(attend, q, k, v, w_o, w_lse):
-  """((loss, (o, lse)), (dq, dk, dv)) of `attend(q, k, v) -> (o, lse)` under weighted_loss."""
+def loss_and_grads(attend, q, k, v, w_o, w_lse, *tables):
+  """((loss, (o, lse)), (dq, dk, dv, *d tables)) of `attend(q, k, v, *tables) -> (o, lse)` under
+  weighted_loss; `tables` are the relative tables that are not None (differentiated too)."""
 
-  def loss(q, k, v):
-    o, lse = attend(q, k, v)
+  def loss(*args):
+    o, lse = attend(*args)
     return weighted_loss(o, lse, w_o, w_lse), (o, lse)
 
-  return jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)(q, k, v)
+  args = (q, k, v) + tables
+  return jax.value_and_grad(loss, argnums=tuple(range(len(args))), has_aux=True)(*args)
 
 
 def assert_equals_dense(o, q, k, v):

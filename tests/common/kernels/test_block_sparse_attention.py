@@ -60,11 +60,7 @@ def _inputs(cfg, rng, pattern, empty_row_p):
     idx = jnp.asarray(np.broadcast_to(cols, lead + (c["n_sel"],)), jnp.int32)
   else:
     idx = kc.index_lists(rng, lead, nk, c["n_sel"], empty_row_p=empty_row_p)
-  q_pos = kv_pos = None
-  if c["permuted"]:
-    pool = max(c["tq"], c["tk"])
-    q_pos = kc.permuted_positions(rng, c["b"], c["h"], c["tq"], pool)
-    kv_pos = kc.permuted_positions(rng, c["b"], c["h"], c["tk"], pool)
+  q_pos, kv_pos = kc.case_positions(rng, c)
   w_o, w_lse = kc.cotangent_weights(rng, c["b"], c["h"], c["tq"], c["d"])
   return (q, k, v, idx, q_pos, kv_pos, w_o, w_lse)
 

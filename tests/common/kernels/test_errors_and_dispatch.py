@@ -13,6 +13,8 @@ from common.kernels.row_sparse_attention import row_sparse_attention
 Q = jnp.zeros((1, 2, 32, 16), jnp.float32)
 IDX = jnp.zeros((1, 2, 4, 2), jnp.int32)
 ROWS = jnp.zeros((1, 2, 32, 3), jnp.int32)
+SEG = jnp.zeros((1, 32), jnp.int32)
+KV3 = jnp.zeros((1, 3, 32, 16), jnp.float32)  # 3 kv heads for 2 query heads
 
 
 def _bsa(**over):
@@ -46,6 +48,22 @@ def _rsa(**over):
     (dict(scale="big"), "scale"),
     (dict(impl="cuda"), "impl='cuda'"),
     (dict(impl="pallas_gpu", block_q=8), "impl='pallas_gpu'"),
+    (dict(q_segment_ids=SEG), "q_segment_ids was given without kv_segment_ids"),
+    (dict(q_segment_ids=SEG, kv_segment_ids=SEG[:, :16]), "kv_segment_ids.shape"),
+    (dict(q_segment_ids=SEG.astype(jnp.float32), kv_segment_ids=SEG),
+     "q_segment_ids.dtype"),
+    (dict(k=KV3, v=KV3), "k.shape.1.=3 kv heads must divide"),
+    (dict(rel_keys=jnp.zeros((6, 16))), "R=6 must be odd"),
+    (dict(rel_values=jnp.zeros((5, 8))), "rel_values.shape"),
+    (dict(rel_keys=jnp.zeros((3, 5, 16))), "rel_keys.shape"),
+    (dict(rel_keys=jnp.zeros((5, 16)), rel_values=jnp.zeros((7, 16))),
+     "same number of rows"),
+    (dict(rel_keys=jnp.zeros((5, 16), jnp.int32)), "rel_keys.dtype"),
+    (dict(rel_keys=jnp.zeros((5, 16)), q_positions=jnp.zeros((1, 32), jnp.int32)),
+     "q_positions.shape"),
+    # Segment / position tiles need lane-sized key blocks on TPU.
+    (dict(impl="pallas_tpu", q_segment_ids=SEG, kv_segment_ids=SEG),
+     "impl='pallas_tpu'"),
 ])
 def test_block_sparse_bad_input(over, name):
   with pytest.raises(ValueError, match=name.replace("(", r"\(")):
@@ -60,6 +78,9 @@ def test_block_sparse_bad_input(over, name):
     (dict(impl="fast"), "impl='fast'"),
     (dict(impl="pallas_gpu", q=Q[..., :12], k=Q[..., :12], v=Q[..., :12]),
      "D=12"),
+    (dict(kv_segment_ids=SEG), "kv_segment_ids was given without q_segment_ids"),
+    (dict(q_segment_ids=SEG, kv_segment_ids=SEG[None]), "kv_segment_ids.shape"),
+    (dict(k=KV3, v=KV3), "kv heads must divide"),
 ])
 def test_row_sparse_bad_input(over, name):
   with pytest.raises(ValueError, match=name):

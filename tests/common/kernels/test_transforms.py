@@ -1,8 +1,12 @@
 """The sparse-attention ops under vmap and inside a 2x2 ('data', 'model') shard_map, with gradients.
 
-The mesh uses 4 of the 8 CPU devices forced by tests/conftest.py; q, k, v and
-the index lists are sharded P('data', 'model', None, None) as the module
-docstrings prescribe, and gradients are taken through the shard_map.
+Every case carries the ops' optional inputs as well: GQA (2 query heads per kv head), segment
+ids and, for the block op, a per-head rel_keys and a shared rel_values. The mesh uses 4 of the 8
+CPU devices forced by tests/conftest.py, with the specs the module docstrings prescribe:
+P('data', 'model', None, None) for q, k, v and the index lists (4 query and 2 kv heads, so each
+'model' shard holds whole groups), P('data', None) for segment ids, P('model', None, None) for
+the per-head table and P() for the shared one, whose gradient shard_map sums over the shards.
+Gradients (q, k, v and the tables) are taken through the shard_map.
 """
 from __future__ import annotations
 
@@ -21,43 +25,63 @@ from tests.common.kernels import kernel_checks as kc
 
 BQ = BK = 8
 SPEC = P("data", "model", None, None)
+SEG_SPEC = P("data", None)
 
 
-def _bsa(q, k, v, idx, impl, causal=True):
-  return block_sparse_attention(q, k, v, idx, block_q=BQ, block_k=BK,
-                                causal=causal, return_lse=True, impl=impl)
+def _block_case(rng, b, h):
+  """(attend, differentiable args, other args, their shard specs) of the block op; T = 16 (2
+  blocks) keeps the TPU interpreter's grid small."""
+  q, k, v = kc.qkv(rng, b, h, 16, 16, 16, jnp.float32, h_kv=h // 2)
+  idx = kc.index_lists(rng, (b, h, 2), 2, 2)
+  seg = kc.segment_ids(rng, b, 16, "packed")
+  rel_k, rel_v = kc.rel_table(rng, (h, 7, 16)), kc.rel_table(rng, (7, 16))
+
+  def attend(impl, q, k, v, rel_k, rel_v, idx, seg):
+    return block_sparse_attention(
+        q, k, v, idx, block_q=BQ, block_k=BK, causal=True, q_segment_ids=seg,
+        kv_segment_ids=seg, rel_keys=rel_k, rel_values=rel_v, return_lse=True,
+        impl=impl)
+
+  return (attend, (q, k, v, rel_k, rel_v), (idx, seg),
+          (SPEC, SPEC, SPEC, P("model", None, None), P()), (SPEC, SEG_SPEC))
 
 
-def _rsa(q, k, v, rows, impl):
-  return row_sparse_attention(q, k, v, rows, return_lse=True, impl=impl)
+def _row_case(rng, b, h):
+  q, k, v = kc.qkv(rng, b, h, 32, 24, 16, jnp.float32, h_kv=h // 2)
+  rows = kc.index_lists(rng, (b, h, 32), 24, 4)
+  q_seg = kc.segment_ids(rng, b, 32, "packed")
+  kv_seg = kc.segment_ids(rng, b, 24, "packed")
+
+  def attend(impl, q, k, v, rows, q_seg, kv_seg):
+    return row_sparse_attention(q, k, v, rows, q_segment_ids=q_seg,
+                                kv_segment_ids=kv_seg, return_lse=True,
+                                impl=impl)
+
+  return (attend, (q, k, v), (rows, q_seg, kv_seg), (SPEC,) * 3,
+          (SPEC, SEG_SPEC, SEG_SPEC))
 
 
-def _loss_and_grads(attn, q, k, v, index, w_o, impl):
-  def loss(q, k, v):
-    o, lse = attn(q, k, v, index, impl)
+CASES = {"block": _block_case, "row": _row_case}
+
+
+def _weights(q):
+  """Output weights of the test loss, shaped like q."""
+  return kc.cotangent_weights(np.random.default_rng(7), *q.shape)[0]
+
+
+def _value_and_grads(attend, diff, rest, w_o):
+  def loss(*diff):
+    o, lse = attend(*diff, *rest)
     return kc.weighted_loss(o, lse, w_o, 1.0)
 
-  return jax.value_and_grad(loss, argnums=(0, 1, 2))(q, k, v)
-
-
-def _block_inputs(rng, b, h):
-  q, k, v = kc.qkv(rng, b, h, 32, 32, 16, jnp.float32)
-  idx = kc.index_lists(rng, (b, h, 4), 4, 2)
-  w_o, _ = kc.cotangent_weights(rng, b, h, 32, 16)
-  return q, k, v, idx, w_o
-
-
-def _row_inputs(rng, b, h):
-  q, k, v = kc.qkv(rng, b, h, 32, 24, 16, jnp.float32)
-  rows = kc.index_lists(rng, (b, h, 32), 24, 4)
-  w_o, _ = kc.cotangent_weights(rng, b, h, 32, 16)
-  return q, k, v, rows, w_o
+  return jax.value_and_grad(loss, argnums=tuple(range(len(diff))))(*diff)
 
 
 def _assert_grads_close(got, want):
   (val, grads), (val_ref, grads_ref) = got, want
   kc.assert_close(val, val_ref, rtol=1e-4, atol=1e-3, what="loss")
-  for name, g, g_ref in zip(("dq", "dk", "dv"), grads, grads_ref):
+  assert len(grads) == len(grads_ref)
+  for name, g, g_ref in zip(kc.GRAD_NAMES, grads, grads_ref):
     kc.assert_close(g, g_ref, rtol=1e-4, atol=1e-4, what=name)
 
 
@@ -65,16 +89,20 @@ def _assert_grads_close(got, want):
                                      ("block", "xla"),
                                      ("row", "interpret")])
 def test_vmap_matches_reference(op, impl):
-  """vmap over an extra leading axis (Pallas bodies fold it into B)."""
-  attn, inputs = (_bsa, _block_inputs) if op == "block" else (_rsa,
-                                                              _row_inputs)
-  q, k, v, index, w_o = inputs(np.random.default_rng(0), 2, 2)
+  """vmap over an extra leading axis (Pallas bodies fold it into B); tables are not mapped."""
+  attend, diff, rest, _, _ = CASES[op](np.random.default_rng(0), 2, 4)
+  w_o = _weights(diff[0])
   split = lambda x: x.reshape((2, 1) + x.shape[1:])  # [2, B=1, ...]
-  args = [split(x) for x in (q, k, v, index, w_o)]
-  fn = functools.partial(_loss_and_grads, attn)
-  got = jax.jit(jax.vmap(lambda *a: fn(*a, impl)))(*args)
-  want = jax.jit(jax.vmap(lambda *a: fn(*a, "reference")))(*args)
-  _assert_grads_close(got, want)
+  mapped = [split(x) for x in diff[:3]] + list(diff[3:])
+  in_axes = (0, 0, 0) + (None,) * (len(diff) - 3) + (0,) * (len(rest) + 1)
+
+  def run(impl):
+    fn = lambda *a: _value_and_grads(
+        functools.partial(attend, impl), a[:len(diff)], a[len(diff):-1], a[-1])
+    return jax.jit(jax.vmap(fn, in_axes=in_axes))(
+        *mapped, *(split(x) for x in rest), split(w_o))
+
+  _assert_grads_close(run(impl), run("reference"))
 
 
 def _mesh():
@@ -91,23 +119,19 @@ def _mesh():
                                                ("row", "interpret", False),
                                                ("row", "xla", True)])
 def test_shard_map_over_batch_and_heads(op, impl, check_vma):
-  attn, inputs = (_bsa, _block_inputs) if op == "block" else (_rsa,
-                                                              _row_inputs)
-  q, k, v, index, w_o = inputs(np.random.default_rng(1), 2, 2)
+  attend, diff, rest, diff_specs, rest_specs = CASES[op](
+      np.random.default_rng(1), 2, 4)
+  w_o = _weights(diff[0])
   mesh = _mesh()
-  sharded = jax.shard_map(lambda q, k, v, i: attn(q, k, v, i, impl),
-                          mesh=mesh, in_specs=(SPEC,) * 4,
+  sharded = jax.shard_map(functools.partial(attend, impl), mesh=mesh,
+                          in_specs=diff_specs + rest_specs,
                           out_specs=(SPEC, P("data", "model", None)),
                           check_vma=check_vma)
-
-  def loss(q, k, v, index, w_o):
-    o, lse = sharded(q, k, v, index)
-    return kc.weighted_loss(o, lse, w_o, 1.0)
-
-  put = lambda x: jax.device_put(x, NamedSharding(mesh, SPEC))
-  got = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(
-      *(put(x) for x in (q, k, v, index, w_o)))
-  want = jax.jit(functools.partial(_loss_and_grads, attn, impl="reference"))(
-      q, k, v, index, w_o)
-  got = jax.tree.map(np.asarray, got)
-  _assert_grads_close(got, want)
+  put = lambda xs, specs: [jax.device_put(x, NamedSharding(mesh, s))
+                           for x, s in zip(xs, specs)]
+  got = jax.jit(_value_and_grads, static_argnums=0)(
+      sharded, put(diff, diff_specs), put(rest, rest_specs),
+      put([w_o], [SPEC])[0])
+  want = jax.jit(_value_and_grads, static_argnums=0)(
+      functools.partial(attend, "reference"), diff, rest, w_o)
+  _assert_grads_close(jax.tree.map(np.asarray, got), want)

@@ -70,3 +70,25 @@ def test_row_sparse_xla_path_has_no_tq_by_tk_buffer():
       functools.partial(row_sparse_attention, impl="reference"), q, k, v, rows)
   assert _largest_array(control) >= T * T
   assert control.memory_analysis().temp_size_in_bytes >= T * T * 4
+
+
+def test_block_sparse_xla_path_with_every_feature_has_no_tq_by_tk_buffer():
+  """GQA (2 query heads on 1 kv head), segment ids and both Shaw tables (R = 65): the relative
+  terms go through [Tq, R] per head, never a [Tq, Tk] bias."""
+  rng = np.random.default_rng(3)
+  k, v = _qkv()[1:]
+  q = jnp.asarray(rng.standard_normal((1, 2, T, D)), jnp.float32)
+  idx = jnp.asarray(rng.integers(0, T // 16, (1, 2, T // 16, 2)), jnp.int32)
+  seg = jnp.asarray(np.arange(T)[None] // 100, jnp.int32)
+  rel_k, rel_v = (jnp.asarray(rng.standard_normal((65, D)), jnp.float32)
+                  for _ in range(2))
+
+  def attn(q, k, v, idx):
+    return block_sparse_attention(
+        q, k, v, idx, block_q=16, block_k=16, causal=True, q_segment_ids=seg,
+        kv_segment_ids=seg, rel_keys=rel_k, rel_values=rel_v, impl="xla")
+
+  compiled = _compile_grad(attn, q, k, v, idx)
+  assert _largest_array(compiled) <= LIMIT
+  # Below one f32 Tq x Tk matrix per query head.
+  assert compiled.memory_analysis().temp_size_in_bytes < 2 * TEMP_LIMIT

@@ -1,5 +1,7 @@
 """MoE layers: the MoE-X sparsity score against numpy, the hidden code, dense vs capacity dispatch,
-the balance loss on a hand-made case, exact up-cycling, and argument errors."""
+dropless (grouped-matmul) dispatch against dense (values, gradients, statistics; bf16; on an
+expert-sharded 8-device mesh; on CPU through grouped_matmul's tiled path), the balance loss on a
+hand-made case, exact up-cycling, and argument errors."""
 import math
 
 import jax
@@ -8,14 +10,16 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from common.layers import intermediates, moe
+from common.layers import grouped_matmul, intermediates, moe
+from common.train import mesh as mesh_lib
+from common.train import sharding
 
 D_MODEL, HIDDEN, EXPERTS, K = 8, 6, 4, 2
 
 
-def _layer(**kw):
+def _layer(k=K, **kw):
   kw.setdefault("kernel_init", nnx.initializers.normal(0.5))
-  layer = moe.MoEX(D_MODEL, HIDDEN, EXPERTS, K, rngs=nnx.Rngs(0), **kw)
+  layer = moe.MoEX(D_MODEL, HIDDEN, EXPERTS, k, rngs=nnx.Rngs(0), **kw)
   if layer.b_enc is not None:  # nonzero biases, so the bias terms are exercised
     layer.b_enc[...] = 0.3 * jax.random.normal(jax.random.key(5), layer.b_enc.shape)
     layer.b_dec[...] = 0.1 * jnp.arange(D_MODEL, dtype=jnp.float32)
@@ -108,6 +112,106 @@ def test_capacity_dispatch_drops_overflow(x):
   layer = _layer(dispatch="capacity", capacity_factor=0.25)
   layer(jnp.asarray(x))
   assert float(_sown(layer, "dropped")) >= 1 - 8 / 32
+
+
+STATS = ("hidden_l0", "expert_load", "balance_loss", "mlp_hidden")
+# (router, top_k, leading shape of x): together they cover both routers, k = 1 and 2, and
+# x of shape [B, T, d] and [N, d]; every case has padding in its token_mask.
+DROPLESS_CASES = [("sparsity", 1, (2, 16)), ("learned", 2, (32,))]
+
+
+def _value_stats_grads(layer, x, mask):
+  """(y, sown statistics, grads w.r.t. (params, x)) of sum(y * r) for a fixed random r, in one
+  jitted call."""
+  graphdef, params = nnx.split(layer)
+  r = jax.random.normal(jax.random.key(7), x.shape)
+
+  @jax.jit
+  def loss(params, x, mask):
+    model = nnx.merge(graphdef, params)
+    y = model(x, token_mask=mask)
+    sown = nnx.pop(model, nnx.Intermediate)
+    return jnp.sum(y * r), (y, {n: intermediates.layer_stats(sown, n)["root"] for n in STATS})
+
+  (_, (y, stats)), grads = jax.value_and_grad(loss, (0, 1), has_aux=True)(params, x, mask)
+  return jax.device_get((y, stats, grads))
+
+
+def _dropless_case(router, k, shape, x, **kw):
+  """(layer kwargs, x reshaped to shape + [d], token mask with 3 padding tokens)."""
+  kw = dict(router=router, k=k, sow_hidden=True, **kw)
+  if router == "learned":  # logits of O(1), so the top-k choice is not a near tie
+    kw["router_init"] = nnx.initializers.normal(0.5)
+  mask = np.ones(shape, np.float32)
+  mask.reshape(-1)[-3:] = 0                        # padding: computed, but excluded from stats
+  return kw, jnp.asarray(x.reshape(*shape, D_MODEL)), jnp.asarray(mask)
+
+
+@pytest.fixture(scope="module")
+def dense_reference(x):
+  """The dense-dispatch results of each DROPLESS_CASES entry, computed once per module."""
+  return {case: _value_stats_grads(_layer(**kw), xs, mask)
+          for case in DROPLESS_CASES for kw, xs, mask in [_dropless_case(*case, x)]}
+
+
+def _assert_trees_close(got, want, **tol):
+  jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, **tol), got, want)
+
+
+def _spy_on_tiled(monkeypatch):
+  """The calls of grouped_matmul's tiled path, the one impl='auto' takes on CPU."""
+  calls = []
+  real = grouped_matmul._tiled
+  monkeypatch.setattr(grouped_matmul, "_tiled", lambda *a, **k: calls.append(1) or real(*a, **k))
+  return calls
+
+
+@pytest.mark.parametrize("case", DROPLESS_CASES, ids=lambda c: f"{c[0]}-k{c[1]}-{len(c[2]) + 1}d")
+def test_dropless_dispatch_equals_dense(x, dense_reference, case, monkeypatch):
+  kw, xs, mask = _dropless_case(*case, x)
+  tiled = _spy_on_tiled(monkeypatch)
+  got = _value_stats_grads(_layer(dispatch="dropless", **kw), xs, mask)
+  assert len(tiled) == 2, "on CPU both expert products should take grouped_matmul's tiled path"
+  want = dense_reference[case]
+  # Output, sown statistics and hidden code, and the gradients w.r.t. x and every parameter.
+  _assert_trees_close(got, want, rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(got[1]["hidden_l0"], want[1]["hidden_l0"])
+  if case != DROPLESS_CASES[0]:
+    return
+  # bfloat16 compute (one case is enough): runs, and stays close to the float32 layer.
+  kw.pop("sow_hidden")
+  layer = _layer(dispatch="dropless", dtype=jnp.bfloat16, **kw)
+  graphdef, params = nnx.split(layer)
+  y16 = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x))(params, xs)
+  assert y16.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(y16, np.float32), want[0], rtol=0.05, atol=0.05)
+
+
+def test_dropless_dispatch_on_an_expert_sharded_mesh(x, dense_reference, monkeypatch):
+  """8 CPU devices as data 2 x expert 4 (one expert per shard; k = 2, so a token's two experts
+  sit on different devices), parameters placed by logical rules. Under `jax.set_mesh` the layer
+  runs expert-parallel under shard_map and equals the single-device dense layer, gradients and
+  statistics included. (Without a set mesh it is one GSPMD program: the MoE-X model's
+  tests/projects/moex/test_sharding.py checks that path.)"""
+  case = DROPLESS_CASES[1]
+  kw, xs, mask = _dropless_case(*case, x)
+  layer = _layer(dispatch="dropless", **kw)
+  mesh = mesh_lib.make_mesh({"data": 2, "fsdp": 1, "model": 1, "expert": 4})
+  rules = sharding.rules_dict([("batch", "data"), ("expert", "expert")])
+  params = jax.device_put(nnx.state(layer), sharding.state_shardings(nnx.state(layer), mesh,
+                                                                     rules))
+  assert params["w_enc"].sharding.spec == jax.sharding.PartitionSpec("expert", None, None)
+  layer = nnx.merge(nnx.graphdef(layer), params)
+  xs = jax.device_put(xs, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")))
+  calls = []
+  real = moe._sharded_rows
+  monkeypatch.setattr(moe, "_sharded_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+  tiled = _spy_on_tiled(monkeypatch)
+  with jax.set_mesh(mesh):
+    _assert_trees_close(_value_stats_grads(layer, xs, mask), dense_reference[case],
+                        rtol=1e-5, atol=1e-5)
+  assert calls, "under jax.set_mesh the shard_map path was not taken"
+  assert tiled, "the shard-local expert products did not take grouped_matmul's tiled path"
 
 
 def test_switch_balance_loss_on_a_hand_made_case():

@@ -21,7 +21,7 @@ def mesh():
   return Mesh(np.array(jax.devices()[:8]).reshape(2, 2, 2), ("data", "fsdp", "expert"))
 
 
-@pytest.mark.parametrize("dispatch", ["dense", "capacity"])
+@pytest.mark.parametrize("dispatch", ["dense", "capacity", "dropless"])
 def test_expert_parallel_forward_equals_single_device(mesh, dispatch):
   cfg = config_io.load_config("projects/moex/configs/chess.py:tiny,moex,stdlib",
                               **{"model.dispatch": dispatch})

@@ -105,7 +105,10 @@ def test_bad_local_shapes_name_the_field():
   q = np.zeros((1, 1, 32, 4), np.float32)
   with pytest.raises(ValueError, match="memory_flange=12"):
     local_attention.local_attention(q, q, q, block=8, flange=12)
-  with pytest.raises(ValueError, match="relative positions"):
+  with pytest.raises(ValueError, match="attention dropout"):
+    local_attention.local_attention(q, q, q, block=8, flange=8, impl="xla",
+                                    dropout=lambda p: p)
+  with pytest.raises(ValueError, match="max_relative_position=2 needs 5"):
     local_attention.local_attention(q, q, q, block=8, flange=8, impl="xla",
                                     rel_keys=np.zeros((3, 4)), rel_values=np.zeros((3, 4)),
-                                    max_relative_position=1)
+                                    max_relative_position=2)

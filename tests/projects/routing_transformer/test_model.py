@@ -100,8 +100,9 @@ def test_local_only_model_is_causal(tiny_config):
     # The old private vocabulary ('kernel' | 'windowed', kernel_impl) is gone.
     ({"model.attention_impl": "kernel"}, "attention_impl='kernel'"),
     ({"model.attention_impl": "windowed"}, "attention_impl='windowed'"),
-    # An explicit kernel impl cannot express the tiny config's relative positions.
-    ({"model.attention_impl": "xla"}, "attention_impl='xla' cannot express relative positions"),
+    # An explicit kernel impl cannot express attention dropout (relative positions it can).
+    ({"model.attention_impl": "xla", "model.attention_dropout": 0.1},
+     "attention_impl='xla' cannot express attention dropout"),
 ])
 def test_bad_config_raises_naming_the_field(tiny_config, override, match):
   config = tiny_config.copy_and_resolve_references()
@@ -132,10 +133,10 @@ def test_paper_presets_load():
 
 
 def test_kernel_and_official_paths_agree_in_the_model(tiny_config):
-  """Without relative positions 'auto' takes common.kernels.block_sparse_attention."""
+  """'auto' takes common.kernels.block_sparse_attention, Shaw relative positions included (the
+  tiny config has them, as the official text sets); without them the kernel path is the one the
+  pixel presets run (test_pixels.py)."""
   config = tiny_config.copy_and_resolve_references()
-  config.model.update(dict(local_relative=False, routing_relative=False,
-                           max_relative_position=0))
   logits = {}
   for impl in ("auto", "official"):
     config.model.attention_impl = impl

@@ -1,0 +1,175 @@
+"""Shaw-style relative positions inside the sparse-attention ops: buckets, XLA helpers, tile loops.
+
+Semantics (Shaw, Uszkoreit and Vaswani 2018, as T2T's `dot_product_attention_relative`, which
+the Routing Transformer's official code calls). With tables rel_keys / rel_values of
+R = 2M + 1 rows (M = max distance) the query at position q_pos[i] and the key at kv_pos[j] use
+the bucket
+
+    r(i, j) = clip(kv_pos[j] - q_pos[i], -M, M) + M      (key minus query, as T2T)
+
+and
+    s_ij = scale * q_i . (k_j + rel_keys[r(i, j)])
+    o_i  = sum_j p_ij (v_j + rel_values[r(i, j)]).
+
+Nothing [Tq, Tk]-sized is built:
+
+* the XLA path and the reference compute q . rel_keys per query ([.., R]) and gather it by
+  bucket (`gather`), and sum probabilities / score gradients into buckets (`bucket_sums`);
+* the Pallas bodies walk, per tile, only the buckets the tile can contain (`block_ranges`: from
+  the min / max positions of its query block and key block, so a tile whose distances all clip
+  to one end costs one step) and fold each bucket in with a select over the tile (`TileTerms`).
+  That is O(bq * bk) VPU work per bucket, i.e. O(bq * bk * (bq + bk)) per tile of consecutive
+  positions: correct for any positions (permuted, gathered windows), but slower than the tile's
+  QK matmul. A banded (skew / strided-roll) variant for consecutive positions is future work.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax.numpy as jnp
+from jax import lax
+
+
+def buckets(q_pos, kv_pos, max_distance: int):
+  """clip(kv_pos - q_pos, -M, M) + M for broadcastable int arrays."""
+  return jnp.clip(kv_pos - q_pos, -max_distance, max_distance) + max_distance
+
+
+def block_ranges(q_pos, kv_pos, q_blocks, kv_blocks, *, block_q, block_k,
+                 max_distance):
+  """Lowest and highest bucket of each (query block, kv block) tile.
+
+  Args:
+    q_pos: int32 [B, H, Tq]; kv_pos: int32 [B, H, Tk].
+    q_blocks, kv_blocks: int32 [B, H, P] block numbers (out-of-range ones are clamped;
+      their tiles are skipped by the kernels anyway).
+
+  Returns:
+    (lo, hi) int32 [B, H, P].
+  """
+  b, h, tq = q_pos.shape
+  qb = q_pos.reshape(b, h, tq // block_q, block_q)
+  kb = kv_pos.reshape(b, h, kv_pos.shape[-1] // block_k, block_k)
+
+  def take(x, i):
+    return jnp.take_along_axis(x, jnp.clip(i, 0, x.shape[-1] - 1), axis=-1)
+
+  lo = buckets(take(qb.max(-1), q_blocks), take(kb.min(-1), kv_blocks), max_distance)
+  hi = buckets(take(qb.min(-1), q_blocks), take(kb.max(-1), kv_blocks), max_distance)
+  return lo.astype(jnp.int32), hi.astype(jnp.int32)
+
+
+def table_scores(x, table):
+  """x [B, H, ..., D] . table [Ht, R, D] -> f32 [B, H, ..., R] (query head h reads row h or 0)."""
+  x = x.astype(jnp.float32)
+  if table.shape[0] == 1:
+    return jnp.einsum("...d,rd->...r", x, table[0])
+  return jnp.einsum("bh...d,hrd->bh...r", x, table)
+
+
+def table_values(weights, table):
+  """weights [B, H, ..., R] @ table [Ht, R, D] -> f32 [B, H, ..., D]."""
+  weights = weights.astype(jnp.float32)
+  if table.shape[0] == 1:
+    return jnp.einsum("...r,rd->...d", weights, table[0])
+  return jnp.einsum("bh...r,hrd->bh...d", weights, table)
+
+
+def table_grad(weights, x, heads: int):
+  """sum over B and ... of weights [B, H, ..., R] (x) x [B, H, ..., D] -> f32 [heads, R, D]."""
+  g = jnp.einsum("bh...r,bh...d->hrd", weights.astype(jnp.float32),
+                 x.astype(jnp.float32))
+  return g.sum(0, keepdims=True) if heads == 1 else g
+
+
+def gather(values, bucket):
+  """values [..., R] at bucket [..., n] (broadcast on the leading axes) -> [..., n]."""
+  lead = jnp.broadcast_shapes(values.shape[:-1], bucket.shape[:-1])
+  values = jnp.broadcast_to(values, lead + values.shape[-1:])
+  bucket = jnp.broadcast_to(bucket, lead + bucket.shape[-1:])
+  return jnp.take_along_axis(values, bucket, axis=-1, mode="promise_in_bounds")
+
+
+def bucket_sums(x, bucket, num_buckets: int):
+  """Sums x [..., n] into buckets [..., n] (broadcast) -> [..., R]; the transpose of `gather`."""
+  bucket = jnp.broadcast_to(bucket, x.shape)
+  n = x.shape[-1]
+  rows = x.reshape(-1, n)
+  out = jnp.zeros((rows.shape[0], num_buckets), x.dtype)
+  out = out.at[jnp.arange(rows.shape[0])[:, None], bucket.reshape(-1, n)].add(
+      rows, mode="promise_in_bounds")
+  return out.reshape(x.shape[:-1] + (num_buckets,))
+
+
+@dataclasses.dataclass(frozen=True)
+class TileTerms:
+  """The relative terms of one [bq, bk] tile inside a Pallas body.
+
+  key_row / value_row: r -> the f32 [1, D] row r of rel_keys / rel_values (None: no table).
+  lo, hi: scalar bounds of the buckets present in the tile (block_ranges).
+  """
+  bucket: Any
+  lo: Any
+  hi: Any
+  key_row: Callable | None
+  value_row: Callable | None
+  scale: float
+
+  def _loop(self, body, init):
+    return lax.fori_loop(self.lo, self.hi + 1, body, init)
+
+  def scores(self, s, q, dp=None, do=None):
+    """(s + scale * q . rel_keys[r], dp + do . rel_values[r]); dp stays None if not given."""
+    use_k = self.key_row is not None
+    use_v = self.value_row is not None and dp is not None
+    if not (use_k or use_v):
+      return s, dp
+    qf = q.astype(jnp.float32)
+    dof = do.astype(jnp.float32) if use_v else None
+
+    def body(r, carry):
+      s, dp = carry
+      hit = self.bucket == r
+      if use_k:
+        c = jnp.sum(qf * self.key_row(r), axis=1, keepdims=True) * self.scale
+        s = s + jnp.where(hit, c, 0.0)
+      if use_v:
+        c = jnp.sum(dof * self.value_row(r), axis=1, keepdims=True)
+        dp = dp + jnp.where(hit, c, 0.0)
+      return s, dp
+
+    return self._loop(body, (s, dp))
+
+  def values(self, p, d: int):
+    """sum_j p_ij rel_values[r(i, j)]: f32 [bq, d] (p f32 [bq, bk], un-normalised is fine)."""
+
+    def body(r, acc):
+      pr = jnp.sum(jnp.where(self.bucket == r, p, 0.0), axis=1, keepdims=True)
+      return acc + pr * self.value_row(r)
+
+    return self._loop(body, jnp.zeros((p.shape[0], d), jnp.float32))
+
+  def grads(self, ds, p, q, do, add_key_grad, add_value_grad):
+    """The relative part of dq (f32 [bq, D]); table gradient rows go to the callbacks.
+
+    add_key_grad(r, row) / add_value_grad(r, row) receive f32 [1, D] rows:
+    d rel_keys[r] += scale * sum_{r(i,j)=r} ds_ij q_i and d rel_values[r] += sum p_ij do_i.
+    """
+    qf = q.astype(jnp.float32)
+    dof = do.astype(jnp.float32)
+    use_k = self.key_row is not None
+    use_v = self.value_row is not None
+
+    def body(r, dq):
+      hit = self.bucket == r
+      if use_k:
+        dsr = jnp.sum(jnp.where(hit, ds, 0.0), axis=1, keepdims=True)
+        dq = dq + dsr * self.key_row(r) * self.scale
+        add_key_grad(r, jnp.sum(dsr * qf, axis=0, keepdims=True) * self.scale)
+      if use_v:
+        pr = jnp.sum(jnp.where(hit, p, 0.0), axis=1, keepdims=True)
+        add_value_grad(r, jnp.sum(pr * dof, axis=0, keepdims=True))
+      return dq
+
+    return self._loop(body, jnp.zeros(q.shape, jnp.float32))
