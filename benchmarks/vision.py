@@ -35,7 +35,8 @@ from benchmarks import harness
 RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS_vision.md"
 
 
-def _build(name: str):
+def build_preset(name: str):
+  """The paper preset `name` (SViT-S/B/L, BiFormer-T/S/B/STL) with 1000 classes, abstract."""
   if name.startswith("SViT"):
     from projects.svit import STViT, preset
     return nnx.eval_shape(lambda: STViT(preset(name), rngs=nnx.Rngs(0)))
@@ -65,7 +66,7 @@ def _time(fn, *args, repeats: int) -> tuple[float, float]:
 
 
 def measure(name: str, batch: int, size: int, repeats: int) -> dict:
-  model = _materialise(_build(name))
+  model = _materialise(build_preset(name))
   x = jnp.asarray(np.random.default_rng(1).standard_normal((batch, size, size, 3)), jnp.float32)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   # Pure dicts, as the trainer passes them: merged Variables are then created inside each trace,
