@@ -5,7 +5,9 @@ then reports the linear-probe accuracy and the low-level (pixel-statistics) prob
 and SparseJEPA's latent-space metrics. Each run is an ordinary `main.py` run (own workdir,
 checkpoints, metrics.jsonl), so it can be resumed or re-evaluated with
 `python -m common.eval --workdir <out>/<run>`. The numbers are whatever the run measured: the
-paper's numbers are not retrievable (shared/specs/sequence.md §4.1).
+paper's numbers are known only second hand (../shared/specs/paper_facts.md §3.2, confidence
+low-medium): CIFAR-100 linear probe JEPA 40.0% -> SparseJEPA 45.4%; object counting R^2 59.13%
+-> 62.33%.
 """
 from __future__ import annotations
 
@@ -56,14 +58,14 @@ def run(out_dir: str, *, quick: bool = False) -> list[dict]:
   return [
       row(f"I-JEPA vs SparseJEPA, {setting}",
           "linear-probe test accuracy (I-JEPA / SparseJEPA / untrained encoder)",
-          "SparseJEPA > I-JEPA (CIFAR-100; numbers not retrievable)",
+          "SparseJEPA > I-JEPA: CIFAR-100 probe 45.4% vs 40.0% (paper_facts §3.2, low-medium)",
           f"{_pct(probe('ijepa'))} / {_pct(probe('sparse_jepa'))} / {_pct(probe('init'))}"),
       row(f"I-JEPA vs SparseJEPA, {setting}",
           "feature std across images (I-JEPA / SparseJEPA / untrained): collapse check",
           "(no claim)", f"{std('ijepa'):.3g} / {std('sparse_jepa'):.3g} / {std('init'):.3g}"),
       row(f"I-JEPA vs SparseJEPA, {setting}",
           "low-level probe R^2, pixel mean / std (I-JEPA ; SparseJEPA)",
-          "evaluated on low-level tasks (numbers not retrievable)",
+          "object counting R^2 62.33% vs 59.13% (paper_facts §3.2, low-medium)",
           f"{r2('ijepa', 'pixel_mean'):.3f} / {r2('ijepa', 'pixel_std'):.3f} ; "
           f"{r2('sparse_jepa', 'pixel_mean'):.3f} / {r2('sparse_jepa', 'pixel_std'):.3f}"),
       row(f"SparseJEPA, {setting}", "active latent units / active groups per example",
