@@ -12,6 +12,7 @@ from typing import Any, Callable
 import ml_collections
 
 from common.data import augment
+from common.data import recall
 from common.data import config as config_lib
 from common.data import sources
 from common.data import span_corruption
@@ -56,6 +57,8 @@ def validate(data_config) -> ml_collections.ConfigDict:
   if not isinstance(name, str) or not name:
     _fail("name", name, "a demo dataset name or 'tfds:<tfds name>'")
   kind = cfg.kind
+  if kind == "recall":
+    return _validate_recall(cfg)
   if sources.is_tfds(name):
     if not sources.tfds_name(name):
       _fail("name", name, "'tfds:' must be followed by a TFDS dataset name, e.g. 'tfds:cifar100'")
@@ -77,6 +80,23 @@ def validate(data_config) -> ml_collections.ConfigDict:
   else:
     _validate_text(cfg)
   _validate_splits(cfg)
+  return cfg
+
+
+def _validate_recall(cfg) -> ml_collections.ConfigDict:
+  """The synthetic recall stream: generated, so only its shape and split names can be wrong."""
+  if cfg.name != "recall":
+    _fail("name", cfg.name, "'recall' with kind='recall'")
+  for field in ("seq_len", "num_keys", "num_values", "num_fillers", "near_max", "far_min",
+                "eval_examples"):
+    _int(cfg, field, lambda v: v > 0, "a positive integer")
+  _float(cfg, "near_fraction", lambda v: 0 <= v <= 1, "a fraction in [0, 1]")
+  _int(cfg, "read_threads", lambda v: v >= 0, "an integer >= 0")
+  _int(cfg, "prefetch", lambda v: v >= 1, "an integer >= 1")
+  recall.from_config(cfg).check()
+  for field in ("train_split", "eval_split"):
+    if cfg[field] not in recall.SPLITS:
+      _fail(field, cfg[field], f"one of {recall.SPLITS} for the recall stream")
   return cfg
 
 

@@ -12,7 +12,8 @@ Common fields
                   games from manual_dir), or
                   'tfds:<tfds name>' for a prepared TFDS dataset, e.g. 'tfds:imagenet2012',
                   'tfds:cifar100', 'tfds:c4/en:3.1.0', 'tfds:openwebtext'.
-  kind            'image' | 'text' (set by the helper; must match a demo dataset's kind).
+  kind            'image' | 'text' | 'recall' (set by the helper; must match a demo dataset's
+                  kind).
   data_dir        '' -> $SPARSE_DATA_DIR or ~/.cache/sparse_monorepo (see common.data.paths).
                   For 'tfds:' names without a data_dir, ~/tensorflow_datasets (or
                   $TFDS_DATA_DIR) is searched too.
@@ -65,6 +66,13 @@ Text fields
   inputs_length   512 ('span_corruption': encoder length Te, EOS included).
   targets_length  0 -> computed from inputs_length as T5 does (114 for 512 at the defaults).
   noise_density   0.15; mean_noise_span_length 3.0 (T5 defaults).
+
+Recall fields (name 'recall', kind 'recall': synthetic associative recall generated on the fly,
+common.data.recall; 'lm' batches plus 'distance' int32 [B,T]; splits 'train' and 'validation')
+  seq_len 2048, num_keys 16, num_values 8, num_fillers 16: sequence length and vocabulary.
+  near_max 64, far_min 512, near_fraction 0.25: a key's query follows its store by 2..near_max
+                  tokens (near) or far_min or more (far).
+  eval_examples   256: fixed validation sequences (the same for every run seed).
 """
 from __future__ import annotations
 
@@ -117,9 +125,21 @@ TEXT_DEFAULTS: dict[str, Any] = {
     "mean_noise_span_length": 3.0,
 }
 
+RECALL_DEFAULTS: dict[str, Any] = {
+    "seq_len": 2048,
+    "num_keys": 16,
+    "num_values": 8,
+    "num_fillers": 16,
+    "near_max": 64,
+    "far_min": 512,
+    "near_fraction": 0.25,
+    "eval_examples": 256,
+}
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 T5_EXTRA_IDS = 100
+KINDS = ("image", "text", "recall")
 
 
 def _defaults(name: str, kind: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +150,8 @@ def _defaults(name: str, kind: str, values: dict[str, Any]) -> dict[str, Any]:
       defaults.update(preprocess="imagenet", mean=IMAGENET_MEAN, std=IMAGENET_STD,
                       image_size=224, channels=3, eval_split="validation",
                       augment=("inception_crop", "flip"))
+  elif kind == "recall":
+    defaults = dict(COMMON_DEFAULTS, **RECALL_DEFAULTS, eval_split="validation")
   else:
     defaults = dict(COMMON_DEFAULTS, **TEXT_DEFAULTS, eval_split="validation")
     if values.get("task_format") == "span_corruption":
@@ -140,9 +162,11 @@ def _defaults(name: str, kind: str, values: dict[str, Any]) -> dict[str, Any]:
 
 def _infer_kind(name: str, values: dict[str, Any]) -> str:
   if values.get("kind"):
-    if values["kind"] not in ("image", "text"):
-      raise ValueError(f"config.data.kind={values['kind']!r} is not allowed: 'image' or 'text'.")
+    if values["kind"] not in KINDS:
+      raise ValueError(f"config.data.kind={values['kind']!r} is not allowed: one of {KINDS}.")
     return values["kind"]
+  if name == "recall":
+    return "recall"
   if name and not name.startswith("tfds:"):
     from common.data import builders  # pylint: disable=g-import-not-at-top
     if name in builders.REGISTRY:
@@ -194,3 +218,8 @@ def image_data_config(name: str = "mnist5k", **overrides) -> ml_collections.Conf
 def text_data_config(name: str = "pystdlib_text", **overrides) -> ml_collections.ConfigDict:
   """A data config for language modelling or span corruption; see the module docstring."""
   return _make(dict(overrides, name=name, kind="text"))
+
+
+def recall_data_config(**overrides) -> ml_collections.ConfigDict:
+  """The synthetic associative-recall stream (common.data.recall); see the module docstring."""
+  return _make(dict(overrides, name="recall", kind="recall"))

@@ -26,6 +26,7 @@ import numpy as np
 
 from common.data import checks
 from common.data import image_pipeline
+from common.data import recall
 from common.data import sources
 from common.data import text_pipeline
 from common.data import tokenizers
@@ -56,7 +57,7 @@ def train_iterator(data_config, *, seed: int, process_index: int, process_count:
   cfg = _check_call(data_config, process_index, process_count, batch_size)
   if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
     raise ValueError(f"seed={seed!r} is not allowed: an integer.")
-  module = image_pipeline if cfg.kind == "image" else text_pipeline
+  module = {"image": image_pipeline, "recall": recall}.get(cfg.kind, text_pipeline)
   ds = module.train_dataset(cfg, seed=int(seed), process_index=process_index,
                             process_count=process_count, batch_size=batch_size)
   return iter(ds)
@@ -72,8 +73,9 @@ def eval_iterator(data_config, *, split: str, process_index: int, process_count:
   if cfg.kind == "image":
     return iter(image_pipeline.eval_dataset(cfg, split=split, process_index=process_index,
                                             process_count=process_count, batch_size=batch_size))
-  return text_pipeline.eval_batches(cfg, split=split, process_index=process_index,
-                                    process_count=process_count, batch_size=batch_size)
+  module = recall if cfg.kind == "recall" else text_pipeline
+  return module.eval_batches(cfg, split=split, process_index=process_index,
+                             process_count=process_count, batch_size=batch_size)
 
 
 def num_classes(data_config) -> int:
@@ -84,8 +86,11 @@ def num_classes(data_config) -> int:
 
 
 def vocab_size(data_config) -> int:
-  """Vocabulary size of a text config's tokenizer, sentinels included."""
-  return tokenizers.from_config(validate(data_config)).vocab_size
+  """Vocabulary size of a text config's tokenizer, sentinels included (recall: its tokens)."""
+  cfg = validate(data_config)
+  if cfg.kind == "recall":
+    return recall.from_config(cfg).vocab_size
+  return tokenizers.from_config(cfg).vocab_size
 
 
 def batch_spec(data_config, batch_size: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -95,6 +100,8 @@ def batch_spec(data_config, batch_size: int) -> dict[str, tuple[tuple[int, ...],
     _, info = sources.open_split(cfg, cfg.train_split)
     return {"image": ((batch_size,) + image_pipeline.output_shape(cfg, info), np.dtype("float32")),
             "label": ((batch_size,), np.dtype("int32"))}
+  if cfg.kind == "recall":
+    return recall.batch_spec(cfg, batch_size)
   if cfg.task_format == "lm":
     shape = (batch_size, cfg.seq_len)
     return {"inputs": (shape, np.dtype("int32")), "targets": (shape, np.dtype("int32")),

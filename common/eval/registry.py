@@ -16,6 +16,8 @@ Shared evaluators (registered here):
   'sparsity'        fraction of nonzero MLP activations per layer and mean, on
                     config.eval.split_for_train_stats (training data; '' to skip) and on
                     config.eval.splits.
+  'recall'          answer accuracy and cross-entropy near vs far from the store, on the
+                    recall stream (common.data.recall; recall.RecallEvaluator).
   'robustness'      accuracy under Gaussian input noise, sigmas config.eval.sigmas ((0.5,)) in
                     input units after the data layer's normalisation, seeded by config.seed.
 The image evaluators call `task.eval_forward(model, batch)` (default: the model on
@@ -33,7 +35,7 @@ from typing import Any, Callable, Protocol
 import ml_collections
 from flax import nnx
 
-from common.eval import classification, robustness, sparsity, task_loss, throughput
+from common.eval import classification, recall, robustness, sparsity, task_loss, throughput
 
 DEFAULT = ("loss",)
 
@@ -117,3 +119,4 @@ register("sparsity", lambda c: sparsity.SparsityEvaluator(
 register("robustness", lambda c: robustness.GaussianNoiseEvaluator(
     c.config.eval.splits, sigmas=c.config.eval.get("sigmas", (0.5,)), seed=c.config.seed,
     forward=image_forward(c, "robustness")))
+register("recall", recall.build)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 from typing import Any, Callable
 
+from common.train import metrics as metrics_lib
 from common.train import state as state_lib
 from common.train import trainer
 
@@ -60,6 +62,41 @@ def count_params(config) -> int:
   """Parameters of the model `config` builds, counted abstractly (nothing is initialised)."""
   run = trainer.setup(config, check_data=False)
   return state_lib.count_params(run.abstract_state["params"])
+
+
+def median_step_time(workdir: str) -> float:
+  """Median seconds per train step over the logged intervals, the first (compile) left out."""
+  rows = metrics_lib.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  times = [r["step_time_s"] for r in rows if "step_time_s" in r]
+  return statistics.median(times[1:] or times)
+
+
+def train_step_cost(config) -> dict[str, float]:
+  """XLA's count for one forward + backward of the task loss at the config's batch: 'flops' and
+  the compiled 'temp_bytes' (peak scratch memory). Compiled from shapes alone (no data, nothing
+  initialised), so the numbers do not depend on the machine's load. The optimiser update is
+  left out: it is the same for every model of equal parameter count."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from common.data import pipeline  # pylint: disable=g-import-not-at-top
+  from common.train import task as task_lib  # pylint: disable=g-import-not-at-top
+  task = task_lib.load_task(config)
+  spec = state_lib.model_spec(task.build_model, 0)
+  params, rest = (nnx.to_pure_dict(s) for s in (spec.abstract_params, spec.abstract_rest))
+  batch = {k: jax.ShapeDtypeStruct(shape, dtype)
+           for k, (shape, dtype) in pipeline.batch_spec(config.data,
+                                                        config.train.batch_size).items()}
+
+  def loss(params, rest, batch):
+    # Pure dicts in, as the trainer's step: stateful layers (k-means) may update inside.
+    model = spec.merge(params, rest)
+    return task.loss(model, batch, train=True, rngs=nnx.Rngs(dropout=0))[0]
+
+  compiled = jax.jit(jax.grad(loss)).lower(params, rest, batch).compile()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return {"flops": float(cost.get("flops", float("nan"))),
+          "temp_bytes": float(compiled.memory_analysis().temp_size_in_bytes)}
 
 
 def export_once(workdir: str, export: Callable[[], Any]) -> str:

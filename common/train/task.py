@@ -89,8 +89,9 @@ class Task(abc.ABC):
 
 
 # Tasks that live in common/ rather than projects/: the trainer's own demo task, so that tests
-# (multi-process, faults) can drive `main.run("toy")` and `python -m common.eval` end to end.
-BUILTIN_TASKS = {"toy": "common.train.toy_task"}
+# (multi-process, faults) can drive `main.run("toy")` and `python -m common.eval` end to end;
+# and the attention-comparison LM, whose mixers come from several projects.
+BUILTIN_TASKS = {"toy": "common.train.toy_task", "mixer_lm": "common.tasks.mixer_lm"}
 
 
 def load_task(config: ml_collections.ConfigDict) -> Task:

@@ -14,14 +14,16 @@ import numpy as np
 from flax import nnx
 
 SEA_KEY = "sea"  # OPTAttention.sea: the SEA estimator, absent from dense trees
+# OPTAttention's student-only modules (SEA; the 'performer' student's fixed projection).
+STUDENT_KEYS = (SEA_KEY, "performer")
 
 
 def _is_dense_path(path: tuple) -> bool:
-  return SEA_KEY not in path
+  return not any(key in path for key in STUDENT_KEYS)
 
 
 def dense_tree(model: nnx.Module) -> dict:
-  """The dense (non-SEA) variables of an OPT as a nested dict of their values (traceable)."""
+  """The dense (non-SEA, non-Performer) variables of an OPT as a nested dict of their values (traceable)."""
   out: dict = {}
   for path, var in nnx.iter_graph(model):
     if isinstance(var, nnx.Variable) and _is_dense_path(path):

@@ -1,0 +1,43 @@
+"""The recall demo (main job) end to end at smoke settings: every mixer trains, is scored by
+distance and costed; and the harness's config errors name the field."""
+import math
+
+import pytest
+
+from common.tasks import mixer_lm
+from common.train import config_io
+from projects.routing_transformer import demo
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory):
+  return demo.run(str(tmp_path_factory.mktemp("rt_demo")), quick=True)
+
+
+def test_demo_rows_cover_every_mixer(rows):
+  assert all(set(r) == {"project", "experiment", "metric", "paper", "measured"} for r in rows)
+  mixers = demo.SEEDED + demo.SINGLE
+  for r in rows:
+    assert " / ".join(mixers) in r["metric"]
+    assert "nan" not in r["measured"].lower()
+  far = [float(v) for v in rows[0]["measured"].split(" / ")]
+  assert len(far) == len(mixers) and all(0 <= v <= 100 for v in far)
+  flops, memory = rows[4]["measured"].split(" ; ")
+  flops = dict(zip(mixers, map(float, flops.split(" / "))))
+  assert flops["dense"] > flops["local"] > 0  # the cost column measures the mixer
+
+
+def test_chance_is_the_answers_unigram_entropy(rows):
+  assert f"{math.log(8):.2f}" in rows[2]["metric"]
+
+
+def test_misspelled_model_field_and_mixer_are_named():
+  config = config_io.load_config(f"{demo.CONFIG}:tiny,mixer=dense")
+  with config.model.unlocked():
+    config.model.hiden = 3
+  with pytest.raises(ValueError, match="did you mean config.model.hidden"):
+    mixer_lm.from_config(config.model)
+  config = config_io.load_config(f"{demo.CONFIG}:tiny,mixer=densee")
+  task = mixer_lm.get_task(config)
+  with pytest.raises(ValueError, match="densee.*choose one of"):
+    task.build_model(__import__("flax").nnx.Rngs(0))
