@@ -114,8 +114,11 @@ def run(out_dir: str, *, quick: bool = False) -> list[dict]:
   size = _size(quick)
   seeds = SEEDS[:1] if quick else SEEDS
   teacher = train_teacher(out_dir, quick=quick)
-  students = {kind: [train_student(out_dir, kind, s, quick=quick) for s in seeds]
-              for kind in KINDS}
+  # Seed-major, so that an interrupted main job already holds every kind at seed 0.
+  students = {kind: [] for kind in KINDS}
+  for s in seeds:
+    for kind in KINDS:
+      students[kind].append(train_student(out_dir, kind, s, quick=quick))
   ks = DYNAMIC_K[size]
   dyn = [dynamic_k_or_reuse(out_dir, s, cfg, wd, ks)
          for s, (_, cfg, wd) in zip(seeds, students["sea"])]
