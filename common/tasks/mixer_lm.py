@@ -29,7 +29,7 @@ from flax import nnx
 
 from common import config_contract
 from common.data import pipeline
-from common.layers import dtypes, mixers
+from common.layers import mixers
 from common.layers.linear import Linear
 from common.layers.mlp import Mlp
 from common.layers.norms import LayerNorm
@@ -63,23 +63,9 @@ class MixerLMConfig(config_contract.ModelFields):
                        "mixer_lm (a demo-sized model); use 'none'.")
 
 
-def model_fields() -> dict[str, Any]:
-  """config.model's defaults (the base fields come from common.train.defaults)."""
-  fields = dataclasses.fields(MixerLMConfig)
-  base = set(config_contract.BASE_FIELDS)
-  return {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING
-                   else f.default) for f in fields if f.name not in base}
-
-
 def from_config(m: ml_collections.ConfigDict) -> MixerLMConfig:
-  config_contract.check_fields(m, [f.name for f in dataclasses.fields(MixerLMConfig)])
-  values = {f.name: m[f.name] for f in dataclasses.fields(MixerLMConfig) if f.name in m}
-  if "mixer_options" in values and hasattr(values["mixer_options"], "to_dict"):
-    values["mixer_options"] = values["mixer_options"].to_dict()
-  for name in ("dtype", "param_dtype"):
-    if name in values:
-      values[name] = dtypes.resolve_dtype(values[name], f"config.model.{name}")
-  return MixerLMConfig(**values)
+  config_contract.check_fields(m, config_contract.dataclass_fields(MixerLMConfig))
+  return config_contract.dataclass_from(MixerLMConfig, m)
 
 
 class Block(nnx.Module):

@@ -28,6 +28,7 @@ tiny: n = 256, width 32, 4 keys, far_min 128, local window 64 / blocks 32, routi
 import ml_collections
 
 from common.data.config import recall_data_config
+from common import config_contract
 from common.tasks import mixer_lm
 from common.train import config_variants, defaults
 
@@ -60,7 +61,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.seed = values.get("seed", 0)
   c.data = recall_data_config(seq_len=2048, num_keys=32, num_values=8, num_fillers=16,
                               near_max=64, far_min=512, near_fraction=0.25, eval_examples=256)
-  c.model.update(mixer_lm.model_fields())
+  config_contract.write_fields(c.model, mixer_lm.MixerLMConfig())
   options = (TINY_OPTIONS if tiny else DEMO_OPTIONS).get(mixer, {})
   c.model.update(dict(mixer=mixer, mixer_options=ml_collections.ConfigDict(options), hidden=64,
                       num_layers=1, num_heads=2, mlp_ratio=4))
