@@ -13,22 +13,46 @@ import sys
 import time
 
 
-def run_worker(script: str, cfg: dict, env: dict, timeout: float | None = None) -> dict:
-  """Runs `script --worker JSON(cfg)` in a fresh process (so its peak RSS is its own).
+def run_worker(script: str, cfg: dict, env: dict, timeout: float | None = None, *,
+               python: str | None = None) -> dict:
+  """Runs `python script --worker JSON(cfg)` in a fresh process (so its peak RSS is its own).
 
+  `python` is the interpreter (default: this one), e.g. another venv's for a PyTorch reference.
   Returns the dict the worker prints as JSON on its last stdout line, or {'error': its last
-  non-blank output line} when it fails or runs past `timeout` seconds.
+  non-blank output line} when it fails, cannot start or runs past `timeout` seconds.
   """
-  cmd = [sys.executable, script, "--worker", json.dumps(cfg)]
+  cmd = [python or sys.executable, script, "--worker", json.dumps(cfg)]
   try:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False,
                           timeout=timeout)
   except subprocess.TimeoutExpired:
     return dict(error=f"timed out after {timeout:.0f} s (--worker-timeout)")
+  except OSError as e:
+    return dict(error=f"could not start {cmd[0]}: {e.strerror or e}")
   if proc.returncode != 0:
     lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
     return dict(error=lines[-1][:200] if lines else f"exit {proc.returncode}")
   return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def timed_loop(call, *, repeats: int, warmups: int = 1) -> tuple[float, list[float]]:
+  """(seconds of the first of `warmups` untimed calls, [seconds of each of `repeats` calls]).
+
+  `call()` must return only when its work is done (block_until_ready, cuda synchronize). Imports
+  nothing, so a worker under another interpreter (a torch-only venv) can use it.
+  """
+  first = 0.0
+  for i in range(warmups):
+    start = time.perf_counter()
+    call()
+    if i == 0:
+      first = time.perf_counter() - start
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    call()
+    times.append(time.perf_counter() - start)
+  return first, times
 
 
 def timed_calls(fn, *args, repeats: int) -> tuple[float, list[float]]:
@@ -38,15 +62,7 @@ def timed_calls(fn, *args, repeats: int) -> tuple[float, list[float]]:
   """
   import jax  # pylint: disable=g-import-not-at-top  (the driver processes need no jax)
 
-  start = time.perf_counter()
-  jax.block_until_ready(fn(*args))
-  first = time.perf_counter() - start
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return first, times
+  return timed_loop(lambda: jax.block_until_ready(fn(*args)), repeats=repeats)
 
 
 def peak_rss_bytes() -> int:

@@ -3,9 +3,24 @@
 A script, never a test; prints markdown tables and writes nothing. Usage:
 
     python benchmarks/long_context.py                     # n = 1k..16k on CPU (~20 min, 2 vCPU)
-    python benchmarks/long_context.py --quick             # n = 256, 512 (smoke check, ~1-2 min)
+    python benchmarks/long_context.py --quick             # n = 256, 512 (smoke check, a few min)
+    python benchmarks/long_context.py --layers block,block_gqa,block_seg,row,row_gqa,row_seg
     python benchmarks/long_context.py --lengths 1024,4096 --layers dense,routing --repeats 5
     python benchmarks/long_context.py --device gpu        # whatever GPU jax sees
+    python benchmarks/long_context.py --torch_python /tmp/torchenv/bin/python   # + lucidrains
+
+The PyTorch reference (routing_torch) runs in its own worker process under --torch_python
+(default: this interpreter), so it can live in a venv of its own that has no jax:
+
+    python -m venv /tmp/torchenv
+    /tmp/torchenv/bin/pip install torch routing-transformer
+    # (CPU-only torch: first /tmp/torchenv/bin/pip install torch
+    #  --index-url https://download.pytorch.org/whl/cpu)
+    python benchmarks/long_context.py --torch_python /tmp/torchenv/bin/python
+
+That worker imports only this file, benchmarks/harness.py (no jax at import) and torch /
+routing_transformer. Where they do not import under that interpreter, one line says so and the
+routing_torch rows are left out; the run goes on and exits 0.
 
 Layers, each a full self-attention layer x [1, n, hidden] -> [1, n, hidden] with its q/k/v and
 output projections, causal, float32, batch 1, H heads of D (default 4 x 64, hidden = H * D):
@@ -28,7 +43,8 @@ output projections, causal, float32, batch 1, H heads of D (default 4 x 64, hidd
            q * D^-1/2); attention_impl 'auto' (common.kernels.row_sparse_attention, the chunked
            XLA path on CPU) by default, --attention_impl to change it ('official': the dense
            keep mask; or a kernel impl).
-  routing_torch  (only when `torch` and lucidrains' `routing_transformer` import) its
+  routing_torch  (only when `torch` and lucidrains' `routing_transformer` import under
+           --torch_python) its
            `routing_transformer.routing_transformer.SelfAttention`, the attention block of
            `RoutingTransformer`, at the same shapes: dim = hidden, heads = H, dim_head = D,
            local_attn_heads = H - H_r, window_size = w (its K = max_seq_len / w, the same K),
@@ -39,8 +55,30 @@ output projections, causal, float32, batch 1, H heads of D (default 4 x 64, hidd
            positions in both. Eval mode. torch.set_num_threads(os.cpu_count()), the number of
            threads XLA's CPU client uses.
 
+Kernel rows: the common.kernels op alone (no projections), q [1, H, n, D], k and v
+[1, H_kv, n, D] (random normal, float32), impl --kernel-impl ('auto': the XLA path on CPU);
+fwd+bwd is the gradient of mean(o^2) in q, k, v. Every variant of an op lists the same keys, so
+a variant's row over the plain row at the same n is the cost of that feature alone (a table of
+these ratios follows the fitted exponents):
+
+  block      block_sparse_attention, causal, blocks of 128 (block_q = block_k): query block i
+             lists the band i, i-1, i-2, i-3 and the strided blocks i-8, i-16, i-24, i-32
+             (absent ones -1): 8 blocks, <= 1024 keys per query, so linear in n; MHA (H_kv = H).
+  block_gqa  the same with H_kv = --kv-heads (default 1: MQA at H = 4).
+  block_seg  the same with q/kv segment ids of --segments (default 4) equal documents per
+             sequence (the lists still cross documents: the masking is what is measured).
+  row, row_gqa, row_seg  row_sparse_attention, the same three settings: query t lists keys
+             t-0..t-31 and t-32, t-64, ..., t-1024 (64 keys, SEA's k; absent ones -1).
+
 The official SEA code (gmlwns2000/sea-attention) is not on PyPI, so no PyTorch SEA reference
 is timed.
+
+The default --layers is every layer above. The kernel rows are the cheapest of the run (from
+the attention.py timings, about 3-4 min of the ~20 on 2 vCPU, not measured as part of this
+script); leave them out with --layers dense,routing,sea,routing_torch. Flags of the kernel rows:
+--kv-heads (H_kv of *_gqa, default 1), --segments (documents of *_seg, default 4),
+--kernel-impl (default 'auto'). --budget-min (default 20) stops starting new measurements, so
+the largest n are the ones left out when a slow host runs past it.
 
 Each (layer, n) runs in a fresh subprocess: fwd first, then fwd+bwd (ru_maxrss only grows, so
 the fwd+bwd row's peak RSS is the larger of the two, in practice its own). Time: median (and
@@ -72,11 +110,16 @@ from benchmarks import harness
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 JAX_LAYERS = ("dense", "routing", "sea")
+KERNEL_LAYERS = ("block", "block_gqa", "block_seg", "row", "row_gqa", "row_seg")
 TORCH_LAYERS = ("routing_torch",)
-ALL_LAYERS = JAX_LAYERS + TORCH_LAYERS
+ALL_LAYERS = JAX_LAYERS + KERNEL_LAYERS + TORCH_LAYERS
 MODES = ("fwd", "fwd+bwd")
 LOCAL_BLOCK = 128  # stdlib_demo.py query_block = memory_flange
 SEA_K, SEA_TM, SEA_NBF = 64, 256, 8  # official scripts/opt.py
+# Kernel rows: offsets (query block / query position minus listed block / key) of the band and
+# the strided part; the same for every variant of an op.
+BLOCK_OFFSETS = (0, 1, 2, 3, 8, 16, 24, 32)                          # in blocks of LOCAL_BLOCK
+ROW_OFFSETS = tuple(range(32)) + tuple(32 * (m + 1) for m in range(32))  # in tokens
 
 
 def _parse_args(argv=None):
@@ -87,7 +130,7 @@ def _parse_args(argv=None):
                  help="smoke check: n = 256,512, 2 repeats")
   p.add_argument("--layers", default=",".join(ALL_LAYERS),
                  help=f"comma-separated subset of {ALL_LAYERS} (routing_torch runs only where "
-                      "torch and routing_transformer import)")
+                      "torch and routing_transformer import under --torch_python)")
   p.add_argument("--device", default="cpu", choices=("cpu", "gpu", "auto"),
                  help="cpu: JAX_PLATFORMS=cpu; gpu: JAX_PLATFORMS=cuda; auto: whatever jax sees")
   p.add_argument("--heads", type=int, default=4)
@@ -98,6 +141,16 @@ def _parse_args(argv=None):
   p.add_argument("--attention_impl", default="auto",
                  help="the sea layer's attention_impl: official | auto | xla | reference | "
                  "pallas_tpu | pallas_gpu | interpret (routing keeps stdlib_demo.py's 'auto')")
+  p.add_argument("--kv-heads", type=int, default=1,
+                 help="H_kv of the block_gqa / row_gqa rows (divides --heads; 1 = MQA)")
+  p.add_argument("--segments", type=int, default=4,
+                 help="equal documents per sequence in the block_seg / row_seg rows")
+  p.add_argument("--kernel-impl", default="auto",
+                 help="impl= of the kernel rows: auto | xla | reference | pallas_tpu | "
+                      "pallas_gpu | interpret")
+  p.add_argument("--torch_python", default=sys.executable,
+                 help="interpreter of the routing_torch worker (a venv with torch and "
+                      "routing-transformer; it needs no jax); default: this one")
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--max-gib", type=float, default=4.0,
                  help="skip a configuration whose compiled temp+arg+out bytes exceed this")
@@ -117,6 +170,10 @@ def _parse_args(argv=None):
       p.error(f"--layers: unknown layer {name!r}; allowed: {ALL_LAYERS}")
   if not 0 <= args.routing_heads <= args.heads:
     p.error(f"--routing-heads={args.routing_heads} must be in [0, --heads={args.heads}]")
+  if args.kv_heads < 1 or args.heads % args.kv_heads:
+    p.error(f"--kv-heads={args.kv_heads} must divide --heads={args.heads}")
+  if args.segments < 1:
+    p.error(f"--segments={args.segments} must be >= 1")
   return args
 
 
@@ -137,6 +194,38 @@ def routing_rule_text(rule: str) -> str:
             "O(n^1.5) setting)")
   return ("w = min(512, n), K = n/w (the released hparam sets: wikitext103_4k K=8, "
           "enwik8_8k K=16, w=512)")
+
+
+def kernel_variant(layer: str) -> tuple[str, str]:
+  """'block_gqa' -> ('block', 'gqa'); 'row' -> ('row', 'plain')."""
+  op, _, feature = layer.partition("_")
+  return op, feature or "plain"
+
+
+def kernel_indices(op: str, n: int, xp):
+  """The causal index lists of a kernel row at length n, [rows, slots] int32 (xp: numpy / jnp).
+
+  block: row i = query block i (n // LOCAL_BLOCK rows), slots = BLOCK_OFFSETS blocks back;
+  row: row t = query t (n rows), slots = ROW_OFFSETS keys back. Before the start: -1.
+  """
+  offsets = xp.asarray(BLOCK_OFFSETS if op == "block" else ROW_OFFSETS, dtype=xp.int32)
+  rows = n // LOCAL_BLOCK if op == "block" else n
+  idx = xp.arange(rows, dtype=xp.int32)[:, None] - offsets[None, :]
+  return xp.where(idx >= 0, idx, -1).astype(xp.int32)
+
+
+def kernel_text(layer: str, args_or_cfg) -> str:
+  """The per-row description of a kernel row (what it lists, H_kv, segments)."""
+  get = (args_or_cfg.get if isinstance(args_or_cfg, dict)
+         else lambda k: getattr(args_or_cfg, k))
+  op, feature = kernel_variant(layer)
+  text = ("8 blocks of 128 (band 4, stride 8)" if op == "block"
+          else "64 keys (band 32, stride 32)")
+  if feature == "gqa":
+    text += f", H_kv={get('kv_heads')}"
+  elif feature == "seg":
+    text += f", {get('segments')} segments"
+  return text
 
 
 # ----------------------------------------------------------------------------
@@ -229,22 +318,24 @@ def _jax_extra(cfg):
     from projects.sea import masks
     t = masks.selection_tables(cfg["n"], SEA_TM, cfg["heads"], SEA_K)
     return f"keys/query<={t.max_keys}"
+  if cfg["layer"] in KERNEL_LAYERS:
+    return kernel_text(cfg["layer"], cfg)
   return "all n keys"
 
 
 def measure_jax(cfg):
   """Per pass in cfg['modes']: compiles, checks the memory budget, times; a dict per pass."""
-  import gc
-
   import jax
   import jax.numpy as jnp
+
+  if cfg["layer"] in KERNEL_LAYERS:
+    return measure_kernel(cfg)
   from flax import nnx
 
   layer, apply = _build_jax_layer(cfg)
   graphdef, params, rest = nnx.split(layer, nnx.Param, ...)
   hidden = cfg["heads"] * cfg["head_dim"]
   x = jax.random.normal(jax.random.key(1), (1, cfg["n"], hidden), jnp.float32)
-  args = (params, rest, x)
 
   def forward(params, rest, x):
     return apply(nnx.merge(graphdef, params, rest), x)
@@ -253,9 +344,56 @@ def measure_jax(cfg):
     y, aux = forward(params, rest, x)
     return jnp.mean(jnp.square(y)) + aux
 
+  return _measure_passes(cfg, forward, loss, (params, rest, x), grad_argnums=(0, 2))
+
+
+def measure_kernel(cfg):
+  """A kernel row: the common.kernels op alone on random q, k, v; a dict per pass."""
+  import jax
+  import jax.numpy as jnp
+
+  sys.path.insert(0, str(ROOT))
+  from common.kernels.block_sparse_attention import block_sparse_attention
+  from common.kernels.row_sparse_attention import row_sparse_attention
+
+  op, feature = kernel_variant(cfg["layer"])
+  h, d, n = cfg["heads"], cfg["head_dim"], cfg["n"]
+  h_kv = cfg["kv_heads"] if feature == "gqa" else h
+  kq, kk, kv = jax.random.split(jax.random.key(1), 3)
+  q = jax.random.normal(kq, (1, h, n, d), jnp.float32)
+  k = jax.random.normal(kk, (1, h_kv, n, d), jnp.float32)
+  v = jax.random.normal(kv, (1, h_kv, n, d), jnp.float32)
+  idx = kernel_indices(op, n, jnp)
+  idx = jnp.broadcast_to(idx[None, None], (1, h) + idx.shape)
+  seg = None
+  if feature == "seg":  # --segments equal documents: ids 0, 0, ..., 1, 1, ...
+    seg = (jnp.arange(n, dtype=jnp.int32) * cfg["segments"] // n)[None]
+
+  def forward(q, k, v, idx, seg):
+    if op == "block":
+      return block_sparse_attention(
+          q, k, v, idx, block_q=LOCAL_BLOCK, block_k=LOCAL_BLOCK, causal=True,
+          q_segment_ids=seg, kv_segment_ids=seg, impl=cfg["kernel_impl"])
+    return row_sparse_attention(q, k, v, idx, q_segment_ids=seg, kv_segment_ids=seg,
+                                impl=cfg["kernel_impl"])
+
+  def loss(q, k, v, idx, seg):
+    return jnp.mean(jnp.square(forward(q, k, v, idx, seg).astype(jnp.float32)))
+
+  return _measure_passes(cfg, forward, loss, (q, k, v, idx, seg), grad_argnums=(0, 1, 2))
+
+
+def _measure_passes(cfg, forward, loss, args, *, grad_argnums):
+  """fwd = jit(forward), fwd+bwd = jit(grad(loss)) per pass in cfg['modes']: compiles, checks
+  the memory budget, times; a dict per pass."""
+  import gc
+
+  import jax
+
   out = {}
   for mode in cfg["modes"]:
-    fn = jax.jit(forward) if mode == "fwd" else jax.jit(jax.grad(loss, argnums=(0, 2)))
+    fn = (jax.jit(forward) if mode == "fwd"
+          else jax.jit(jax.grad(loss, argnums=grad_argnums)))
     t0 = time.perf_counter()
     compiled = fn.lower(*args).compile()
     res = dict(compile_s=time.perf_counter() - t0, extra=_jax_extra(cfg))
@@ -289,12 +427,18 @@ def _rss_and_load():
 # ----------------------------------------------------------------------------
 # PyTorch reference (lucidrains' routing_transformer), inside a worker process.
 # ----------------------------------------------------------------------------
-def torch_status():
-  """(True, version text) if torch and routing_transformer import here, else (False, reason)."""
+def torch_status(python: str = sys.executable):
+  """(True, version text) if torch and routing_transformer import under `python`, else
+  (False, reason)."""
   code = ("import torch, routing_transformer, importlib.metadata as m; "
           "print(torch.__version__, m.version('routing-transformer'))")
-  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                        check=False, timeout=300)
+  try:
+    proc = subprocess.run([python, "-c", code], capture_output=True, text=True,
+                          check=False, timeout=300)
+  except subprocess.TimeoutExpired:
+    return False, "importing them took over 300 s"
+  except OSError as e:
+    return False, f"cannot run it: {e.strerror or e}"
   if proc.returncode:
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
     return False, tail[0] if tail else f"exit {proc.returncode}"
@@ -336,15 +480,9 @@ def measure_torch(cfg):
   for mode in cfg["modes"]:
     if dev == "cuda":
       torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    step(mode)  # warm-up (first-call allocations and kernel selection)
-    first_s = time.perf_counter() - t0
-    step(mode)  # a second warm-up: the first call after import is often far slower
-    times = []
-    for _ in range(cfg["repeats"]):
-      t0 = time.perf_counter()
-      step(mode)
-      times.append(time.perf_counter() - t0)
+    # Two warm-ups: first-call allocations and kernel selection, and the first call after
+    # import is often far slower than the second.
+    first_s, times = harness.timed_loop(lambda: step(mode), repeats=cfg["repeats"], warmups=2)
     res = dict(median_s=statistics.median(times), best_s=min(times), compile_s=first_s,
                extra=f"K={n // w}, w={w}")
     if dev == "cuda":
@@ -366,10 +504,11 @@ def _worker_env(device):
   return env
 
 
-def _run_worker(cfg, timeout):
+def _run_worker(cfg, timeout, python=None):
   env = _worker_env(cfg["device"])
   env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-  res = harness.run_worker(str(pathlib.Path(__file__).resolve()), cfg, env, timeout)
+  res = harness.run_worker(str(pathlib.Path(__file__).resolve()), cfg, env, timeout,
+                           python=python)
   if "error" in res:
     res["load"] = os.getloadavg()[0]
   return res
@@ -393,9 +532,10 @@ def run(args):
   layers = list(args.layers)
   torch_note = None
   if "routing_torch" in layers:
-    ok, text = torch_status()
+    ok, text = torch_status(args.torch_python)
     if ok:
-      torch_note = (f"PyTorch reference (routing_torch): {text}, {os.cpu_count()} threads; "
+      torch_note = (f"PyTorch reference (routing_torch): {text} under {args.torch_python}, "
+                    f"{os.cpu_count()} threads; "
                     "lucidrains' routing_transformer.routing_transformer.SelfAttention(dim=hidden, "
                     "heads=H, dim_head=D, local_attn_heads=H-H_r, window_size=w (K = n/w), "
                     f"local_attn_window_size={LOCAL_BLOCK}, causal, shared_qk), eval mode; its "
@@ -403,12 +543,13 @@ def run(args):
                     "relative positions in both).")
     else:
       torch_note = (f"PyTorch reference: not run: torch / routing_transformer do not import in "
-                    f"{sys.executable} ({text}).")
+                    f"{args.torch_python} ({text}).")
+      print(torch_note, file=sys.stderr, flush=True)
       layers.remove("routing_torch")
   base = dict(heads=args.heads, head_dim=args.head_dim, routing_heads=args.routing_heads,
               routing_rule=args.routing_rule, attention_impl=args.attention_impl,
-              repeats=args.repeats,
-              max_gib=args.max_gib, device=args.device)
+              repeats=args.repeats, kv_heads=args.kv_heads, segments=args.segments,
+              kernel_impl=args.kernel_impl, max_gib=args.max_gib, device=args.device)
   results = {}   # (layer, mode, n) -> dict
   dropped = {}   # (layer, mode) -> reason that holds for every larger n
   for n in sorted(args.lengths):
@@ -421,15 +562,17 @@ def run(args):
         elif time.perf_counter() - started > args.budget_min * 60:
           results[key] = dict(skipped=f"not run: time budget --budget-min {args.budget_min:g} "
                                       "spent")
-        elif (layer in ("routing", "routing_torch") and args.routing_heads < args.heads
-              and n % LOCAL_BLOCK):
+        elif n % LOCAL_BLOCK and (
+            layer.startswith("block")
+            or (layer in ("routing", "routing_torch") and args.routing_heads < args.heads)):
           results[key] = dict(skipped=f"not run: n is not a multiple of the local block "
                                       f"{LOCAL_BLOCK}")
         else:
           modes.append(mode)
       if not modes:
         continue
-      res = _run_worker(dict(base, layer=layer, modes=modes, n=n), args.worker_timeout)
+      res = _run_worker(dict(base, layer=layer, modes=modes, n=n), args.worker_timeout,
+                        python=args.torch_python if layer in TORCH_LAYERS else None)
       for mode in modes:
         r = res.get(mode, res)  # a failed worker returns one error for all its passes
         print(f"  {layer:13s} {mode:7s} n={n:6d} {r}", file=sys.stderr, flush=True)
@@ -462,6 +605,17 @@ def render(args, results, layers, torch_note, elapsed, load_start, machine):
       f"warm-up (torch: two); compile: lower + compile (torch: the first call). XLA temp / XLA total: "
       f"memory_analysis() temp and temp + argument + output bytes; peak RSS: the worker "
       f"process's ru_maxrss (one worker per layer and n runs fwd, then fwd+bwd). load: 1-min load average when the row finished.", ""]
+  if any(layer in KERNEL_LAYERS for layer in layers):
+    lines += [
+        f"Kernel rows (block*, row*): the common.kernels op alone, q [1, {args.heads}, n, "
+        f"{args.head_dim}], k/v [1, H_kv, n, {args.head_dim}], float32, impl "
+        f"'{args.kernel_impl}'; fwd+bwd: grad of mean(o^2) in q, k, v. block: "
+        f"block_sparse_attention, causal, blocks of {LOCAL_BLOCK}, query block i lists blocks "
+        f"i-{', i-'.join(map(str, BLOCK_OFFSETS))} (band 4 + stride 8, <= "
+        f"{len(BLOCK_OFFSETS) * LOCAL_BLOCK} keys per query); row: row_sparse_attention, query t "
+        f"lists keys t-0..t-31 and t-32, t-64, ..., t-1024 ({len(ROW_OFFSETS)} keys). *_gqa: "
+        f"H_kv = {args.kv_heads} (plain: H_kv = H = {args.heads}); *_seg: q/kv segment ids of "
+        f"{args.segments} equal documents (same lists, so the masking alone).", ""]
   if torch_note:
     lines += [torch_note, ""]
   lines += ["SEA official PyTorch code: not measured (gmlwns2000/sea-attention is not on PyPI; "
@@ -494,7 +648,8 @@ def render(args, results, layers, torch_note, elapsed, load_start, machine):
                if args.routing_rule == "sqrt" else
                "routing 1 with the official fixed w = 512 (K grows with n, each token still "
                "attends to w keys); ")
-            + "SEA's operation count is linear in n at fixed k and T_M.", "",
+            + "SEA's operation count is linear in n at fixed k and T_M; the kernel rows 1 "
+            "(a fixed number of listed keys per query).", "",
             "| layer | pass | n measured | time exponent (median) | time exponent (best) | "
             "XLA temp exponent | XLA total exponent |",
             "|---|---|---|---:|---:|---:|---:|"]
@@ -511,7 +666,38 @@ def render(args, results, layers, torch_note, elapsed, load_start, machine):
           f"{fmt(harness.loglog_slope(ns, [r.get('temp_bytes') for _, r in ok]))} | "
           f"{fmt(harness.loglog_slope(ns, [r.get('xla_bytes') for _, r in ok]))} |")
   lines.append("")
+  lines += _feature_ratios(args, results, layers)
   return "\n".join(lines)
+
+
+def _feature_ratios(args, results, layers):
+  """Lines of the table 'kernel variant / plain op at the same n and pass' (empty if none)."""
+  def ratio(a, b):
+    return f"{a / b:.2f}" if a is not None and b else "-"
+
+  rows = []
+  for layer in layers:
+    op, feature = kernel_variant(layer)
+    if layer not in KERNEL_LAYERS or feature == "plain" or op not in layers:
+      continue
+    for mode in MODES:
+      for n in sorted(args.lengths):
+        var, plain = results.get((layer, mode, n), {}), results.get((op, mode, n), {})
+        if "median_s" not in var or "median_s" not in plain:
+          continue
+        rows.append(
+            f"| {layer} | {mode} | {n} | {ratio(var['median_s'], plain['median_s'])} | "
+            f"{ratio(var['best_s'], plain['best_s'])} | "
+            f"{ratio(var.get('temp_bytes'), plain.get('temp_bytes'))} | "
+            f"{ratio(var.get('xla_bytes'), plain.get('xla_bytes'))} |")
+  if not rows:
+    return []
+  return ["### Kernel features: cost relative to the plain op (same n, same pass)", "",
+          f"*_gqa: H_kv = {args.kv_heads} of H = {args.heads}; *_seg: {args.segments} segments. "
+          "Below 1: cheaper than MHA / no segment ids.", "",
+          "| layer | pass | n | time / plain (median) | time / plain (best) | "
+          "XLA temp / plain | XLA total / plain |",
+          "|---|---|---:|---:|---:|---:|---:|"] + rows + [""]
 
 
 def main(argv=None):

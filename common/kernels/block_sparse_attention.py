@@ -105,6 +105,9 @@ class _Config:
   causal: bool
   scale: float
   impl: str  # resolved, never "auto"
+  # Positions are the defaults (arange), so inside a tile the Shaw bucket depends only on the
+  # diagonal: the XLA path then skews instead of gathering and scattering per element.
+  default_positions: bool = False
 
 
 def _validate(q, k, v, kv_block_indices, block_q, block_k, q_positions,
@@ -211,7 +214,8 @@ def block_sparse_attention(q, k, v, kv_block_indices, *, block_q: int,
   q_pos, kv_pos = _positions(q, k, q_positions, kv_positions,
                              causal or relative)
   cfg = _Config(block_q=block_q, block_k=block_k, causal=bool(causal),
-                scale=scale, impl=resolved)
+                scale=scale, impl=resolved,
+                default_positions=q_positions is None and kv_positions is None)
   ext = extras_lib.Extras(q_segment_ids, kv_segment_ids,
                           extras_lib.table(rel_keys, like=(q, k, v)),
                           extras_lib.table(rel_values, like=(q, k, v)))
@@ -250,7 +254,7 @@ def _kw(cfg):
 def _forward(cfg, q, k, v, idx, q_pos, kv_pos, ext):
   if cfg.impl == dispatch.XLA:
     return block_sparse_xla.forward(q, k, v, idx, q_pos, kv_pos, ext,
-                                    **_kw(cfg))
+                                    diagonal=cfg.default_positions, **_kw(cfg))
   interpret = pallas_support.interpret_arg(cfg.impl)
   if cfg.impl in dispatch.TPU_BODY_IMPLS:
     return block_sparse_tpu.forward(q, k, v, idx, q_pos, kv_pos, None, ext,
@@ -263,7 +267,8 @@ def _backward(cfg, q, k, v, idx, q_pos, kv_pos, ext, lse, do, delta):
   """(dq, dk, dv, d rel_keys, d rel_values); table gradients f32 [Ht, R, D] or None."""
   if cfg.impl == dispatch.XLA:
     return block_sparse_xla.backward(q, k, v, idx, q_pos, kv_pos, ext, lse, do,
-                                     delta, **_kw(cfg))
+                                     delta, diagonal=cfg.default_positions,
+                                     **_kw(cfg))
   interpret = pallas_support.interpret_arg(cfg.impl)
   if cfg.impl in dispatch.TPU_BODY_IMPLS:
     return block_sparse_tpu.backward(q, k, v, idx, q_pos, kv_pos, None, ext,

@@ -14,7 +14,10 @@ group directly into the kv head's accumulator. Segment ids and kv positions
 are gathered with the same block indices. The Shaw terms
 (relative_positions.py) go through [B, H, c, block_q, R] per chunk: q . rel_keys
 gathered by bucket, probabilities summed into buckets; the tables' gradients
-are carried through the scan as f32 [Ht, R, D].
+are carried through the scan as f32 [Ht, R, D]. With `diagonal` (default
+positions) the same terms go through each tile's diagonals instead
+(relative_positions.Diagonals, skew / unskew): no per-element gather or
+scatter-add, which dominated the relative layers' time on CPU.
 
 Inputs are the op's prepared values: `idx` compacted (sparse_indices), lse in
 the internal convention (attention_math), `ext` an extras.Extras.
@@ -95,9 +98,12 @@ def _query_side(q, idx, q_pos, ext, n_chunks, block_q):
           _split(qseg, n_chunks, (block_q,)))
 
 
-def _chunk_scores(q_c, idx_c, qpos_c, qseg_c, blocks, ext, *, causal, scale):
+def _chunk_scores(q_c, idx_c, qpos_c, qseg_c, blocks, ext, *, causal, scale,
+                  diagonal, block_q, block_k):
   """One chunk: gathered k/v blocks, f32 scores [B, H, c, bq, n_sel, bk] (with the relative
-  key term), their mask, and the flat bucket matrix [B, H, c, bq, n_sel * bk] (or None)."""
+  key term), their mask, and where the relative terms sit: the flat bucket matrix
+  [B, H, c, bq, n_sel * bk], or with `diagonal` a relative_positions.Diagonals (None
+  without tables)."""
   kg = _gather_blocks(blocks.k, idx_c)
   vg = _gather_blocks(blocks.v, idx_c)
   s = jnp.einsum("bhcqd,bhcskd->bhcqsk", q_c, kg,
@@ -109,15 +115,54 @@ def _chunk_scores(q_c, idx_c, qpos_c, qseg_c, blocks, ext, *, causal, scale):
   if ext.segments:
     kseg = _gather_blocks(blocks.seg, idx_c)  # [B, H, c, n_sel, bk]
     mask = mask & (qseg_c[..., :, None, None] == kseg[:, :, :, None, :, :])
-  bucket = None
-  if ext.relative:
-    bucket = rel.buckets(qpos_c[..., :, None, None], kpos[:, :, :, None, :, :],
-                         ext.max_distance)
-    bucket = _flat(jnp.broadcast_to(bucket, s.shape))
+  where = None
+  if ext.relative and diagonal:
+    where = rel.Diagonals.of_tiles(qpos_c[..., 0], jnp.maximum(idx_c, 0), block_q=block_q,
+                                   block_k=block_k, max_distance=ext.max_distance)
+    if ext.rel_keys is not None:
+      s = s + _tile_layout(rel.skew(where.scores(q_c, ext.rel_keys), block_k)) * scale
+  elif ext.relative:
+    where = rel.buckets(qpos_c[..., :, None, None], kpos[:, :, :, None, :, :],
+                        ext.max_distance)
+    where = _flat(jnp.broadcast_to(where, s.shape))
     if ext.rel_keys is not None:
       s = s + rel.gather(rel.table_scores(q_c, ext.rel_keys),
-                         bucket).reshape(s.shape) * scale
-  return kg, vg, s, mask, bucket
+                         where).reshape(s.shape) * scale
+  return kg, vg, s, mask, where
+
+
+def _tile_layout(x):
+  """[B, H, c, n_sel, bq, bk] -> the scores' [B, H, c, bq, n_sel, bk] (and back)."""
+  return jnp.swapaxes(x, 3, 4)
+
+
+def _diagonals_of(x):
+  """Scores-layout [B, H, c, bq, n_sel, bk] -> per-tile diagonals [B, H, c, n_sel, bq, U]."""
+  return rel.unskew(_tile_layout(x))
+
+
+def _relative_gather(where, x, table, block_k):
+  """The term x_i . table[bucket(i, j)] in the scores' layout (x = q or do)."""
+  if isinstance(where, rel.Diagonals):
+    return _tile_layout(rel.skew(where.scores(x, table), block_k))
+  return rel.gather(rel.table_scores(x, table), where).reshape(where.shape[:4] + (-1,))
+
+
+def _relative_values(where, w, table):
+  """sum_j w_ij table[bucket(i, j)]: f32 [B, H, c, bq, D] (w in the scores' layout)."""
+  if isinstance(where, rel.Diagonals):
+    return jnp.einsum("bhcsqu,bhcsud->bhcqd", _diagonals_of(w.astype(jnp.float32)),
+                      where.table_rows(table))
+  return rel.table_values(rel.bucket_sums(_flat(w), where, table.shape[1]), table)
+
+
+def _relative_table_grad(where, w, x, table):
+  """d table[r] = sum over (i, j) in bucket r of w_ij x_i: f32 [Ht, R, D]."""
+  if isinstance(where, rel.Diagonals):
+    g = jnp.einsum("bhcsqu,bhcqd->bhcsud", _diagonals_of(w.astype(jnp.float32)),
+                   x.astype(jnp.float32))
+    return where.table_grad(g, table.shape[0])
+  return rel.table_grad(rel.bucket_sums(_flat(w), where, table.shape[1]), x, table.shape[0])
 
 
 def _flat(x):
@@ -126,7 +171,7 @@ def _flat(x):
 
 
 def forward(q, k, v, idx, q_pos, kv_pos, ext, *, block_q, block_k, causal,
-            scale):
+            scale, diagonal=False):
   """Returns (o [B, H, Tq, D] in q.dtype, lse [B, H, Tq] f32 internal)."""
   blocks = _Blocks(k, v, kv_pos, ext, block_k)
   n_chunks = _chunk_count(q, idx, block_q, block_k, ext)
@@ -134,14 +179,14 @@ def forward(q, k, v, idx, q_pos, kv_pos, ext, *, block_q, block_k, causal,
 
   def step(_, chunk):
     q_c, idx_c, qpos_c, qseg_c = chunk
-    _, vg, s, mask, bucket = _chunk_scores(q_c, idx_c, qpos_c, qseg_c, blocks,
-                                           ext, causal=causal, scale=scale)
+    _, vg, s, mask, where = _chunk_scores(
+        q_c, idx_c, qpos_c, qseg_c, blocks, ext, causal=causal, scale=scale,
+        diagonal=diagonal, block_q=block_q, block_k=block_k)
     p, lse = attention_math.masked_softmax(s, mask, axes=(-2, -1))
     o = jnp.einsum("bhcqsk,bhcskd->bhcqd", p.astype(v.dtype), vg,
                    preferred_element_type=jnp.float32)
     if ext.rel_values is not None:
-      rv = ext.rel_values
-      o = o + rel.table_values(rel.bucket_sums(_flat(p), bucket, rv.shape[1]), rv)
+      o = o + _relative_values(where, p, ext.rel_values)
     return None, (o.astype(q.dtype), lse)
 
   _, (o, lse) = jax.lax.scan(step, None, xs)
@@ -149,7 +194,7 @@ def forward(q, k, v, idx, q_pos, kv_pos, ext, *, block_q, block_k, causal,
 
 
 def backward(q, k, v, idx, q_pos, kv_pos, ext, lse, do, delta, *, block_q,
-             block_k, causal, scale):
+             block_k, causal, scale, diagonal=False):
   """Returns (dq, dk, dv, d rel_keys, d rel_values): dq/dk/dv in the input dtypes, table
   gradients f32 [Ht, R, D] (None without the table)."""
   b, h, _, d = q.shape
@@ -167,23 +212,22 @@ def backward(q, k, v, idx, q_pos, kv_pos, ext, lse, do, delta, *, block_q,
   def step(carry, chunk):
     dk_acc, dv_acc, drk_acc, drv_acc = carry
     (q_c, idx_c, qpos_c, qseg_c), do_c, lse_c, delta_c = chunk
-    kg, vg, s, mask, bucket = _chunk_scores(q_c, idx_c, qpos_c, qseg_c, blocks,
-                                            ext, causal=causal, scale=scale)
+    kg, vg, s, mask, where = _chunk_scores(
+        q_c, idx_c, qpos_c, qseg_c, blocks, ext, causal=causal, scale=scale,
+        diagonal=diagonal, block_q=block_q, block_k=block_k)
     p = jnp.where(mask, jnp.exp(s - lse_c[..., None, None]), 0.0)
     dp = jnp.einsum("bhcqd,bhcskd->bhcqsk", do_c, vg,
                     preferred_element_type=jnp.float32)
     if rv is not None:
-      dp = dp + rel.gather(rel.table_scores(do_c, rv), bucket).reshape(dp.shape)
+      dp = dp + _relative_gather(where, do_c, rv, block_k).reshape(dp.shape)
     ds = p * (dp - delta_c[..., None, None])
     dq = jnp.einsum("bhcqsk,bhcskd->bhcqd", ds.astype(k.dtype), kg,
                     preferred_element_type=jnp.float32) * scale
     if rk is not None:
-      dsb = rel.bucket_sums(_flat(ds), bucket, rk.shape[1])
-      dq = dq + rel.table_values(dsb, rk) * scale
-      drk_acc = drk_acc + rel.table_grad(dsb, q_c, rk.shape[0]) * scale
+      dq = dq + _relative_values(where, ds, rk) * scale
+      drk_acc = drk_acc + _relative_table_grad(where, ds, q_c, rk) * scale
     if rv is not None:
-      pb = rel.bucket_sums(_flat(p), bucket, rv.shape[1])
-      drv_acc = drv_acc + rel.table_grad(pb, do_c, rv.shape[0])
+      drv_acc = drv_acc + _relative_table_grad(where, p, do_c, rv)
     dkg = jnp.einsum("bhcqsk,bhcqd->bhcskd", ds.astype(q.dtype), q_c,
                      preferred_element_type=jnp.float32) * scale
     dvg = jnp.einsum("bhcqsk,bhcqd->bhcskd", p.astype(do.dtype), do_c,

@@ -15,6 +15,11 @@ Nothing [Tq, Tk]-sized is built:
 
 * the XLA path and the reference compute q . rel_keys per query ([.., R]) and gather it by
   bucket (`gather`), and sum probabilities / score gradients into buckets (`bucket_sums`);
+* on default positions (arange: inside a [bq, bk] tile of consecutive positions the bucket
+  depends only on the diagonal j - i) the XLA path reads each tile's U = bq + bk - 1 diagonals
+  as U rows of the edge-padded table (`Diagonals`) and moves between tile
+  and diagonal layouts by pad-and-reshape (`skew` / `unskew`): no per-element gather or
+  scatter, and the value and dq terms become [bq, U] x [U, D] matmuls;
 * the Pallas bodies walk, per tile, only the buckets the tile can contain (`block_ranges`: from
   the min / max positions of its query block and key block, so a tile whose distances all clip
   to one end costs one step) and fold each bucket in with a select over the tile (`TileTerms`).
@@ -27,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -173,3 +179,79 @@ class TileTerms:
       return dq
 
     return self._loop(body, jnp.zeros(q.shape, jnp.float32))
+
+
+def skew(w, block_k: int):
+  """Diagonal layout -> tile: w [.., bq, U] -> [.., bq, bk], out[i, j] = w[i, j - i + bq - 1].
+
+  U = bq + bk - 1. Row i of the flattened w, read from offset bq - 1 with stride U - 1, is
+  exactly the tile's row i: a pad-free slice and reshape.
+  """
+  *lead, bq, u = w.shape
+  flat = w.reshape(*lead, bq * u)[..., bq - 1:bq - 1 + bq * (u - 1)]
+  return flat.reshape(*lead, bq, u - 1)[..., :block_k]
+
+
+def unskew(x):
+  """Tile -> diagonal layout, the transpose of `skew`: x [.., bq, bk] -> [.., bq, U] with
+  out[i, j - i + bq - 1] = x[i, j] and zeros elsewhere."""
+  *lead, bq, bk = x.shape
+  u = bq + bk - 1
+  pad = [(0, 0)] * len(lead)
+  x = jnp.pad(x, pad + [(0, 0), (0, u - 1 - bk)]).reshape(*lead, bq * (u - 1))
+  return jnp.pad(x, pad + [(bq - 1, 1)]).reshape(*lead, bq, u)
+
+
+@dataclasses.dataclass(frozen=True)
+class Diagonals:
+  """Where each tile's diagonals sit in the buckets, for tiles of default positions.
+
+  The tile of query block qb and kv block kb has bucket clip(kb*bk - qb*bq + j - i, -M, M) + M;
+  diagonal u = j - i + bq - 1 has bucket clip(first + u) with first = kb*bk - qb*bq - (bq-1)
+  + M. Arrays along R are edge-padded by U on both sides, so clip(first + u) is row
+  start + u of the padded array, start = clip(first, -U, R - 1) + U, for every u < U.
+
+  start: int32 [B, H, c, n_sel]; size: U; buckets: R.
+  """
+  start: Any
+  size: int
+  buckets: int
+
+  @classmethod
+  def of_tiles(cls, q_block_start, kv_blocks, *, block_q, block_k, max_distance):
+    """q_block_start [B, H, c] (first query position), kv_blocks [B, H, c, n_sel]."""
+    u = block_q + block_k - 1
+    r = 2 * max_distance + 1
+    first = kv_blocks * block_k - q_block_start[..., None] - (block_q - 1) + max_distance
+    return cls(jnp.clip(first, -u, r - 1) + u, u, r)
+
+  def _pad(self, x, axis):
+    lo = jnp.repeat(lax.slice_in_dim(x, 0, 1, axis=axis), self.size, axis=axis)
+    hi = jnp.repeat(lax.slice_in_dim(x, x.shape[axis] - 1, x.shape[axis], axis=axis),
+                    self.size, axis=axis)
+    return jnp.concatenate([lo, x, hi], axis=axis)
+
+  def scores(self, x, table):
+    """x_i . table[diagonal u] per tile: x [B, H, c, bq, D], table [Ht, R, D] -> f32
+    [B, H, c, n_sel, bq, U] (a [bq, D] x [D, U] matmul per tile on its own table rows)."""
+    return jnp.einsum("bhcqd,bhcsud->bhcsqu", x.astype(jnp.float32), self.table_rows(table))
+
+  def table_rows(self, table):
+    """table [Ht, R, D] -> the rows of each tile's diagonals [B, H, c, n_sel, U, D]."""
+    padded = self._pad(table, 1)
+    rows = self.start[..., None] + jnp.arange(self.size)
+    heads = jnp.arange(self.start.shape[1])[None, :, None, None, None]
+    return padded[heads if table.shape[0] > 1 else 0, rows]
+
+  def table_grad(self, g, heads: int):
+    """Per-tile diagonal rows g [B, H, c, n_sel, U, D] summed into f32 [heads, R, D]."""
+    g = g.astype(jnp.float32)
+    rows = self.start[..., None] + jnp.arange(self.size)
+    hi = (jnp.arange(self.start.shape[1]) if heads > 1 else
+          jnp.zeros(self.start.shape[1], jnp.int32))[None, :, None, None, None]
+    hi = jnp.broadcast_to(hi, rows.shape)
+    padded = jnp.zeros((heads, self.buckets + 2 * self.size, g.shape[-1]), jnp.float32)
+    padded = padded.at[hi, rows].add(g)
+    core = padded[:, self.size:self.size + self.buckets]
+    core = core.at[:, 0].add(padded[:, :self.size].sum(1))
+    return core.at[:, -1].add(padded[:, self.size + self.buckets:].sum(1))

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from common.kernels import dispatch
 from common.kernels import row_sparse_attention as kernels_row_sparse
 from projects.sea import masks
 from projects.sea import sparse_attention
@@ -38,9 +39,9 @@ class SEAOutput(NamedTuple):
     estimated_attention_probs_m: P_hat = softmax(S) [N, H, T, T_M], the estimated (compressed)
       attention matrix: bin b of query i covers keys [b(i+1)/T_M, (b+1)(i+1)/T_M).
     mask_compressed_keep: bool [N, H, T, T_M], the kept cells.
-    key_indices: int32 [N, H, T, K] kept keys per query, ascending, padded with 0 (row-sparse
-      implementations only; None on the 'official' dense path).
-    key_valid: bool [N, H, T, K], False on padded slots (None on the 'official' dense path).
+    key_indices: int32 [N, H, T, K] kept keys per query, ascending, padded with 0 (the Pallas
+      implementations, and every row-sparse one with return_intermediates; else None).
+    key_valid: bool [N, H, T, K], False on padded slots (None where key_indices is).
     intermediates: with return_intermediates=True, a dict of the official debug buffers under
       their golden names and layouts (see SEAAttention.__call__); else None.
   """
@@ -77,7 +78,9 @@ class SEAAttention(nnx.Module):
       attention_impl: "official" (the official computation: q k^T under a dense [T, T] keep
         mask; golden tests), or a common.kernels impl ("auto", the default, "xla",
         "reference", "pallas_tpu", "pallas_gpu", "interpret") handed unchanged to
-        common.kernels.row_sparse_attention over the kept-key lists.
+        common.kernels.row_sparse_attention over per-head kept-key lists; where it resolves
+        to "xla" (CPU), sparse_attention.grouped_list_attention over lists shared by a
+        query's heads instead (the same values, H times fewer padded slots).
       performer_chunk_size: tokens per chunk of the causal linear attention (memory only).
       dtype: compute dtype of the projections and CNN (None: from inputs/params). The Performer,
         P_hat and the selection always run in fp32, as the official code does.
@@ -188,10 +191,18 @@ class SEAAttention(nnx.Module):
       partial = jnp.einsum("bhqk,bhkd->bhqd", probs, v)
       extra = {"mask_keep": keep, "partial_attention_probs": probs}
     else:
-      key_indices, key_valid = masks.row_sparse_key_indices(keep_m, tables)
-      partial = kernels_row_sparse.row_sparse_attention(
-          q, k, v, key_indices, key_valid=key_valid, scale=1.0, impl=self.attention_impl)
+      if dispatch.resolve_impl(self.attention_impl) == dispatch.XLA:
+        # CPU: one list per query shared by its heads holds the kept keys with H times fewer
+        # padded slots than per-head lists (the grouped budget lets one head take it all).
+        partial = sparse_attention.grouped_list_attention(
+            q, k, v, masks.grouped_key_lists(keep_m, tables))
+      else:
+        key_indices, key_valid = masks.row_sparse_key_indices(keep_m, tables)
+        partial = kernels_row_sparse.row_sparse_attention(
+            q, k, v, key_indices, key_valid=key_valid, scale=1.0, impl=self.attention_impl)
       if return_intermediates:
+        if key_indices is None:
+          key_indices, key_valid = masks.row_sparse_key_indices(keep_m, tables)
         _, sparse_probs = sparse_attention.gather_row_sparse_attention(
             q, k, v, key_indices, key_valid)
         extra = {"partial_attention_probs_sparse": sparse_probs}

@@ -48,17 +48,20 @@ def _causal_conv(in_ch, out_ch, kernel, *, dilation, width_padding, dtype, param
                 dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
 
-def area_resize_matrix(in_width: int, out_width: int) -> np.ndarray:
-  """[in, out] averaging matrix of F.interpolate(mode='area') = adaptive_avg_pool.
+def area_resize_taps(in_width: int, out_width: int) -> tuple[np.ndarray, np.ndarray]:
+  """F.interpolate(mode='area') = adaptive_avg_pool as taps: (index, weight), each [S, out].
 
-  Output c averages inputs floor(c*in/out) .. ceil((c+1)*in/out) - 1.
+  Output c averages inputs floor(c*in/out) .. ceil((c+1)*in/out) - 1, at most S of them; tap s
+  reads input index[s, c] with weight[s, c] (0 past the window). Shrinking T_M + 2 -> T_M
+  needs S = 2, so the resize is two multiply-adds per output instead of a [in, out] matmul.
   """
-  m = np.zeros((in_width, out_width), np.float32)
-  for c in range(out_width):
-    lo = (c * in_width) // out_width
-    hi = -(-((c + 1) * in_width) // out_width)
-    m[lo:hi, c] = 1.0 / (hi - lo)
-  return m
+  lo = (np.arange(out_width) * in_width) // out_width
+  hi = -(-((np.arange(out_width) + 1) * in_width) // out_width)
+  span = hi - lo
+  taps = np.arange(span.max())[:, None]
+  index = np.minimum(lo[None, :] + taps, in_width - 1).astype(np.int32)
+  weight = np.where(taps < span[None, :], 1.0 / span[None, :], 0.0).astype(np.float32)
+  return index, weight
 
 
 class AttentionEncoder(nnx.Module):
@@ -110,6 +113,8 @@ class CompressedScoreDecoder(nnx.Module):
     x = jax.nn.relu(self.conv2(x))
     x = jnp.repeat(x, DOWN_SCALE, axis=2)  # UpsampleFP32((1, 4)): nearest along the width
     x = self.conv_out(x)  # [N, T, T_M + 2, H]: the 1x1 conv pads the width by 1 on each side
-    resize = jnp.asarray(area_resize_matrix(x.shape[2], self.predictor_length), x.dtype)
-    x = jnp.einsum("ntwh,wc->nhtc", x, resize)  # KeepRes: 'area' because the width shrinks
+    x = jnp.transpose(x, (0, 3, 1, 2))  # [N, H, T, T_M + 2]
+    index, weight = area_resize_taps(x.shape[-1], self.predictor_length)
+    # KeepRes: 'area' because the width shrinks.
+    x = sum(x[..., i] * jnp.asarray(w, x.dtype) for i, w in zip(index, weight))
     return self.norm_out(x), dec_rows

@@ -4,14 +4,20 @@
     full q k^T with a [T, T] keep mask. O(T^2) memory; attention_impl='official' (golden tests).
   * gather_row_sparse_attention: each query gathers its K kept keys (padded index lists from
     masks.row_sparse_key_indices) and attends over them, returning the sparse probabilities
-    too. SEAAttention computes the context with common.kernels.row_sparse_attention (every
-    other attention_impl); this gather only supplies the probabilities that the kernel does
-    not return, as a debug intermediate.
+    too. SEAAttention computes the context with common.kernels.row_sparse_attention on the
+    Pallas impls; this gather only supplies the probabilities that the kernel does not
+    return, as a debug intermediate.
+  * grouped_list_attention: the XLA (CPU) path. Each query gathers the (head, key) pairs of
+    its one list shared by all heads (masks.grouped_key_lists), about H times fewer slots
+    than per-head lists padded to what one head could keep, and runs one softmax per head
+    over its own pairs.
 
 Rows without any kept key produce zero probabilities and a zero context: the official
 masked_fill(partial_attention_mask < -1, 0) after the softmax does exactly that.
 """
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -64,3 +70,62 @@ def gather_row_sparse_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_in
   valid = jnp.ones(key_indices.shape, bool) if key_valid is None else key_valid
   probs = masked_softmax(scores, valid).astype(v.dtype)
   return jnp.einsum("bhqk,bhqkd->bhqd", probs, v_g), probs
+
+
+# Query rows per chunk of grouped_list_attention: bounds the gathered [N, c, L, D] keys and
+# values, and (rematerialised in the backward) what autodiff keeps, to tens of MB.
+GROUPED_CHUNK_BYTES = 32 * 2**20
+
+
+def grouped_list_attention(q: jax.Array, k: jax.Array, v: jax.Array,
+                           groups: Sequence[tuple[jax.Array, jax.Array, jax.Array]]) -> jax.Array:
+  """Per-head softmax attention over lists of (head, key) pairs shared by a query's heads.
+
+  Args:
+    q, k, v: [N, H, T, D] (q pre-scaled).
+    groups: consecutive groups of query rows, from row 0, each (slot_head, slot_key,
+      slot_valid): int32, int32, bool [N, rows, width], the head and key of each pair and
+      False on padded slots (masks.grouped_key_lists).
+
+  Returns:
+    context [N, H, T, D]; a head with no pair for a query gives zeros there (as the official
+    masked_fill after the softmax).
+  """
+  n, h, t, d = q.shape
+  k_rows = k.reshape(n, h * t, d)  # pair (head, key) -> row head * T + key
+  v_rows = v.reshape(n, h * t, d)
+  heads = jnp.arange(h, dtype=jnp.int32)
+
+  @jax.checkpoint
+  def chunk(q_c, head_c, key_c, valid_c):  # [N, H, c, D], [N, c, L] x 3
+    rows = (head_c * t + key_c).reshape(n, -1, 1)
+    k_g = jnp.take_along_axis(k_rows, rows, axis=1).reshape(*head_c.shape, d)
+    v_g = jnp.take_along_axis(v_rows, rows, axis=1).reshape(*head_c.shape, d)
+    mine = (head_c[..., None] == heads) & valid_c[..., None]  # [N, c, L, H]
+    # Every head's query against every pair (H x the needed products, but no gather of q).
+    scores = jnp.sum(jnp.where(mine, jnp.einsum("nhcd,ncld->nclh", q_c, k_g), 0.0), axis=-1)
+    row_max = jnp.max(jnp.where(mine, scores[..., None], -jnp.inf), axis=2)  # [N, c, H]
+    row_max = jax.lax.stop_gradient(jnp.where(jnp.isfinite(row_max), row_max, 0.0))
+    own_max = jnp.take_along_axis(row_max, head_c, axis=-1)
+    e = jnp.exp(jnp.where(valid_c, scores - own_max, -jnp.inf))
+    denom = jnp.einsum("ncl,nclh->nch", e, mine.astype(e.dtype))
+    probs = e / jnp.take_along_axis(jnp.where(denom > 0, denom, 1.0), head_c, axis=-1)
+    return jnp.einsum("nclh,ncld->nhcd", mine * probs[..., None].astype(v.dtype), v_g)
+
+  out, start = [], 0
+  for head, key, valid in groups:
+    rows, width = head.shape[1:]
+    size = max(1, min(rows, GROUPED_CHUNK_BYTES // (n * width * (2 * d + 4 * h + 8) * 4)))
+    chunks = -(-rows // size)
+    pad = chunks * size - rows
+
+    def split(x, axis, pad=pad, chunks=chunks, size=size):
+      x = jnp.pad(x, [(0, pad if a == axis else 0) for a in range(x.ndim)])
+      x = x.reshape(x.shape[:axis] + (chunks, size) + x.shape[axis + 1:])
+      return jnp.moveaxis(x, axis, 0)
+
+    o = jax.lax.map(lambda c: chunk(*c), (split(q[:, :, start:start + rows], 2),
+                                          split(head, 1), split(key, 1), split(valid, 1)))
+    out.append(jnp.moveaxis(o, 0, 2).reshape(n, h, chunks * size, d)[:, :, :rows])
+    start += rows
+  return jnp.concatenate(out, axis=2)

@@ -35,12 +35,16 @@ CONFIGS = {
     "segments": dict(_BASE, b=2, h=2, h_kv=2),
     "gqa": dict(_BASE, h_kv=2, causal=True),  # 4 query heads on 2 kv heads
     "relative": dict(_BASE, h=2, h_kv=2, rel_keys=(9, 16)),
+    # "all" on default positions: the XLA path's diagonal (skew) form of the Shaw terms.
+    "diagonal": dict(_BASE, h=2, h_kv=1, causal=True, segments=True,
+                     rel_keys=(2, 7, 16), rel_values=(7, 16)),
 }
 EXAMPLES = {"xla": 2, "interpret": 2, "interpret_tpu": 1}
 BLOCK_CASES = ([("all", i, jnp.float32) for i in EXAMPLES] +
                [("all", i, jnp.bfloat16) for i in ("xla", "interpret")] +
                [(c, "xla", jnp.float32)
-                for c in ("segments", "gqa", "relative")])
+                for c in ("segments", "gqa", "relative", "diagonal")] +
+               [("diagonal", "xla", jnp.bfloat16)])
 
 
 @functools.partial(jax.jit,

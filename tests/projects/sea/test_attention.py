@@ -118,3 +118,16 @@ def test_parameters_carry_partitioning_metadata():
   trainable = {p for p, _ in nnx.to_flat_state(nnx.state(layer, nnx.Param))}
   assert ("performer", "projection") not in trainable
   assert isinstance(layer.performer.projection, PerformerProjection)
+
+
+@pytest.mark.parametrize("in_width,out_width", [(258, 256), (10, 4), (7, 7), (6, 9)])
+def test_area_resize_taps_average_each_window(in_width, out_width):
+  """adaptive_avg_pool: output c is the mean of inputs floor(c*in/out) .. ceil((c+1)*in/out)-1."""
+  from projects.sea.estimator import area_resize_taps
+  x = np.random.default_rng(0).standard_normal((3, in_width))
+  index, weight = area_resize_taps(in_width, out_width)
+  got = sum(x[:, i] * w for i, w in zip(index, weight))
+  want = [x[:, (c * in_width) // out_width:-(-((c + 1) * in_width) // out_width)].mean(-1)
+          for c in range(out_width)]
+  np.testing.assert_allclose(got, np.stack(want, -1), atol=1e-6)
+  assert index.shape[0] == (2 if (in_width, out_width) == (258, 256) else index.shape[0])

@@ -1,4 +1,6 @@
 """Selection: per-row budget, nearest bin map, grouped top-k and the row-sparse key lists."""
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -26,17 +28,22 @@ def test_key_bins_match_float64_formula_away_from_boundaries():
   assert masks.key_bins(8, 16)[7, 0] == 0  # (0.5/8)*16 = 1.0 exactly -> bin 0, not 1
 
 
-def test_grouped_topk_is_across_heads_with_budget():
+@pytest.mark.parametrize("levels", [None, 3])  # 3 levels: almost every cell ties with others
+def test_grouped_topk_is_across_heads_with_budget(levels):
   rng = np.random.default_rng(0)
   n, h, t, tm = 2, 3, 20, 8
   p = rng.random((n, h, t, tm)).astype(np.float32)
+  if levels:
+    p = np.floor(p * levels).astype(np.float32) / levels
+  p[0, 0, 5, :] = -0.0  # signed zeros and negatives keep their order
+  p[0, 1, 5, :3] = [-1.5, -0.25, 0.0]
   tables = masks.selection_tables(t, tm, h, 2)
   keep = np.asarray(jax.jit(lambda p: masks.grouped_topk_keep(p, tables))(p))
   for b in range(n):
     for i in range(t):
       flat = p[b, :, i, :].reshape(-1)
-      expected = np.zeros(h * tm, bool)
-      expected[np.argsort(-flat)[: int(tables.budget[i])]] = True
+      expected = np.zeros(h * tm, bool)  # rank < budget, ties to the lower index (lax.top_k)
+      expected[np.argsort(-flat, kind="stable")[: int(tables.budget[i])]] = True
       np.testing.assert_array_equal(keep[b, :, i, :].reshape(-1), expected)
 
 
@@ -46,8 +53,7 @@ def test_row_sparse_lists_equal_dense_map(t, tm, h, k):
   keep_m = rng.random((2, h, t, tm)) < 0.4
   tables = masks.selection_tables(t, tm, h, k)
   # Random masks can keep more cells than the budget; use a width that fits them all.
-  tables = masks.SelectionTables(tables.budget, tables.top_k_elems, tables.bin_start,
-                                 tables.bin_count, t)
+  tables = dataclasses.replace(tables, max_keys=t)
   run = jax.jit(lambda m: (masks.expand_keep_to_keys(m), *masks.row_sparse_key_indices(m, tables)))
   dense, idx, valid = (np.asarray(a) for a in run(keep_m))
   rebuilt = np.zeros(dense.shape[:-1] + (t + 1,), bool)
@@ -74,3 +80,33 @@ def test_max_keys_bounds_any_budget_respecting_selection():
     return valid.sum(-1), masks.expand_keep_to_keys(keep_m).sum(-1)
   kept_in_lists, kept_in_mask = run(np.random.default_rng(0).random((1, h, t, tm), np.float32))
   np.testing.assert_array_equal(kept_in_lists, kept_in_mask)
+
+
+@pytest.mark.parametrize("t,tm,h,k", [(37, 8, 2, 3), (150, 16, 3, 2)])
+def test_grouped_lists_hold_the_same_pairs_as_the_dense_map(t, tm, h, k):
+  rng = np.random.default_rng(t)
+  tables = masks.selection_tables(t, tm, h, k)
+  p = rng.random((2, h, t, tm)).astype(np.float32)
+
+  @jax.jit
+  def run(p):
+    keep_m = masks.grouped_topk_keep(p, tables)
+    return masks.expand_keep_to_keys(keep_m), masks.grouped_key_lists(keep_m, tables)
+
+  dense, groups = run(p)
+  dense = np.asarray(dense)
+  assert [g[0].shape[1] for g in groups] == [b - a for a, b, _ in tables.row_groups]
+  assert sum(b - a for a, b, _ in tables.row_groups) == t
+  assert len(tables.row_groups) == (1 if t <= 64 else 3)  # edges 64, 128 below 150
+  rebuilt = np.zeros((2, t, h * t + 1), bool)  # column h*t collects the padded slots
+  for (start, stop, width), (head, key, valid) in zip(tables.row_groups, groups):
+    head, key, valid = (np.asarray(a) for a in (head, key, valid))
+    assert head.shape == (2, stop - start, width)
+    np.put_along_axis(rebuilt[:, start:stop], np.where(valid, head * t + key, h * t), True,
+                      axis=-1)
+    assert valid.sum() == dense[:, :, start:stop].sum()  # no pair twice
+    # The static width bounds every budget-respecting selection of these rows, and is reached.
+    worst = max(int(np.repeat(np.sort(tables.bin_count[i])[::-1], h)[:int(tables.budget[i])]
+                    .sum()) for i in range(start, stop))
+    assert width == max(worst, 1) >= valid.sum(-1).max()
+  np.testing.assert_array_equal(rebuilt[..., :h * t].reshape(2, t, h, t).swapaxes(1, 2), dense)

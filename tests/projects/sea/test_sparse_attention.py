@@ -87,3 +87,41 @@ def test_shared_kernel_equals_gather_values_and_gradients():
   want = jax.jit(jax.grad(loss(gather), argnums=(0, 1, 2)))(q, k, v)
   for g, r in zip(grads, want):
     np.testing.assert_allclose(g, r, atol=1e-4, rtol=1e-4)
+
+
+def _grouped(keep, width):
+  """The (head, key) pairs of each query's kept keys in one list: [B, T, width] x 3."""
+  b, h, t, _ = keep.shape
+  head = np.zeros((b, t, width), np.int32)
+  key = np.zeros((b, t, width), np.int32)
+  valid = np.zeros((b, t, width), bool)
+  for n in range(b):
+    for i in range(t):
+      hs, ks = np.nonzero(keep[n, :, i])
+      head[n, i, :hs.size], key[n, i, :hs.size], valid[n, i, :hs.size] = hs, ks, True
+  return head, key, valid
+
+
+@pytest.mark.parametrize("chunk_bytes", [None, 1])  # 1: one query per chunk, with padding
+def test_grouped_lists_equal_dense_values_and_gradients(chunk_bytes, monkeypatch):
+  """The CPU path (lists shared by a query's heads, in groups of rows) is the same attention as
+  the dense mask."""
+  if chunk_bytes:
+    monkeypatch.setattr(sparse_attention, "GROUPED_CHUNK_BYTES", chunk_bytes)
+  q, k, v, idx, valid, keep = _case(3, b=2, h=3, t=13)
+  k = k.copy()
+  k[:, :, 0] = 1e3 * q[:, :, 5]  # a dropped key far above the kept ones: no overflow leaks
+  head, key, slot_valid = _grouped(keep, width=3 * 6 + 2)
+  groups = [(head[:, a:b], key[:, a:b], slot_valid[:, a:b]) for a, b in ((0, 4), (4, 5), (5, 13))]
+
+  def loss(f):
+    return lambda q, k, v: jnp.sum(f(q, k, v) ** 2)
+
+  grouped = lambda q, k, v: sparse_attention.grouped_list_attention(q, k, v, groups)
+  dense = lambda q, k, v: sparse_attention.dense_masked_attention(q, k, v, keep)[0]
+  np.testing.assert_allclose(jax.jit(grouped)(q, k, v), dense(q, k, v), atol=1e-5)
+  assert np.all(np.asarray(jax.jit(grouped)(q, k, v))[:, 1, 3] == 0)  # the row keeping nothing
+  grads = jax.jit(jax.grad(loss(grouped), argnums=(0, 1, 2)))(q, k, v)
+  for g, r in zip(grads, jax.grad(loss(dense), argnums=(0, 1, 2))(q, k, v)):
+    assert np.all(np.isfinite(g))
+    np.testing.assert_allclose(g, r, atol=1e-4, rtol=1e-4)
