@@ -119,15 +119,12 @@ def _chunk_scores(q_c, idx_c, qpos_c, qseg_c, blocks, ext, *, causal, scale,
   if ext.relative and diagonal:
     where = rel.Diagonals.of_tiles(qpos_c[..., 0], jnp.maximum(idx_c, 0), block_q=block_q,
                                    block_k=block_k, max_distance=ext.max_distance)
-    if ext.rel_keys is not None:
-      s = s + _tile_layout(rel.skew(where.scores(q_c, ext.rel_keys), block_k)) * scale
   elif ext.relative:
     where = rel.buckets(qpos_c[..., :, None, None], kpos[:, :, :, None, :, :],
                         ext.max_distance)
     where = _flat(jnp.broadcast_to(where, s.shape))
-    if ext.rel_keys is not None:
-      s = s + rel.gather(rel.table_scores(q_c, ext.rel_keys),
-                         where).reshape(s.shape) * scale
+  if ext.rel_keys is not None:
+    s = s + _relative_gather(where, q_c, ext.rel_keys, block_k).reshape(s.shape) * scale
   return kg, vg, s, mask, where
 
 

@@ -172,20 +172,38 @@ DEMO_VIT = dict(patch_size=4, width=112, depth=4, num_heads=4, mlp_dim=448, pool
                 posemb="learn", dropout_rate=0.0)
 DEMO_IMAGE_SIZE = 32
 
+# The `colab` size of the demos (colab.ipynb on a Colab GPU/TPU runtime): Imagenette (the 10
+# easy ImageNet classes; TFDS downloads the 160px-v2 archive, ~100 MB, and generates it with
+# Colab's TensorFlow) at 128x128, so the stride-4 stem leaves a 32x32 map. Its ViT baseline:
+# patch 8 (16x16 = 256 tokens), width 256, depth 7: 4.7M parameters, between the colab SViT
+# (4.8M) and BiFormer (4.0M).
+COLAB_DATA = "tfds:imagenette/160px-v2"
+COLAB_IMAGE_SIZE = 128
+COLAB_VIT = dict(patch_size=8, width=256, depth=7, num_heads=4, mlp_dim=768, pool="gap",
+                 posemb="learn", dropout_rate=0.0)
+
 
 def mnist_demo_config(project: str, arg: str | None, *, arch: dict[str, Any],
-                      tiny_arch: dict[str, Any]) -> ml_collections.ConfigDict:
+                      tiny_arch: dict[str, Any],
+                      colab_arch: dict[str, Any] | None = None) -> ml_collections.ConfigDict:
   """The svit / biformer MNIST-5k demo config: `get_config(arg)` of configs/mnist_demo.py.
 
   `arg` picks the model (`project` (default) | vit: the baseline) and the size (demo (default)
   | tiny: a seconds-long smoke run, the ViT shrunk here and `tiny_arch` replacing fields of
-  `arch`, the project's `config.model.arch`), and takes steps=<n> (config_variants.set_steps).
+  `arch`, the project's `config.model.arch` | colab: the same comparison larger, for a Colab
+  GPU/TPU runtime, `colab_arch` replacing fields of `arch`, see below), and takes steps=<n>
+  (config_variants.set_steps).
   MNIST-5k upsampled to 32x32, no augmentation, no Mixup, label smoothing 0.1, no drop path;
   AdamW lr 1e-3, 50 warm-up steps, cosine, weight decay 0.05 on matrices, batch 64, 600 steps;
   test top-1 and eval throughput.
+
+  colab: Imagenette (`COLAB_DATA`, 9,469 train / 3,925 validation images, 10 classes; the only
+  size whose data is downloaded: config.data.prepare=True) at 128x128 with Inception crop and
+  flip, the ViT baseline `COLAB_VIT`; batch 128, 3,000 steps (~40 epochs), 150 warm-up steps,
+  otherwise the demo's recipe.
   """
   flags, values = config_variants.parse(
-      arg, groups=((project, "vit"), ("demo", "tiny")), keys={"steps": int})
+      arg, groups=((project, "vit"), ("demo", "tiny", "colab")), keys={"steps": int})
   name = project if project in flags else "vit"
   c = defaults.base_config()
   c.project = project
@@ -209,6 +227,18 @@ def mnist_demo_config(project: str, arg: str | None, *, arch: dict[str, Any],
                         progress_bar=False))
     c.optimizer.warmup_steps = 1
     c.eval.update(dict(batch_size=40, max_batches=2, throughput_iters=1))
+  if "colab" in flags:
+    if not colab_arch:
+      raise ValueError(f"{project}: the colab size needs the project's colab_arch.")
+    c.data = data_config.image_data_config(
+        COLAB_DATA, train_split="train", eval_split="validation", image_size=COLAB_IMAGE_SIZE,
+        channels=3, num_classes=10, augment=("inception_crop", "flip"), prepare=True,
+        num_workers=0)
+    c.model.arch.update(colab_arch)
+    c.model.vit = ml_collections.ConfigDict(COLAB_VIT)
+    c.train.update(dict(batch_size=128, num_steps=3000, log_every=100, checkpoint_every=1000))
+    c.optimizer.warmup_steps = 150
+    c.eval.update(dict(batch_size=250, splits=("validation",)))
   if "steps" in values:
     config_variants.set_steps(c, values["steps"])
   return c

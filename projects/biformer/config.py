@@ -14,6 +14,12 @@ fields `dtype`, `param_dtype`, `remat_policy`, `attention_impl`, and `arch`: BiF
 overrides on top of the preset. `from_config(config.model)` rejects any other field, naming it,
 before anything is built. Fields the data decides (`num_classes`, `in_chans`) and
 `drop_path_rate` are not `arch` fields.
+
+Backbone use (README, "Backbone for dense prediction"): `out_indices` picks the stages
+`BiFormer.features` returns, `out_norm` adds the official dense backbones' per-stage output
+LayerNorm, `BiFormerConfig.feature_info()` gives channels and reductions, and
+`dense_preset(name, "detection" | "segmentation")` applies the official downstream n_win /
+auto_pad / out_norm (`DENSE_SETTINGS`).
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ from typing import Sequence
 import ml_collections
 
 from common.kernels import dispatch
-from common.tasks import image_configs
+from common.tasks import dense_features, image_configs
 
 # `layout` picks the macro layout: "legacy" is `models/biformer.py` (released T/S/B: two-conv
 # stem, conv+BN downsampling, DW3x3 conv pos-embed); "stl" is `models/biformer_stl.py`
@@ -61,6 +67,13 @@ class BiFormerConfig(image_configs.ImageModelFields):
     pre_norm: pre-norm residual blocks (True, released) or post-norm.
     auto_pad: zero-pad stage maps to multiples of n_win inside BRA (needed when the map is
       not divisible; segmentation / detection use it).
+    out_indices: the stages whose maps `BiFormer.features(x)` returns (backbone use; the
+      official mmdet/mmseg backbones' `out_indices`, all four there): NHWC, embed_dim[i]
+      channels at reduction 4 * 2**i (`feature_info()`). The classifier ignores it.
+    out_norm: the official detection / segmentation backbone's `extra_norms`: one LayerNorm2d
+      (channel LayerNorm, eps 1e-6) per stage, applied to every map `features` returns and
+      not fed to the next stage. Adds 2 * sum(embed_dim) parameters (`extra_norms.{i}`); the
+      classifier path never uses them.
     qk_scale: overrides the attention scale (None: qk_dim**-0.5 in BRA, (C/8)**-0.5 in
       stage-4 attention).
     layout: "legacy" (released T/S/B) or "stl" (the Swin-T-layout ablation model).
@@ -80,6 +93,8 @@ class BiFormerConfig(image_configs.ImageModelFields):
   auto_pad: bool = False
   qk_scale: float | None = None
   layout: str = "legacy"
+  out_indices: tuple[int, ...] = (0, 1, 2, 3)
+  out_norm: bool = False
   attention_impl: str = "official"
 
   def __post_init__(self):
@@ -136,6 +151,14 @@ class BiFormerConfig(image_configs.ImageModelFields):
                            f"qk_dims == embed_dim in routed stages; stage {i} has qk_dims="
                            f"{self.qk_dims[i]}, embed_dim={self.embed_dim[i]}.")
     super().__post_init__()
+    set_("out_indices", dense_features.check_out_indices(self.out_indices, 4))
+    if not isinstance(self.out_norm, bool):
+      raise ValueError(f"out_norm={self.out_norm!r}: must be a bool.")
+
+  def feature_info(self) -> tuple[dense_features.FeatureInfo, ...]:
+    """Per map of `BiFormer.features`: stage, channels embed_dim[i], reduction 4 * 2**i (the
+    stride-4 stem, then a stride-2 downsampling before each later stage; both layouts)."""
+    return dense_features.feature_info(self.out_indices, self.embed_dim, (4, 8, 16, 32))
 
   def num_heads(self, stage: int) -> int:
     """BRA heads of a stage (official `nheads = [dim // head_dim for dim in qk_dims]`)."""
@@ -182,6 +205,25 @@ def preset(name: str, **overrides) -> BiFormerConfig:
   """The paper preset `name` (or its official factory name) with fields replaced."""
   config = image_configs.lookup_preset(name, PRESETS, OFFICIAL_NAMES)
   return image_configs.replace_fields(config, overrides)
+
+
+# What the official dense-prediction backbones change (shared/specs/vision.md §2, "downstream";
+# object_detection/models_mm/biformer_mm.py and its segmentation twin): a fixed region count
+# n_win (16 for COCO detection, 8 for ADE20K 512x512 crops), auto_pad so any input size runs,
+# and a LayerNorm2d on every output stage. Their drop path (det 0.2; seg 0.15 Semantic-FPN,
+# 0.3 UPerNet) is a training setting, `drop_path_rate`, not set here.
+DENSE_SETTINGS = {
+    "detection": dict(n_win=16, auto_pad=True, out_norm=True),
+    "segmentation": dict(n_win=8, auto_pad=True, out_norm=True),
+}
+
+
+def dense_preset(name: str, task: str, **overrides) -> BiFormerConfig:
+  """Paper preset `name` as the official `task` backbone ('detection' | 'segmentation'):
+  DENSE_SETTINGS applied, then `overrides` (e.g. num_classes=0, out_indices)."""
+  if task not in DENSE_SETTINGS:
+    raise ValueError(f"task={task!r}: allowed are {sorted(DENSE_SETTINGS)}.")
+  return preset(name, **{**DENSE_SETTINGS[task], **overrides})
 
 
 # config.model.arch: overrides of the official fields the data and the run do not decide.

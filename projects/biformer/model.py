@@ -12,6 +12,11 @@ Usage:
   logits, feats = model(images_nhwc, return_features=True)
   feats.stages[i]        # (N, H_i, W_i, C_i) after stage i (backbone outputs, strides 4..32)
   feats.r_idx["s.b"]     # int32 (N, n_win**2, topk) router indices of block b of stage s
+
+Backbone for dense prediction (README, "Backbone for dense prediction"):
+  model = BiFormer(config.dense_preset("BiFormer-T", "segmentation", num_classes=0), rngs=...)
+  maps = model.features(images_nhwc)   # NHWC maps of config.out_indices, finest first
+  model.feature_info()                 # (stage, channels, reduction) of each map
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from flax import nnx
 from common.layers import keys, remat
 from common.layers.conv import Conv2d, ConvBN
 from common.layers.linear import Linear
-from common.layers.norms import BatchNorm
+from common.layers.norms import BatchNorm, LayerNorm
 from projects.biformer import block as block_lib
 from projects.biformer.attention import LINEAR_INIT
 from projects.biformer.config import BiFormerConfig
@@ -113,6 +118,9 @@ class BiFormer(nnx.Module):
         ]) for i in range(4)
     ])
     self.norm = BatchNorm(dims[-1], **kw)
+    # The official dense backbones' `extra_norms` (LayerNorm2d, timm's eps 1e-6), outputs only.
+    self.extra_norms = (nnx.List([LayerNorm(d, epsilon=1e-6, **kw) for d in dims])
+                        if cfg.out_norm else None)
     self.head = (Linear(dims[-1], cfg.num_classes, kernel_axes=("embed", "vocab"),
                         **LINEAR_INIT, **kw) if cfg.num_classes > 0 else None)
 
@@ -137,6 +145,34 @@ class BiFormer(nnx.Module):
       stages.append(x)
     pooled = self.norm(x, train=train).mean(axis=(1, 2))
     return Features(stages=tuple(stages), r_idx=r_idx, pooled=pooled)
+
+  def feature_info(self):
+    """Per map of `features`: common.tasks.dense_features.FeatureInfo (stage, channels,
+    reduction); from the config, so it is known before any call."""
+    return self.config.feature_info()
+
+  def features(self, x: jax.Array, *, train: bool = False,
+               rngs: nnx.Rngs | None = None) -> list[jax.Array]:
+    """NHWC maps of the stages in `config.out_indices`, finest first (with `out_norm`, each
+    through its extra LayerNorm, which the next stage does not see, as the official dense
+    backbones); stages after the last requested one do not run, nor do norm and head."""
+    if x.ndim != 4 or x.shape[-1] != self.config.in_chans:
+      raise ValueError(f"input shape {x.shape}: expected NHWC (N, H, W, "
+                       f"{self.config.in_chans}).")
+
+    def apply_block(block, x, rngs):
+      return block(x, train=train, rngs=rngs)
+
+    apply_block = remat.remat(apply_block, self.config.remat_policy)
+    wanted = self.config.out_indices
+    out = []
+    for i in range(wanted[-1] + 1):
+      x = self.downsample_layers[i](x, train=train)
+      for blk in self.stages[i]:
+        x, _ = apply_block(blk, x, rngs)
+      if i in wanted:
+        out.append(self.extra_norms[i](x) if self.extra_norms is not None else x)
+    return out
 
   def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None,
                return_features: bool = False):

@@ -14,7 +14,9 @@ depth, data, optimiser, steps; parameters differ only by what a mixer adds):
 Each run is an ordinary trainer run in its own workdir (reused when finished, resumable).
 
 Rows: far and near answer accuracy and the answers' cross-entropy (mean and spread over
-seeds); the median train step time (logged intervals after the first, which holds the
+seeds); for each routing run, how many far queries share a routing window with their store
+(without that, no routing head can read it) and how many sit in any window at all (balanced
+top-w leaves tokens out); the median train step time (logged intervals after the first, which holds the
 compile; wall-clock on whatever machine runs the main job); XLA's count of one train step's
 FLOPs and its compiled temp memory (both from the compiled step, independent of the load).
 """
@@ -24,8 +26,12 @@ import math
 import os
 import statistics
 
+import jax.numpy as jnp
+import numpy as np
+
 from common.tasks import demo_runs
-from common.train import config_io
+from common.train import config_io, trainer
+from projects.routing_transformer import routing_probe
 
 CONFIG = "projects/routing_transformer/configs/recall.py"
 SEEDED = ("dense", "local", "routing")   # 3 seeds each
@@ -51,7 +57,27 @@ def _runs(out_dir: str, quick: bool) -> dict[str, list[dict]]:
       workdir = os.path.join(out_dir, f"{mixer}_seed{seed}")
       final = demo_runs.train_or_reuse(_config(mixer, seed, quick), workdir)
       results[mixer].append(dict(final, step_time=demo_runs.median_step_time(workdir)))
+      if mixer == "routing":
+        results[mixer][-1].update(far_store_windows(workdir, quick))
   return results
+
+
+def far_store_windows(workdir: str, quick: bool = False) -> dict:
+  """A finished 'routing' run, on one validation batch: routing_probe.shared_windows of every
+  far query (input position q, answer next) and its store (q - distance)."""
+  config = _config("routing", 0, quick)
+  run, state, _ = trainer.restore_for_eval(config, workdir)
+  model = run.model(state)
+  batch = next(iter(run.task.eval_data("validation", process_index=0, process_count=1,
+                                       batch_size=config.eval.batch_size)))
+  x = model.embed(jnp.asarray(batch["inputs"]))
+  if model.positions is not None:
+    x = model.positions(x)
+  block = model.blocks[0]  # the recall configs have one layer
+  idx = routing_probe.heads_of(block.mixer, block.norm1(x))["idx"]
+  dist = np.asarray(batch["distance"])
+  far = zip(*np.nonzero(dist >= config.data.far_min))
+  return routing_probe.shared_windows(idx, [(r, q, q - dist[r, q]) for r, q in far])
 
 
 def _spread(values: list[float], fmt: str) -> str:
@@ -93,6 +119,10 @@ def run(out_dir: str, *, quick: bool = False) -> list[dict]:
           + " / ".join(f"{costs[m]['temp_bytes'] / 2**20:.0f}" for m in mixers)),
       row(f"parameters {names}", "equal except what the mixer adds",
           " / ".join(f"{params[m]:,}" for m in mixers)),
+      row("routing: far queries sharing a routing window with their store / far queries in any "
+          "window, % per seed", "a far store is reachable only inside a shared window",
+          " ; ".join(f"{100 * r['shared']:.0f} / {100 * r['query_in']:.0f}"
+                     for r in results["routing"])),
   ]
 
 

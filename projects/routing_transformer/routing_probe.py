@@ -27,12 +27,10 @@ def layer_inputs(model, tokens, layer: int):
   return x
 
 
-@functools.partial(nnx.jit, static_argnums=2)
-def head_inputs(model, tokens, layer: int) -> dict:
-  """q (scaled), k, v [B, H, n, d] of the layer and, with routing heads, their LN(q) 'x',
-  cluster 'scores' [B, Hr, n, K] and balanced windows 'idx' [B, Hr, K, w] (as `_routing`)."""
-  attn = model.layers[layer].attention
-  x = layer_inputs(model, tokens, layer)
+def heads_of(attn, x) -> dict:
+  """q (scaled), k, v [B, H, n, d] of a RoutingSelfAttention for its input x [B, n, hidden]
+  and, with routing heads, their LN(q) 'x', cluster 'scores' [B, Hr, n, K] and balanced
+  windows 'idx' [B, Hr, K, w] (as `_routing`)."""
   b, n, _ = x.shape
   h, d = attn.num_local_heads + attn.num_routing_heads, attn.head_dim
   split = lambda t: t.reshape(b, n, h, d).transpose(0, 2, 1, 3)
@@ -42,6 +40,37 @@ def head_inputs(model, tokens, layer: int) -> dict:
     out["scores"], _ = kmeans.assign(out["x"], attn.means[...])
     out["idx"] = routing_attention.select_windows(out["scores"], attn.window)
   return out
+
+
+@functools.partial(nnx.jit, static_argnums=2)
+def head_inputs(model, tokens, layer: int) -> dict:
+  """`heads_of` the layer's attention, on its eval-mode input for tokens [B, n]."""
+  return heads_of(model.layers[layer].attention, layer_inputs(model, tokens, layer))
+
+
+def shared_windows(idx, pairs) -> dict:
+  """How often position pairs meet in a routing window, which they need to attend at all.
+
+  Args:
+    idx: [B, Hr, K, w] windows (any routing head may hold the pair).
+    pairs: (batch row, query position, key position) triples.
+
+  Returns:
+    {'shared': share of pairs with both positions in one window of one head, 'query_in',
+    'key_in': share whose query / key is in any window (balanced top-w leaves tokens out)}.
+  """
+  idx = np.asarray(idx)
+  b, hr, k, _ = idx.shape
+  n = max([int(idx.max())] + [max(q, s) for _, q, s in pairs]) + 1
+  member = np.zeros((b, hr, k, n), bool)
+  np.put_along_axis(member.reshape(b * hr * k, n), idx.reshape(b * hr * k, -1), True, axis=1)
+  shared, q_in, k_in = [], [], []
+  for row, q, s in pairs:
+    shared.append((member[row, :, :, q] & member[row, :, :, s]).any())
+    q_in.append(member[row, :, :, q].any())
+    k_in.append(member[row, :, :, s].any())
+  mean = lambda v: float(np.mean(v)) if v else float("nan")  # noqa: E731
+  return dict(shared=mean(shared), query_in=mean(q_in), key_in=mean(k_in))
 
 
 def routing_windows(model, tokens, layer: int):

@@ -164,6 +164,23 @@ def expand_keep_to_keys(keep_m: jax.Array) -> jax.Array:
   return nearest_to_keys(keep_m, False)
 
 
+def _expand_cells(kept: jax.Array, first: jax.Array, width: int):
+  """Cells of contiguous keys -> one slot per key, cell by cell: (cell, key, valid) [.., width].
+
+  kept: int [.., C] keys each cell contributes (0 if not kept); first: [.., C] (broadcast) the
+  first key of each cell. Padded slots (past the row's total) are valid False.
+  """
+  inclusive = jnp.cumsum(kept, axis=-1)
+  slots = jnp.arange(width, dtype=jnp.int32)
+  lead = inclusive.shape[:-1]
+  find = jax.vmap(lambda row: jnp.searchsorted(row, slots, side="right"))
+  cell = find(inclusive.reshape(-1, inclusive.shape[-1])).reshape(*lead, width)
+  cell = jnp.minimum(cell, kept.shape[-1] - 1).astype(jnp.int32)
+  key = (jnp.take_along_axis(jnp.broadcast_to(first, kept.shape), cell, axis=-1) + slots
+         - jnp.take_along_axis(inclusive - kept, cell, axis=-1))
+  return cell, key, slots < inclusive[..., -1:]
+
+
 def row_sparse_key_indices(keep_m: jax.Array,
                            tables: SelectionTables) -> tuple[jax.Array, jax.Array]:
   """Kept keys per query as padded, ascending index lists.
@@ -176,22 +193,9 @@ def row_sparse_key_indices(keep_m: jax.Array,
     key_indices int32 [N, H, T, K] and key_valid bool [N, H, T, K], K = tables.max_keys. Padded
     slots hold key 0 (always a legal causal key) and key_valid False.
   """
-  kmax = tables.max_keys
-  count = jnp.asarray(tables.bin_count)
-  start = jnp.asarray(tables.bin_start)
-  kept = jnp.where(keep_m, count, 0)
-  inclusive = jnp.cumsum(kept, axis=-1)
-  exclusive = inclusive - kept
-  slots = jnp.arange(kmax, dtype=jnp.int32)
-  lead = inclusive.shape[:-1]
-  find = jax.vmap(lambda row: jnp.searchsorted(row, slots, side="right"))
-  bin_of_slot = find(inclusive.reshape(-1, inclusive.shape[-1])).reshape(*lead, kmax)
-  bin_of_slot = jnp.minimum(bin_of_slot, keep_m.shape[-1] - 1).astype(jnp.int32)
-  start_b = jnp.take_along_axis(jnp.broadcast_to(start, kept.shape), bin_of_slot, axis=-1)
-  offset_b = jnp.take_along_axis(exclusive, bin_of_slot, axis=-1)
-  valid = slots < inclusive[..., -1:]
-  indices = jnp.where(valid, start_b + slots - offset_b, 0).astype(jnp.int32)
-  return indices, valid
+  kept = jnp.where(keep_m, jnp.asarray(tables.bin_count), 0)
+  _, key, valid = _expand_cells(kept, jnp.asarray(tables.bin_start), tables.max_keys)
+  return jnp.where(valid, key, 0).astype(jnp.int32), valid
 
 
 def grouped_key_lists(keep_m: jax.Array, tables: SelectionTables) -> list[tuple[jax.Array, ...]]:
@@ -215,17 +219,8 @@ def grouped_key_lists(keep_m: jax.Array, tables: SelectionTables) -> list[tuple[
   groups = []
   for start, stop, width in tables.row_groups:
     count = jnp.asarray(np.tile(tables.bin_count[start:stop], (1, h)))  # [rows, H*T_M]
-    kept = jnp.where(cells[:, start:stop], count, 0)
-    inclusive = jnp.cumsum(kept, axis=-1)
-    slots = jnp.arange(width, dtype=jnp.int32)
-    find = jax.vmap(lambda row: jnp.searchsorted(row, slots, side="right"))
-    cell = find(inclusive.reshape(-1, h * tm)).reshape(n, stop - start, width)
-    cell = jnp.minimum(cell, h * tm - 1).astype(jnp.int32)
-    head, bin_ = cell // tm, cell % tm
-    first = jnp.broadcast_to(jnp.asarray(tables.bin_start[start:stop]), (n, stop - start, tm))
-    key = (jnp.take_along_axis(first, bin_, axis=-1) + slots
-           - jnp.take_along_axis(inclusive - kept, cell, axis=-1))
-    valid = slots < inclusive[..., -1:]
-    groups.append((jnp.where(valid, head, 0).astype(jnp.int32),
+    first = jnp.asarray(np.tile(tables.bin_start[start:stop], (1, h)))
+    cell, key, valid = _expand_cells(jnp.where(cells[:, start:stop], count, 0), first, width)
+    groups.append((jnp.where(valid, cell // tm, 0).astype(jnp.int32),
                    jnp.where(valid, key, 0).astype(jnp.int32), valid))
   return groups

@@ -11,6 +11,9 @@ common.tasks.image_configs.ImageModelFields, with their checks.
 fields `dtype`, `param_dtype`, `remat_policy`, and `arch`: STViTConfig overrides on top of the
 preset. `from_config(config.model)` rejects any other field, naming it, before anything is built.
 Fields the data decides (`num_classes`, `in_chans`) and `drop_path_rate` are not `arch` fields.
+`out_indices` (an `arch` field of ours, no official kwarg) picks the stages `STViT.features`
+returns for dense prediction; `STViTConfig.feature_info()` gives their channels and reductions
+(README, "Backbone for dense prediction").
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from typing import Sequence
 
 import ml_collections
 
-from common.tasks import image_configs
+from common.tasks import dense_features, image_configs
 
 
 def _pair(value, field: str, stage: int) -> tuple[int, int]:
@@ -50,6 +53,9 @@ class STViTConfig(image_configs.ImageModelFields):
     qk_scale: attention scale override; falsy means head_dim**-0.5 (official `or` rule).
     drop_rate: dropout after the stem, on the FFN and on the attention projection.
     attn_drop_rate: dropout on the refine attention probabilities.
+    out_indices: the stages whose maps `STViT.features(x)` returns (backbone use; no official
+      counterpart, the classifier ignores it): the last block output of each stage, NHWC,
+      embed_dim[i] channels at reduction 4 * 2**i (`feature_info()`). None: every stage.
   """
 
   embed_dim: Sequence[int] = (96, 192, 384, 512)
@@ -65,6 +71,7 @@ class STViTConfig(image_configs.ImageModelFields):
   qk_scale: float | None = None
   drop_rate: float = 0.0
   attn_drop_rate: float = 0.0
+  out_indices: Sequence[int] | None = None
 
   def __post_init__(self):
     per_stage = ("embed_dim", "depths", "num_heads", "n_iter", "stoken_size", "layerscale")
@@ -108,10 +115,24 @@ class STViTConfig(image_configs.ImageModelFields):
     if self.qk_scale is not None and self.qk_scale < 0:
       raise ValueError(f"qk_scale={self.qk_scale!r} must be None or >= 0.")
     super().__post_init__()
+    if self.out_indices is not None:  # None stays None, so a preset's stage count can change
+      object.__setattr__(self, "out_indices",
+                         dense_features.check_out_indices(self.out_indices, n))
 
   @property
   def num_stages(self) -> int:
     return len(self.depths)
+
+  @property
+  def feature_stages(self) -> tuple[int, ...]:
+    """The stages `STViT.features` returns: out_indices, or every stage when it is None."""
+    return tuple(range(self.num_stages)) if self.out_indices is None else self.out_indices
+
+  def feature_info(self) -> tuple[dense_features.FeatureInfo, ...]:
+    """Per map of `STViT.features`: stage, channels embed_dim[i], reduction 4 * 2**i (the
+    stride-4 stem, then one stride-2 PatchMerging per stage)."""
+    return dense_features.feature_info(
+        self.feature_stages, self.embed_dim, [4 * 2**i for i in range(self.num_stages)])
 
   def drop_path_rates(self) -> list[list[float]]:
     """Per-stage, per-block drop-path rates: linspace(0, rate, sum(depths)) split by stage."""
@@ -120,9 +141,11 @@ class STViTConfig(image_configs.ImageModelFields):
 
 # Fields that say how the port runs, not what the official constructor builds.
 RUN_FIELDS = ("dtype", "param_dtype", "remat_policy")
+# Fields of ours with no official constructor kwarg (still `config.model.arch` fields).
+PORT_FIELDS = ("out_indices",)
 # Official constructor kwargs (every other field).
 OFFICIAL_FIELDS = tuple(f.name for f in dataclasses.fields(STViTConfig)
-                        if f.name not in RUN_FIELDS)
+                        if f.name not in RUN_FIELDS + PORT_FIELDS)
 
 # Paper presets (official factories `stvit_small/base/large`, models/stvit.py L480-539). The
 # official factories read drop_path_rate from the command line: 0 here, and TRAIN_DROP_PATH
@@ -158,7 +181,8 @@ def preset(name: str, **overrides) -> STViTConfig:
 
 
 # config.model.arch: overrides of the official fields the data and the run do not decide.
-ARCH_FIELDS = tuple(n for n in OFFICIAL_FIELDS if n not in image_configs.DERIVED_FIELDS)
+ARCH_FIELDS = tuple(n for n in OFFICIAL_FIELDS + PORT_FIELDS
+                    if n not in image_configs.DERIVED_FIELDS)
 FIELDS = {**image_configs.MODEL_FIELDS, "arch": ARCH_FIELDS}
 
 

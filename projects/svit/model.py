@@ -135,8 +135,9 @@ class Stage(nnx.Module):
     else:
       self.downsample = None
 
-  def __call__(self, x, *, train=False, rngs=None):
-    """Returns (blocks output, stage output); they differ only where a PatchMerging runs."""
+  def __call__(self, x, *, train=False, rngs=None, merge=True):
+    """Returns (blocks output, stage output); they differ only where a PatchMerging runs
+    (merge=False skips it, so its BatchNorm statistics are not touched either)."""
 
     def apply_block(block, x, rngs):
       return block(x, train=train, rngs=rngs)
@@ -144,7 +145,7 @@ class Stage(nnx.Module):
     apply_block = remat.remat(apply_block, self.remat_policy)
     for block in self.blocks:
       x = apply_block(block, x, rngs)
-    merged = self.downsample(x, train=train) if self.downsample is not None else x
+    merged = self.downsample(x, train=train) if merge and self.downsample is not None else x
     return x, merged
 
 
@@ -157,6 +158,10 @@ class STViT(nnx.Module):
   before the last are already PatchMerged to the next stage's size); with taps="blocks" the
   last block's output of each stage (embed_dim[i] channels at strides 4, 8, 16, 32), the
   usual pyramid for dense-prediction heads.
+
+  Backbone use: `model.features(x)` returns the maps of `config.out_indices` (taps="blocks"),
+  and `model.feature_info()` their stage, channels and reduction (README, "Backbone for dense
+  prediction"). The classifier path never reads `out_indices`.
   """
 
   def __init__(self, config: STViTConfig, *, rngs: nnx.Rngs | keys.KeyStream):
@@ -191,6 +196,28 @@ class STViT(nnx.Module):
       blocks_out, x = stage(x, train=train, rngs=rngs)
       stages.append(x if taps == "output" else blocks_out)
     return x, stages
+
+  def feature_info(self):
+    """Per map of `features`: common.tasks.dense_features.FeatureInfo (stage, channels,
+    reduction); from the config, so it is known before any call."""
+    return self.config.feature_info()
+
+  def features(self, x: jax.Array, *, train: bool = False,
+               rngs: nnx.Rngs | None = None) -> list[jax.Array]:
+    """NHWC maps of the stages in `config.out_indices` (each stage's last block output,
+    before its PatchMerging), finest first; stages after the last requested one do not run."""
+    if x.ndim != 4 or x.shape[-1] != self.config.in_chans:
+      raise ValueError(f"x.shape={x.shape} is invalid: expected NHWC (B, H, W, "
+                       f"{self.config.in_chans}).")
+    wanted = self.config.feature_stages
+    x = self.patch_embed(x, train=train)
+    x = dropout(x, self.config.drop_rate, train=train, rngs=rngs)
+    out = []
+    for i, stage in enumerate(self.layers[:wanted[-1] + 1]):
+      blocks_out, x = stage(x, train=train, rngs=rngs, merge=i < wanted[-1])
+      if i in wanted:
+        out.append(blocks_out)
+    return out
 
   def forward_head(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     """proj -> BN -> swish -> global mean -> head, from the last stage map."""

@@ -30,6 +30,11 @@ CASES = [
     ("biformer", "mixup.mixup_alfa", 0.1, "did you mean config.model.mixup.mixup_alpha"),
     ("biformer", "attention_impl", "gather", "attention_impl='gather'"),  # the old vocabulary
     ("biformer", "dtype", "float8", "dtype"),
+    # the backbone fields (README, "Backbone for dense prediction")
+    ("svit", "arch.out_indice", (0,), "did you mean config.model.arch.out_indices"),
+    ("svit", "arch.out_indices", (2, 1), r"out_indices=\(2, 1\) is invalid"),
+    ("biformer", "arch.out_norms", True, "did you mean config.model.arch.out_norm"),
+    ("biformer", "arch.out_indices", (0, 4), r"out_indices=\(0, 4\) is invalid"),
 ]
 
 

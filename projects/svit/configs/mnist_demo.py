@@ -8,7 +8,15 @@ Command (2 CPU cores):
     --workdir /tmp/svit_demo_vit
 
 Variants: svit (default) | vit (the baseline); demo (default) | tiny (seconds-long smoke run,
-a two-stage SViT); steps=<int>.
+a two-stage SViT) | colab (colab.ipynb on a Colab GPU/TPU runtime, below); steps=<int>.
+
+colab: the same comparison larger, the only size that downloads its data (config.data.prepare):
+Imagenette ('tfds:imagenette/160px-v2', ~100 MB, 10 classes, 9,469 train / 3,925 validation
+images; TFDS generates it with Colab's TensorFlow) at 128x128, Inception crop + flip; SViT
+COLAB_ARCH (widths 64-256, depths 1-2-4-2, super tokens of 8x8 and 4x4 pixels: 4x4 grids in
+stages 0-1; 4.8M parameters) vs the ViT image_configs.COLAB_VIT (patch 8, width 256, depth 7;
+4.7M); batch 128, 3,000 steps. Time: an ESTIMATE, not measured (no GPU here): ~15-30 min for
+both runs on an A100 or a TPU, ~45-60 min on a T4.
 
 Data: MNIST-5k (4,000 train / 1,000 test digits, 28x28x1) upsampled to 32x32 by the data
 layer (bilinear): SViT's stride-4 stem leaves an 8x8 map whose first two stages still hold
@@ -42,7 +50,12 @@ ARCH = dict(embed_dim=(32, 64, 96, 128), depths=(1, 1, 2, 1), num_heads=(1, 2, 3
 # Two stages (both with super tokens): compiling the train step is most of a smoke run.
 TINY_ARCH = dict(embed_dim=(8, 16), depths=(1, 1), num_heads=(1, 1), n_iter=(1, 1),
                  stoken_size=(4, 2), layerscale=(False, True), projection=32)
+# colab (128x128 Imagenette, 32x32 stage-0 map): the paper's super-token sizes (8, 4, 1, 1), so
+# stages 0 and 1 each hold a 4x4 grid of super tokens, as SViT-S's 7x7 at 224; wider and deeper.
+COLAB_ARCH = dict(embed_dim=(64, 128, 192, 256), depths=(1, 2, 4, 2), num_heads=(1, 2, 3, 4),
+                  stoken_size=(8, 4, 1, 1), projection=512)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  return image_configs.mnist_demo_config("svit", arg, arch=ARCH, tiny_arch=TINY_ARCH)
+  return image_configs.mnist_demo_config("svit", arg, arch=ARCH, tiny_arch=TINY_ARCH,
+                                         colab_arch=COLAB_ARCH)

@@ -8,3 +8,48 @@ def test_colab_notebook_executes(run_colab):
   assert summary["n_win"] == 4 and summary["routed_per_query"] == 4  # top-4 of 16 regions
   if golden.path("biformer/tiny_s0").is_dir():  # the notebook's optional golden cell
     assert summary["golden_max_error"] <= 2e-5
+
+
+def test_colab_setting_resolves_without_download(monkeypatch):
+  """The notebook's `colab` setting: configs/mnist_demo.py:{biformer,vit},colab validates (task
+  checks included) and builds its models' shapes without touching the data, names the
+  downloadable Imagenette ('tfds:imagenette/160px-v2', prepared in-process only in that setting)
+  and keeps the demo's comparison: BiFormer against a ViT of about its size."""
+  import pathlib
+
+  import jax
+  import nbformat
+  import numpy as np
+  from flax import nnx
+
+  from common.data import sources
+  from common.train import config_checks, config_io
+  from projects.biformer import task as task_lib
+
+  def no_download(*_):
+    raise AssertionError("the colab setting's check must not open or download its dataset")
+  monkeypatch.setattr(sources, "_prepared_tfds_builder", no_download)
+
+  root = pathlib.Path(__file__).resolve().parents[3]
+  path = root / "projects/biformer/configs/mnist_demo.py"
+  code = "".join(cell.source for cell in nbformat.read(root / "projects/biformer/colab.ipynb",
+                                                        as_version=4).cells)
+  assert '"colab": "colab"' in code and "configs/mnist_demo.py:{name},{SIZE}" in code
+  params = {}
+  for name in ("biformer", "vit"):
+    config = config_io.load_config(f"{path}:{name},colab")
+    config_checks.validate(config)
+    task = task_lib.get_task(config)
+    task.validate(config)
+    assert (config.data.name, config.data.prepare, config.data.image_size,
+            config.data.num_classes, config.data.eval_split) == (
+                "tfds:imagenette/160px-v2", True, 128, 10, "validation")
+    assert config.train.num_steps > config_io.load_config(f"{path}:{name}").train.num_steps
+    model = nnx.eval_shape(lambda: task.build_model(nnx.Rngs(0)))
+    params[name] = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    if name == "biformer":  # 32x32 stage-0 map in 4x4 regions; top-4 of 16 regions
+      arch = task.model_config()
+      assert (arch.n_win, arch.topks[0]) == (4, 4)
+  assert 0.8 < params["vit"] / params["biformer"] < 1.25, params
+  for local in ("tiny", "demo"):  # only the colab setting may download
+    assert not config_io.load_config(f"{path}:biformer,{local}").data.prepare

@@ -27,3 +27,11 @@ def test_attention_maps_times_values_equal_the_head_outputs():
   np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
   assert np.allclose(maps[hr:].sum(-1), 1.0, atol=1e-5)        # local rows are distributions
   assert np.all(np.triu(maps, 1) == 0)                          # causal for every head
+
+
+def test_shared_windows_counts_pairs_that_meet_in_one_window():
+  # 1 row, 2 routing heads, 2 windows of 2 positions each; position 5 is in no window.
+  idx = np.array([[[[0, 3], [1, 2]], [[2, 4], [0, 1]]]])
+  stats = routing_probe.shared_windows(idx, [(0, 3, 0), (0, 4, 2), (0, 3, 2), (0, 5, 1)])
+  # (3,0) head 0 window 0; (4,2) head 1 window 0; (3,2) never together; 5 in no window.
+  assert stats == dict(shared=0.5, query_in=0.75, key_in=1.0)
