@@ -81,3 +81,27 @@ def pixel_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """Mean per-pixel softmax cross-entropy: logits (B, H, W, K), int labels (B, H, W)."""
   logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
   return -jnp.mean(jnp.take_along_axis(logp, labels[..., None], axis=-1))
+
+
+class Segmenter(nnx.Module):
+  """The example end to end: a backbone's `features` through SimpleSegHead, logits at the
+  input's size. `backbone` is any model with `features(x)` and `feature_info()` (svit, biformer)."""
+
+  def __init__(self, backbone, num_classes: int, *, width: int = 32,
+               rngs: nnx.Rngs | keys.KeyStream):
+    self.backbone = backbone
+    self.head = SimpleSegHead(backbone.feature_info(), num_classes, width=width, rngs=rngs)
+
+  def __call__(self, x: jax.Array, *, train: bool = False, rngs=None) -> jax.Array:
+    return self.head(self.backbone.features(x, train=train, rngs=rngs), x.shape[1:3])
+
+
+@nnx.jit
+def segmentation_loss_and_grads(model: Segmenter, x: jax.Array, labels: jax.Array):
+  """((pixel cross-entropy, logits), gradients) of one batch: what a training step needs."""
+
+  def loss_fn(model):
+    logits = model(x)
+    return pixel_cross_entropy(logits, labels), logits
+
+  return nnx.value_and_grad(loss_fn, has_aux=True)(model)

@@ -124,9 +124,9 @@ class BiFormer(nnx.Module):
     self.head = (Linear(dims[-1], cfg.num_classes, kernel_axes=("embed", "vocab"),
                         **LINEAR_INIT, **kw) if cfg.num_classes > 0 else None)
 
-  def forward_features(self, x: jax.Array, *, train: bool = False,
-                       rngs: nnx.Rngs | None = None) -> Features:
-    """x: (N, H, W, in_chans) -> Features (stage maps, router indices, pooled features)."""
+  def _stages(self, x, *, last: int, train: bool, rngs):
+    """Runs stages 0..last on x (N, H, W, in_chans); yields (stage, its output map, its
+    blocks' router indices {"stage.block": idx})."""
     if x.ndim != 4 or x.shape[-1] != self.config.in_chans:
       raise ValueError(f"input shape {x.shape}: expected NHWC (N, H, W, "
                        f"{self.config.in_chans}).")
@@ -135,14 +135,22 @@ class BiFormer(nnx.Module):
       return block(x, train=train, rngs=rngs)
 
     apply_block = remat.remat(apply_block, self.config.remat_policy)
-    stages, r_idx = [], {}
-    for i in range(4):
+    for i in range(last + 1):
       x = self.downsample_layers[i](x, train=train)
+      r_idx = {}
       for j, blk in enumerate(self.stages[i]):
         x, idx = apply_block(blk, x, rngs)
         if idx is not None:
           r_idx[f"{i}.{j}"] = idx
+      yield i, x, r_idx
+
+  def forward_features(self, x: jax.Array, *, train: bool = False,
+                       rngs: nnx.Rngs | None = None) -> Features:
+    """x: (N, H, W, in_chans) -> Features (stage maps, router indices, pooled features)."""
+    stages, r_idx = [], {}
+    for _, x, idx in self._stages(x, last=3, train=train, rngs=rngs):
       stages.append(x)
+      r_idx.update(idx)
     pooled = self.norm(x, train=train).mean(axis=(1, 2))
     return Features(stages=tuple(stages), r_idx=r_idx, pooled=pooled)
 
@@ -156,23 +164,10 @@ class BiFormer(nnx.Module):
     """NHWC maps of the stages in `config.out_indices`, finest first (with `out_norm`, each
     through its extra LayerNorm, which the next stage does not see, as the official dense
     backbones); stages after the last requested one do not run, nor do norm and head."""
-    if x.ndim != 4 or x.shape[-1] != self.config.in_chans:
-      raise ValueError(f"input shape {x.shape}: expected NHWC (N, H, W, "
-                       f"{self.config.in_chans}).")
-
-    def apply_block(block, x, rngs):
-      return block(x, train=train, rngs=rngs)
-
-    apply_block = remat.remat(apply_block, self.config.remat_policy)
     wanted = self.config.out_indices
-    out = []
-    for i in range(wanted[-1] + 1):
-      x = self.downsample_layers[i](x, train=train)
-      for blk in self.stages[i]:
-        x, _ = apply_block(blk, x, rngs)
-      if i in wanted:
-        out.append(self.extra_norms[i](x) if self.extra_norms is not None else x)
-    return out
+    return [self.extra_norms[i](x) if self.extra_norms is not None else x
+            for i, x, _ in self._stages(x, last=wanted[-1], train=train, rngs=rngs)
+            if i in wanted]
 
   def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None,
                return_features: bool = False):

@@ -1,4 +1,4 @@
-"""benchmarks/sea_stages.py runs both paths at a tiny length and times every stage."""
+"""benchmarks/sea_stages.py times every stage, on both paths, at a tiny length."""
 import pytest
 
 from benchmarks import sea_stages
@@ -6,9 +6,9 @@ from benchmarks import sea_stages
 
 @pytest.mark.parametrize("impl", ["auto", "reference"])  # shared lists (CPU) / per-head lists
 def test_every_stage_is_timed(impl, capsys):
-  times = sea_stages.stage_times(128, repeats=1, impl=impl)
-  assert list(times) == ["performer", "encoder", "decoder", "top-k", "lists", "attention",
-                         "layer", "dense"]
-  assert all(ms > 0 for ms in times.values())
   sea_stages.main(["--lengths", "64", "--repeats", "1", "--attention_impl", impl])
-  assert "| top-k |" in capsys.readouterr().out
+  table = capsys.readouterr().out
+  rows = [line.split("|")[1:-1] for line in table.splitlines() if line.startswith("| ")][1:]
+  assert [r[0].strip() for r in rows] == ["performer", "encoder", "decoder", "top-k", "lists",
+                                          "attention", "layer", "dense"]
+  assert all(float(r[1]) > 0 for r in rows)

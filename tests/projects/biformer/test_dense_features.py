@@ -67,34 +67,17 @@ def test_features_equal_stage_outputs_and_out_norm_only_touches_outputs():
     np.testing.assert_allclose(n, ref, atol=2e-5)
 
 
-class _Segmenter(nnx.Module):
-  def __init__(self, backbone, num_classes, *, rngs):
-    self.backbone = backbone
-    self.head = dense_features.SimpleSegHead(backbone.feature_info(), num_classes, width=8,
-                                             rngs=rngs)
-
-  def __call__(self, x):
-    return self.head(self.backbone.features(x), x.shape[1:3])
-
-
 def test_segmentation_head_on_the_dense_variant_gets_backbone_gradients():
   # The segmentation settings at tiny size: n_win=3 does not divide the 8x8 / 4x4 routed maps
   # of a 32x32 input, so auto_pad runs; per-stage output norms on. The two routed stages only
   # (out_indices) keep the compile short; the four-stage maps are checked above.
   cfg = BiFormerConfig(**dict(TINY, n_win=3), auto_pad=True, out_norm=True, out_indices=(0, 1))
-  seg = _Segmenter(BiFormer(cfg, rngs=nnx.Rngs(0)), 3, rngs=nnx.Rngs(2))
+  seg = dense_features.Segmenter(BiFormer(cfg, rngs=nnx.Rngs(0)), 3, width=8, rngs=nnx.Rngs(2))
   size = 32
   x = jax.random.normal(jax.random.key(1), (2, size, size, 3))
   labels = jax.random.randint(jax.random.key(3), (2, size, size), 0, 3)
 
-  @nnx.jit
-  def loss_and_grads(seg):
-    def loss_fn(seg):
-      logits = seg(x)
-      return dense_features.pixel_cross_entropy(logits, labels), logits
-    return nnx.value_and_grad(loss_fn, has_aux=True)(seg)
-
-  (loss, logits), grads = loss_and_grads(seg)
+  (loss, logits), grads = dense_features.segmentation_loss_and_grads(seg, x, labels)
   assert logits.shape == (2, size, size, 3) and np.isfinite(float(loss))
   g = nnx.state(grads, nnx.Param)
   assert all(bool(jnp.all(jnp.isfinite(v))) for v in jax.tree.leaves(g))

@@ -51,32 +51,16 @@ def test_features_are_the_block_taps_and_match_feature_info():
   np.testing.assert_array_equal(sub[1], stages[2])
 
 
-class _Segmenter(nnx.Module):
-  def __init__(self, backbone, num_classes, *, rngs):
-    self.backbone = backbone
-    self.head = dense_features.SimpleSegHead(backbone.feature_info(), num_classes, width=8,
-                                             rngs=rngs)
-
-  def __call__(self, x):
-    return self.head(self.backbone.features(x), x.shape[1:3])
-
-
 def test_segmentation_head_gives_pixel_logits_and_backbone_gradients():
   # Two stages keep the compile short; the four-stage maps are checked above.
   two = dict(TINY, embed_dim=(8, 16), depths=(1, 1), num_heads=(1, 2), n_iter=(1, 1),
              stoken_size=(4, 1), layerscale=(False, False), out_indices=(0, 1))
-  seg = _Segmenter(STViT(STViTConfig(**two), rngs=nnx.Rngs(0)), 3, rngs=nnx.Rngs(2))
+  seg = dense_features.Segmenter(STViT(STViTConfig(**two), rngs=nnx.Rngs(0)), 3, width=8,
+                                 rngs=nnx.Rngs(2))
   x = _images()
   labels = jax.random.randint(jax.random.key(3), (2, SIZE, SIZE), 0, 3)
 
-  @nnx.jit
-  def loss_and_grads(seg):
-    def loss_fn(seg):
-      logits = seg(x)
-      return dense_features.pixel_cross_entropy(logits, labels), logits
-    return nnx.value_and_grad(loss_fn, has_aux=True)(seg)
-
-  (loss, logits), grads = loss_and_grads(seg)
+  (loss, logits), grads = dense_features.segmentation_loss_and_grads(seg, x, labels)
   assert logits.shape == (2, SIZE, SIZE, 3) and np.isfinite(float(loss))
   g = nnx.state(grads, nnx.Param)
   leaves = jax.tree.leaves(g)
