@@ -2,7 +2,7 @@
 
 A script, never a test; prints markdown tables and writes nothing. Usage:
 
-    python benchmarks/long_context.py                     # n = 1k..16k on CPU (~20 min, 2 vCPU)
+    python benchmarks/long_context.py                     # n = 1k..16k on CPU (~13 min, 2 vCPU)
     python benchmarks/long_context.py --quick             # n = 256, 512 (smoke check, a few min)
     python benchmarks/long_context.py --layers block,block_gqa,block_seg,row,row_gqa,row_seg
     python benchmarks/long_context.py --lengths 1024,4096 --layers dense,routing --repeats 5
@@ -73,9 +73,9 @@ these ratios follows the fitted exponents):
 The official SEA code (gmlwns2000/sea-attention) is not on PyPI, so no PyTorch SEA reference
 is timed.
 
-The default --layers is every layer above. The kernel rows are the cheapest of the run (from
-the attention.py timings, about 3-4 min of the ~20 on 2 vCPU, not measured as part of this
-script); leave them out with --layers dense,routing,sea,routing_torch. Flags of the kernel rows:
+The default --layers is every layer above (the whole default run took 12.8 min on 2 idle vCPU
+on 2026-12-04, with the torch rows); leave the kernel rows out with --layers
+dense,routing,sea,routing_torch. Flags of the kernel rows:
 --kv-heads (H_kv of *_gqa, default 1), --segments (documents of *_seg, default 4),
 --kernel-impl (default 'auto'). --budget-min (default 20) stops starting new measurements, so
 the largest n are the ones left out when a slow host runs past it.
