@@ -35,6 +35,7 @@ from typing import Any, Callable, Protocol
 import ml_collections
 from flax import nnx
 
+from common import registry
 from common.eval import classification, recall, robustness, sparsity, task_loss, throughput
 
 DEFAULT = ("loss",)
@@ -68,12 +69,7 @@ _FACTORIES: dict[str, Factory] = {}
 def register(name: str, factory: Factory) -> Factory:
   """Makes `name` available in config.eval.evaluators. One meaning per name across the repo:
   a second module registering the same name is an error (re-importing the same module is not)."""
-  old = _FACTORIES.get(name)
-  if old is not None and old.__module__ != factory.__module__:
-    raise ValueError(f"evaluator {name!r} is registered by {old.__module__} already; "
-                     f"{factory.__module__} must pick another name.")
-  _FACTORIES[name] = factory
-  return factory
+  return registry.claim(_FACTORIES, "evaluator", name, factory)
 
 
 def names() -> tuple[str, ...]:

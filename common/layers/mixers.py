@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from common import registry
 from common.kernels import block_sparse_attention as bsa
 from common.layers.linear import Linear
 
@@ -60,12 +61,7 @@ _FACTORIES: dict[str, Factory] = {}
 
 def register(name: str, factory: Factory) -> Factory:
   """Makes `name` available to `build`. A second module claiming the name is an error."""
-  old = _FACTORIES.get(name)
-  if old is not None and old.__module__ != factory.__module__:
-    raise ValueError(f"mixer {name!r} is registered by {old.__module__} already; "
-                     f"{factory.__module__} must pick another name.")
-  _FACTORIES[name] = factory
-  return factory
+  return registry.claim(_FACTORIES, "mixer", name, factory)
 
 
 def _discover() -> None:
