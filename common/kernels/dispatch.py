@@ -6,7 +6,8 @@ Accepted values and what they run:
 |-----------------|-------------------------------------------------------------------|
 | "auto"          | Pallas TPU body on TPU, Pallas GPU (Triton) body on GPU, the      |
 |                 | memory-efficient XLA path elsewhere; also the XLA path on TPU/GPU |
-|                 | when the shapes are outside what the kernel takes                 |
+|                 | when the shapes are outside what the kernel takes (and, on GPU,   |
+|                 | for the block op's Shaw tables: measured faster on XLA)           |
 | "xla"           | the gather-based XLA path (never builds a Tq x Tk matrix)         |
 | "reference"     | the dense, pure-jnp `*_reference` (for tests; O(Tq*Tk) memory)    |
 | "pallas_tpu"    | the Pallas TPU body, compiled by Mosaic                           |

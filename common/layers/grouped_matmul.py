@@ -1,34 +1,45 @@
-"""Grouped matmul (rows sorted by group, one weight matrix per group) at ~the active FLOPs on CPU.
+"""Grouped matmul (rows sorted by group, one weight matrix per group) at ~plain-GEMM speed on CPU.
 
 `jax.lax.ragged_dot` is the grouped matmul of 'dropless' MoE dispatch (common/layers/moe.py), and
 TPU and GPU lower it to grouped kernels. On CPU (jax 0.10) it lowers to a masked dense product:
 every row against every group's weights, G times the useful FLOPs (XLA's cost analysis agrees).
-`impl='tiled'` is a CPU-friendly formulation in plain jnp: each group's rows are padded to a
-multiple of `tile`, so every tile of the padded rows belongs to one group, and one batched einsum
-multiplies each tile by its group's matrix. The FLOPs are those of the padded rows, a static
-P = round_up(R + G (tile - 1), tile) >= R rows, so the overhead over the active FLOPs is at most
-G tile / R; the bytes add one [P / tile, K, N] copy of the per-tile weights. Gradients are plain
-autodiff: the row gathers and the weight gather transpose to scatter-adds (the weight one adds
-P / tile windows of K*N, 1 / (2 tile) of the einsum's FLOPs).
 
-Not chosen: selecting the weights by a one-hot matmul instead of the gather (its transpose is a
-matmul, not a scatter-add) costs more FLOPs and no fewer bytes (forward at 4096 x 256 x 128, 8
-groups, tile 64: 1.27x the active FLOPs against 1.13x, 40.6 MB both); a `lax.map` over the
-tiles reads each tile's weights in place but runs P / tile small matmuls one after another, and
-XLA's cost analysis counts a loop body once, so nothing here could show it cheaper.
+`impl='windowed'` is the CPU formulation. Each group's rows are cut into windows of `tile`
+consecutive rows (the last window of a group runs into the next group's rows, which are masked),
+and a `lax.scan` over a static bound of W = R // tile + G windows runs one plain [tile, K] x [K, N]
+matmul per window, reading the rows as a slice of x and the weights in place (w[g], no copy).
+Each row then reads its own window's output (one gather of [R, N]). The backward is a
+`custom_vjp` of the same shape: dx is the windowed product of the cotangent with w^T, and dw a
+second scan that adds each window's x^T dy into its group's matrix.
+
+Why a loop: XLA:CPU runs a plain 2-D dot as one Eigen GEMM near the machine's peak, but a
+batched dot over many small tiles far below it. Measured at benchmarks/experts.py's shapes
+(4096 rows, K = 256, N = 128, 8 groups, f32, 2 cores, idle, median of 3 x 20; /tmp prototype,
+2026-12-04): one plain [4096, 256] x [256, 128] matmul of the same FLOPs 1.5 ms forward /
+6.9 ms forward+backward; windowed, tile 256: 3.4 / 13.3 ms; the padded batched einsum this
+replaced (each group padded to 64-row tiles, `w[tile_group]` copies): 6.9 / 18.4 ms; tile 128 /
+512 windows: 4.7 / 13.5 and 4.3 / 14.6 ms. The FLOPs are those of W windows, at most
+R + G * tile rows (1.5x R at the shapes above). XLA's cost analysis counts a loop body once,
+so its FLOP count of this impl is not the executed one.
 
 Rows past sum(group_sizes) belong to no group ('other' rows: under shard_map, the rows routed to
-another shard's experts) and give zero output rows in every impl.
+another shard's experts) and give zero output rows (and zero gradients) in every impl.
 """
 from __future__ import annotations
 
+import functools
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
 
-IMPLS = ("auto", "ragged_dot", "tiled")
-MIN_TILE, MAX_TILE = 8, 256
+from common.kernels import pallas_support
+
+IMPLS = ("auto", "ragged_dot", "windowed")
+MIN_TILE, MAX_TILE = 8, 512
 
 
 def grouped_matmul(x: jax.Array, w: jax.Array, group_sizes: jax.Array, *, impl: str = "auto",
@@ -36,11 +47,11 @@ def grouped_matmul(x: jax.Array, w: jax.Array, group_sizes: jax.Array, *, impl: 
   """out[r] = x[r] @ w[g(r)] for the rows r of group g (groups consecutive, in order); [R, N].
 
   x [R, K] sorted by group; w [G, K, N]; group_sizes int [G] with sum <= R (the rows after the
-  sum give zeros). impl: 'ragged_dot' (`jax.lax.ragged_dot`: TPU / GPU kernels), 'tiled' (the
-  padded batched einsum of the module docstring: CPU), 'auto' ('tiled' when
+  sum give zeros). impl: 'ragged_dot' (`jax.lax.ragged_dot`: TPU / GPU kernels), 'windowed' (the
+  scan over row windows of the module docstring: CPU), 'auto' ('windowed' when
   `jax.default_backend()` is 'cpu' at trace time, else 'ragged_dot'; a program placed on a
   non-default backend should name its impl: both are correct everywhere, only the cost differs).
-  tile: rows per tile for 'tiled'; None picks `default_tile(R, G)`.
+  tile: rows per window for 'windowed'; None picks `default_tile(R, G)`.
   """
   if impl not in IMPLS:
     raise ValueError(f"grouped_matmul impl={impl!r}; expected one of {IMPLS}.")
@@ -50,63 +61,128 @@ def grouped_matmul(x: jax.Array, w: jax.Array, group_sizes: jax.Array, *, impl: 
   if tile is not None and not (isinstance(tile, int) and tile >= 1):
     raise ValueError(f"grouped_matmul tile={tile!r} must be a positive int.")
   if impl == "auto":
-    impl = "tiled" if jax.default_backend() == "cpu" else "ragged_dot"
+    impl = "windowed" if jax.default_backend() == "cpu" else "ragged_dot"
   group_sizes = group_sizes.astype(jnp.int32)
   if impl == "ragged_dot":
     out = jax.lax.ragged_dot(x, w, group_sizes)
     # Not every backend defines the rows past the last group: zero them.
     inside = jnp.arange(x.shape[0]) < jnp.sum(group_sizes)
     return jnp.where(inside[:, None], out, 0)
-  return _tiled(x, w, group_sizes, tile or default_tile(x.shape[0], w.shape[0]))
+  # Inside shard_map: one varying type for both operands, so that the custom_vjp's gradients
+  # have their types (the transpose of this mark is the psum over the axes w is replicated on).
+  x, w = pallas_support.match_varying(x, w)
+  return _windowed(x, w, group_sizes, tile or default_tile(x.shape[0], w.shape[0]))
 
 
 def default_tile(rows: int, groups: int) -> int:
-  """The power of two nearest rows / (8 groups), within [MIN_TILE, MAX_TILE].
+  """The power of two nearest rows / (2 groups), within [MIN_TILE, MAX_TILE].
 
-  Padding adds up to groups * (tile - 1) rows of FLOPs (1/8 of the rows at this tile) and the
-  per-tile weight copy holds rows / tile + groups matrices (9 per group). XLA's cost analysis of
-  the MoE-X layer ('dropless', benchmarks/experts.py's shapes: 4096 rows, 8 groups, K = 256,
-  N = 128; forward / forward+backward): tile 32: 0.60 / 1.80 GFLOP, 125 / 449 MB; 64: 0.63 /
-  1.90 GFLOP, 93 / 371 MB; 128: 0.70 / 2.10 GFLOP, 80 / 340 MB; 256: 0.83 / 2.50 GFLOP, 78 /
-  341 MB. 64 over 128 trades 10% of FLOPs for 9-15% of bytes, most of them copies of a 1 MB
-  weight that is likely cache-resident; below 64 the copies grow faster than the FLOPs shrink.
+  Half a mean group per window: W = rows / tile + groups windows, so this tile computes at most
+  1.5x the rows, in matmuls large enough for the CPU GEMM (module docstring: 256 at 4096 rows
+  and 8 groups beat 128 and 512).
   """
-  tile = 1 << max(0, round(math.log2(max(rows / (8 * groups), 1.0))))
+  tile = 1 << max(0, round(math.log2(max(rows / (2 * groups), 1.0))))
   return min(max(tile, MIN_TILE), MAX_TILE)
 
 
-def padded_rows(rows: int, groups: int, tile: int) -> int:
-  """The static row count of the tiled layout: each nonempty group wastes < tile rows."""
-  waste = min(groups, rows) * (tile - 1)
-  return -(-(rows + waste) // tile) * tile
+def num_windows(rows: int, groups: int, tile: int) -> int:
+  """The static window count: sum_g ceil(size_g / tile) <= rows // tile + groups."""
+  return rows // tile + min(groups, rows)
 
 
-def _tiled(x, w, group_sizes, tile: int):
-  r, k = x.shape
-  g, _, n = w.shape
-  p = padded_rows(r, g, tile)
+class _Windows(NamedTuple):
+  start: jax.Array    # [W] first row of each window (0 for the unused windows)
+  group: jax.Array    # [W] its group
+  stop: jax.Array     # [W] its group's end: rows at or past it are masked (0: unused window)
+  of_row: jax.Array   # [R] the flat index (window * tile + offset) holding each row's output
+  inside: jax.Array   # [R] whether the row belongs to a group
+
+
+def _windows(group_sizes, rows: int, tile: int) -> _Windows:
+  g = group_sizes.shape[0]
   ends = jnp.cumsum(group_sizes)
   starts = ends - group_sizes
-  padded = (group_sizes + tile - 1) // tile * tile
-  pends = jnp.cumsum(padded)
-  pstarts = pends - padded
-  # Padded slot -> (group, source row).
-  slot = jnp.arange(p, dtype=jnp.int32)
-  slot_group = jnp.minimum(_group_of(pends, slot), g - 1)
-  rank = slot - pstarts[slot_group]
-  filled = (slot < pends[-1]) & (rank < group_sizes[slot_group])
-  src = jnp.where(filled, starts[slot_group] + rank, 0)
-  xp = jnp.where(filled[:, None], x[src], 0).reshape(p // tile, tile, k)
-  # Every tile lies inside one group's padded range; the tiles past the last one are all zero
-  # rows, so any group's matrix gives them zero output (and zero weight gradient).
-  tile_group = slot_group[::tile]
-  yp = jnp.einsum("tbk,tkn->tbn", xp, w[tile_group]).reshape(p, n)
-  # Row -> padded slot; rows past the groups read nothing.
-  row = jnp.arange(r, dtype=jnp.int32)
+  counts = (group_sizes + tile - 1) // tile
+  wends = jnp.cumsum(counts)
+  wstarts = wends - counts
+  win = jnp.arange(num_windows(rows, g, tile), dtype=jnp.int32)
+  group = jnp.minimum(_group_of(wends, win), g - 1)
+  used = win < wends[-1]
+  row = jnp.arange(rows, dtype=jnp.int32)
   row_group = jnp.minimum(_group_of(ends, row), g - 1)
   inside = row < ends[-1]
-  dest = jnp.where(inside, pstarts[row_group] + row - starts[row_group], 0)
-  return jnp.where(inside[:, None], yp[dest], 0)
+  off = row - starts[row_group]
+  return _Windows(
+      start=jnp.where(used, starts[group] + (win - wstarts[group]) * tile, 0), group=group,
+      stop=jnp.where(used, ends[group], 0),
+      of_row=jnp.where(inside, (wstarts[row_group] + off // tile) * tile + off % tile, 0),
+      inside=inside)
+
+
+def _pad_rows(x, tile: int):
+  """x with `tile` zero rows appended, so that every window's slice stays inside it."""
+  return jnp.concatenate([x, jnp.zeros((tile,) + x.shape[1:], x.dtype)])
+
+
+def _windowed_product(x, w, win: _Windows, tile: int):
+  xp = _pad_rows(x, tile)
+
+  unused = pallas_support.varying_like(
+      jnp.zeros((tile, w.shape[2]), jnp.result_type(xp, w)), xp, w)
+
+  def window(carry, a):
+    start, group, stop = a
+    # The static bound W exceeds the windows in use (by G when the groups are whole windows):
+    # skip the product there rather than compute and discard it.
+    return carry, lax.cond(stop > 0, lambda: lax.dynamic_slice_in_dim(xp, start, tile) @ w[group],
+                           lambda: unused)
+
+  _, out = lax.scan(window, None, (win.start, win.group, win.stop))      # [W, tile, N]
+  out = out.reshape(-1, w.shape[2])[win.of_row]
+  return jnp.where(win.inside[:, None], out, 0)
+
+
+def _windowed_weight_grad(x, dy, win: _Windows, groups: int, tile: int):
+  xp, dyp = _pad_rows(x, tile), _pad_rows(dy, tile)
+  offsets = jnp.arange(tile)
+
+  def add(dw, start, group, stop):
+    rows = lax.dynamic_slice_in_dim(xp, start, tile)
+    rows = jnp.where((start + offsets < stop)[:, None], rows, 0)   # the next group's rows
+    upd = jnp.matmul(rows.T, lax.dynamic_slice_in_dim(dyp, start, tile),
+                     preferred_element_type=jnp.float32)
+    return lax.dynamic_update_index_in_dim(dw, dw[group] + upd, group, 0)
+
+  def window(dw, a):
+    start, group, stop = a
+    return lax.cond(stop > 0, add, lambda dw, *_: dw, dw, start, group, stop), None
+
+  # f32 accumulator: a group's windows add up in it (bf16 sums would round at every window).
+  dw0 = jnp.zeros((groups, x.shape[1], dy.shape[1]), jnp.float32)
+  # Under shard_map the updates vary over x's and dy's manual axes: so must the carry.
+  dw0 = pallas_support.varying_like(dw0, x, dy)
+  dw, _ = lax.scan(window, dw0, (win.start, win.group, win.stop))
+  return dw
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _windowed(x, w, group_sizes, tile: int):
+  return _windowed_product(x, w, _windows(group_sizes, x.shape[0], tile), tile)
+
+
+def _windowed_fwd(x, w, group_sizes, tile):
+  win = _windows(group_sizes, x.shape[0], tile)
+  return _windowed_product(x, w, win, tile), (x, w, win, group_sizes)
+
+
+def _windowed_bwd(tile, res, dy):
+  x, w, win, group_sizes = res
+  dx = _windowed_product(dy, jnp.swapaxes(w, 1, 2), win, tile)
+  dw = _windowed_weight_grad(x, dy, win, w.shape[0], tile)
+  return dx.astype(x.dtype), dw.astype(w.dtype), np.zeros(group_sizes.shape, jax.dtypes.float0)
+
+
+_windowed.defvjp(_windowed_fwd, _windowed_bwd)
 
 
 def _group_of(ends, i):

@@ -61,15 +61,14 @@ Dispatch (`dispatch=`):
               unchecked here: no GPU was lent) it costs ~the active FLOPs plus one sort and a few
               row gathers of [N*k, d]. On CPU jax lowers ragged_dot to a masked product over all
               M experts (k times 'dense' dispatch's FLOPs), so there it is grouped_matmul's
-              'tiled' path instead: each expert's rows padded to a multiple of a tile, one
-              batched einsum of the tiles against their experts' matrices, plain autodiff. XLA's
-              cost analysis at benchmarks/experts.py's shapes (2048 tokens, d = 256, 8 experts x
-              128, top-2, float32): MoE-X forward 0.63 GFLOP, forward+backward 1.90, i.e. 1.17x
-              a dense relu2 MLP of the active width 256 (0.54 / 1.62; the rest is the tile
-              padding, router and sort), against 4.0x for 'dense' dispatch, 3.8x / 3.4x for
-              'capacity' and 8.1x for ragged_dot; but ~5x / 6x the MLP's bytes (93 / 371 MB:
-              the row gathers, the per-tile weight copies and their scatter-add transposes),
-              against 3.5x / 4.4x for 'dense' dispatch.
+              'windowed' path instead: a scan of plain matmuls over windows of each expert's
+              rows (at most the active FLOPs plus one window per expert), with a custom
+              backward of the same shape. The sort and unsort are gathers whose transposes are
+              gathers by the inverse permutation (`_permute`), not scatter-adds. At
+              benchmarks/experts.py's shapes (2048 tokens, d = 256, 8 experts x 128, top-2,
+              float32, 2 cores) MoE-X takes 2.3-3.0x the time of a dense relu2 MLP of the
+              active width 256 forward and 2.5-2.8x forward+backward (benchmarks/RESULTS.md),
+              against 3.0-4.0x / 3.8-3.9x for 'dense' dispatch.
               Sharding: when a mesh is set with `jax.set_mesh` (Auto axes, as common.train.mesh
               makes them), the rows run under `shard_map`, MaxText-style: the experts are split
               over `expert_axis` (default 'expert', where the default rules put the 'expert'
@@ -77,11 +76,9 @@ Dispatch (`dispatch=`):
               divides N. Each device keeps its batch shard's tokens (not split over the expert
               axis, so each expert shard sees them all: already their layout when 'batch' is not
               on that axis), sorts them against its own M / size experts only, runs the grouped
-              matmul on those (the rows routed to other shards' experts sort last and give
-              zeros; the tiled path's static size still covers them, so each device computes
-              all N_local * k rows of its batch shard, as ragged_dot does without a kernel
-              that skips them),
-              and a psum over the expert axis adds the shards' outputs. Weights arrive
+              matmul on those (the rows routed to other shards' experts sort last, in no
+              group, and give zeros: the windowed path skips them, ragged_dot computes them
+              unless its backend's kernel skips rows past the groups), and a psum over the expert axis adds the shards' outputs. Weights arrive
               split over experts and gathered over the other axes (FSDP's per-layer gather; no
               tensor parallelism over 'mlp' inside the experts).
               Without a set mesh (the legacy `with mesh:` context, which jit cannot see, is what
@@ -89,8 +86,8 @@ Dispatch (`dispatch=`):
               and gradients are still correct on any mesh, but the sort is over the global
               batch, and Shardy's rule for ragged_dot replicates both its rows and its group
               (expert) dimension, so on TPU/GPU every device would compute every row of the
-              batch for all experts. (On CPU the tiled path's gathers and batched einsum are
-              partitioned by GSPMD as it sees fit; results are checked, its cost is not.)
+              batch for all experts. (On CPU the windowed path's scan is partitioned by
+              GSPMD as it sees fit; results are checked, its cost is not.)
 """
 from __future__ import annotations
 
@@ -99,10 +96,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
 import common  # noqa: F401  (switches off eager variable sharding before any Param exists)
+from common.kernels import pallas_support
 from common.layers import activations, grouped_matmul, validation
 from common.layers.initializers import Initializer
 
@@ -380,7 +379,9 @@ def _dropless_rows(x, idx, weight, w_enc, w_dec, b_enc=None, *, num_experts: int
   expert, order = jax.lax.sort((local, jnp.arange(n * k, dtype=local.dtype)), num_keys=1,
                                is_stable=True)
   group_sizes = jnp.bincount(local, length=num_experts)[:m_loc].astype(jnp.int32)
-  h = grouped_matmul.grouped_matmul(x[order // k], w_enc, group_sizes)   # [n*k, D]
+  inverse = jnp.zeros_like(order).at[order].set(jnp.arange(n * k, dtype=order.dtype))
+  h = grouped_matmul.grouped_matmul(_permute(jnp.repeat(x, k, axis=0), order, inverse), w_enc,
+                                    group_sizes)   # [n*k, D]
   if b_enc is not None:
     h = h + b_enc[jnp.minimum(expert, m_loc - 1)]
   # Rows past the last group (other shards' experts) have h = 0 but a bias: mask them. Weight
@@ -390,15 +391,41 @@ def _dropless_rows(x, idx, weight, w_enc, w_dec, b_enc=None, *, num_experts: int
   code = jnp.where(mine, activations.get_activation(activation)(h)
                    * weight.reshape(-1)[order].astype(h.dtype)[:, None], 0)
   out = grouped_matmul.grouped_matmul(code, w_dec, group_sizes)   # [n*k, d]
-  # Unsort with the inverse permutation: a gather forward, a scatter-add only in the backward.
-  inverse = jnp.zeros_like(order).at[order].set(jnp.arange(n * k, dtype=order.dtype))
-  y = jnp.sum(out[inverse].reshape(n, k, -1), axis=1)
+  y = jnp.sum(_permute(out, inverse, order).reshape(n, k, -1), axis=1)   # unsorted
   l0 = jnp.sum(jnp.sum((code != 0).astype(jnp.float32), axis=-1)[inverse].reshape(n, k), axis=1)
   token_code = None
   if want_code:  # interpretability reads only: [n, k, D] rows spread over [n, M_loc, D]
     slot = jax.nn.one_hot(local.reshape(n, k), m_loc, dtype=code.dtype)   # other experts: 0
     token_code = jnp.einsum("nkh,nkm->nmh", code[inverse].reshape(n, k, -1), slot)
   return y, l0, token_code
+
+
+def _permute(x, perm, inverse):
+  """x[perm] for a permutation `perm` of x's rows whose inverse is `inverse`.
+
+  Autodiff would transpose the gather into a scatter-add, which XLA:CPU runs row by row; the
+  transpose of a permutation is the inverse permutation, one more gather.
+  """
+  # Inside shard_map: one varying type for all three, so that the gradient has x's type.
+  return _permute_rows(*pallas_support.match_varying(x, perm, inverse))
+
+
+@jax.custom_vjp
+def _permute_rows(x, perm, inverse):
+  return x[perm]
+
+
+def _permute_fwd(x, perm, inverse):
+  return x[perm], (perm, inverse)
+
+
+def _permute_bwd(res, ct):
+  perm, inverse = res
+  zero = np.zeros(perm.shape, jax.dtypes.float0)
+  return ct[inverse], zero, zero
+
+
+_permute_rows.defvjp(_permute_fwd, _permute_bwd)
 
 
 def _set_mesh():

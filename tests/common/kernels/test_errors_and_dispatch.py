@@ -94,6 +94,27 @@ def test_auto_is_xla_on_cpu_and_aliases():
   assert dispatch.resolve_impl("interpret_tpu") == "interpret_tpu"
 
 
+def test_auto_on_gpu_keeps_shaw_tables_on_xla(monkeypatch):
+  """'auto' on a GPU: the Triton body, except with Shaw tables (slower there than XLA)."""
+  seen = []
+  real = dispatch.resolve_impl
+
+  def spy(impl, **fits):
+    seen.append(fits["kernel_fits_gpu"])
+    return real(impl, **fits)
+
+  monkeypatch.setattr(dispatch, "resolve_impl", spy)
+  q = jnp.zeros((1, 2, 64, 16), jnp.float32)
+  idx = jnp.zeros((1, 2, 2, 1), jnp.int32)
+  table = jnp.zeros((5, 16), jnp.float32)
+  block_sparse_attention(q, q, q, idx, block_q=32, block_k=32)
+  block_sparse_attention(q, q, q, idx, block_q=32, block_k=32, rel_keys=table)
+  assert seen == [True, False]
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  assert real("auto", kernel_fits_gpu=True) == "pallas_gpu"
+  assert real("auto", kernel_fits_gpu=False) == "xla"
+
+
 def test_choose_block_size():
   assert block_size.choose_block_size(4096) == 128
   assert block_size.choose_block_size(96) == 96

@@ -1,6 +1,6 @@
 """MoE layers: the MoE-X sparsity score against numpy, the hidden code, dense vs capacity dispatch,
 dropless (grouped-matmul) dispatch against dense (values, gradients, statistics; bf16; on an
-expert-sharded 8-device mesh; on CPU through grouped_matmul's tiled path), the balance loss on a
+expert-sharded 8-device mesh; on CPU through grouped_matmul's windowed path), the balance loss on a
 hand-made case, exact up-cycling, and argument errors."""
 import math
 
@@ -158,20 +158,21 @@ def _assert_trees_close(got, want, **tol):
   jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, **tol), got, want)
 
 
-def _spy_on_tiled(monkeypatch):
-  """The calls of grouped_matmul's tiled path, the one impl='auto' takes on CPU."""
+def _spy_on_windowed(monkeypatch):
+  """The calls of grouped_matmul's windowed path, the one impl='auto' takes on CPU."""
   calls = []
-  real = grouped_matmul._tiled
-  monkeypatch.setattr(grouped_matmul, "_tiled", lambda *a, **k: calls.append(1) or real(*a, **k))
+  real = grouped_matmul._windowed
+  monkeypatch.setattr(grouped_matmul, "_windowed",
+                      lambda *a, **k: calls.append(1) or real(*a, **k))
   return calls
 
 
 @pytest.mark.parametrize("case", DROPLESS_CASES, ids=lambda c: f"{c[0]}-k{c[1]}-{len(c[2]) + 1}d")
 def test_dropless_dispatch_equals_dense(x, dense_reference, case, monkeypatch):
   kw, xs, mask = _dropless_case(*case, x)
-  tiled = _spy_on_tiled(monkeypatch)
+  windowed = _spy_on_windowed(monkeypatch)
   got = _value_stats_grads(_layer(dispatch="dropless", **kw), xs, mask)
-  assert len(tiled) == 2, "on CPU both expert products should take grouped_matmul's tiled path"
+  assert len(windowed) == 2, "on CPU both expert products should take grouped_matmul's windowed path"
   want = dense_reference[case]
   # Output, sown statistics and hidden code, and the gradients w.r.t. x and every parameter.
   _assert_trees_close(got, want, rtol=1e-5, atol=1e-5)
@@ -206,12 +207,12 @@ def test_dropless_dispatch_on_an_expert_sharded_mesh(x, dense_reference, monkeyp
   calls = []
   real = moe._sharded_rows
   monkeypatch.setattr(moe, "_sharded_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
-  tiled = _spy_on_tiled(monkeypatch)
+  windowed = _spy_on_windowed(monkeypatch)
   with jax.set_mesh(mesh):
     _assert_trees_close(_value_stats_grads(layer, xs, mask), dense_reference[case],
                         rtol=1e-5, atol=1e-5)
   assert calls, "under jax.set_mesh the shard_map path was not taken"
-  assert tiled, "the shard-local expert products did not take grouped_matmul's tiled path"
+  assert windowed, "the shard-local expert products did not take grouped_matmul's windowed path"
 
 
 def test_switch_balance_loss_on_a_hand_made_case():
