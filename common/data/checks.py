@@ -15,6 +15,7 @@ from common.data import augment
 from common.data import recall
 from common.data import config as config_lib
 from common.data import sources
+from common.data import superposition
 from common.data import span_corruption
 from common.data import tokenizers
 
@@ -59,6 +60,8 @@ def validate(data_config) -> ml_collections.ConfigDict:
   kind = cfg.kind
   if kind == "recall":
     return _validate_recall(cfg)
+  if kind == "superposition":
+    return _validate_superposition(cfg)
   if sources.is_tfds(name):
     if not sources.tfds_name(name):
       _fail("name", name, "'tfds:' must be followed by a TFDS dataset name, e.g. 'tfds:cifar100'")
@@ -97,6 +100,21 @@ def _validate_recall(cfg) -> ml_collections.ConfigDict:
   for field in ("train_split", "eval_split"):
     if cfg[field] not in recall.SPLITS:
       _fail(field, cfg[field], f"one of {recall.SPLITS} for the recall stream")
+  return cfg
+
+
+def _validate_superposition(cfg) -> ml_collections.ConfigDict:
+  """The synthetic features: generated, so only their shape and split names can be wrong."""
+  if cfg.name != "superposition":
+    _fail("name", cfg.name, "'superposition' with kind='superposition'")
+  for field in ("num_features", "input_dim", "eval_examples"):
+    _int(cfg, field, lambda v: v > 0, "a positive integer")
+  _int(cfg, "directions_seed", lambda v: v >= 0, "an integer >= 0")
+  _float(cfg, "density", lambda v: 0 < v < 1, "a probability in (0, 1)")
+  superposition.from_config(cfg).check()
+  for field in ("train_split", "eval_split"):
+    if cfg[field] not in superposition.SPLITS:
+      _fail(field, cfg[field], f"one of {superposition.SPLITS} for the superposition data")
   return cfg
 
 

@@ -73,6 +73,13 @@ common.data.recall; 'lm' batches plus 'distance' int32 [B,T]; splits 'train' and
   near_max 64, far_min 512, near_fraction 0.25: a key's query follows its store by 2..near_max
                   tokens (near) or far_min or more (far).
   eval_examples   256: fixed validation sequences (the same for every run seed).
+
+Superposition fields (name 'superposition', kind 'superposition': sparse synthetic features in
+superposition, common.data.superposition; batches {'x', 'features'}; splits 'train' and
+'validation')
+  num_features 128, input_dim 32: F features along fixed random directions of a d-dim space.
+  density 0.03: probability that a feature is on; directions_seed 0: the directions.
+  eval_examples   8192: fixed validation examples (the same for every run seed).
 """
 from __future__ import annotations
 
@@ -136,10 +143,18 @@ RECALL_DEFAULTS: dict[str, Any] = {
     "eval_examples": 256,
 }
 
+SUPERPOSITION_DEFAULTS: dict[str, Any] = {
+    "num_features": 128,
+    "input_dim": 32,
+    "density": 0.03,
+    "directions_seed": 0,
+    "eval_examples": 8192,
+}
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 T5_EXTRA_IDS = 100
-KINDS = ("image", "text", "recall")
+KINDS = ("image", "text", "recall", "superposition")
 
 
 def _defaults(name: str, kind: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -152,6 +167,8 @@ def _defaults(name: str, kind: str, values: dict[str, Any]) -> dict[str, Any]:
                       augment=("inception_crop", "flip"))
   elif kind == "recall":
     defaults = dict(COMMON_DEFAULTS, **RECALL_DEFAULTS, eval_split="validation")
+  elif kind == "superposition":
+    defaults = dict(COMMON_DEFAULTS, **SUPERPOSITION_DEFAULTS, eval_split="validation")
   else:
     defaults = dict(COMMON_DEFAULTS, **TEXT_DEFAULTS, eval_split="validation")
     if values.get("task_format") == "span_corruption":
@@ -165,8 +182,8 @@ def _infer_kind(name: str, values: dict[str, Any]) -> str:
     if values["kind"] not in KINDS:
       raise ValueError(f"config.data.kind={values['kind']!r} is not allowed: one of {KINDS}.")
     return values["kind"]
-  if name == "recall":
-    return "recall"
+  if name in ("recall", "superposition"):   # the synthetic kinds are named after themselves
+    return name
   if name and not name.startswith("tfds:"):
     from common.data import builders  # pylint: disable=g-import-not-at-top
     if name in builders.REGISTRY:
@@ -218,6 +235,11 @@ def image_data_config(name: str = "mnist5k", **overrides) -> ml_collections.Conf
 def text_data_config(name: str = "pystdlib_text", **overrides) -> ml_collections.ConfigDict:
   """A data config for language modelling or span corruption; see the module docstring."""
   return _make(dict(overrides, name=name, kind="text"))
+
+
+def superposition_data_config(**overrides) -> ml_collections.ConfigDict:
+  """Sparse synthetic features in superposition (common.data.superposition)."""
+  return _make(dict(overrides, name="superposition", kind="superposition"))
 
 
 def recall_data_config(**overrides) -> ml_collections.ConfigDict:

@@ -28,10 +28,14 @@ from common.data import checks
 from common.data import image_pipeline
 from common.data import recall
 from common.data import sources
+from common.data import superposition
 from common.data import text_pipeline
 from common.data import tokenizers
 
 validate = checks.validate
+
+# The data kinds generated on the fly, by their modules (same train/eval/batch_spec functions).
+_SYNTHETIC = {"recall": recall, "superposition": superposition}
 
 
 def _check_call(data_config, process_index: int, process_count: int, batch_size: int):
@@ -57,7 +61,7 @@ def train_iterator(data_config, *, seed: int, process_index: int, process_count:
   cfg = _check_call(data_config, process_index, process_count, batch_size)
   if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
     raise ValueError(f"seed={seed!r} is not allowed: an integer.")
-  module = {"image": image_pipeline, "recall": recall}.get(cfg.kind, text_pipeline)
+  module = dict(_SYNTHETIC, image=image_pipeline).get(cfg.kind, text_pipeline)
   ds = module.train_dataset(cfg, seed=int(seed), process_index=process_index,
                             process_count=process_count, batch_size=batch_size)
   return iter(ds)
@@ -73,7 +77,7 @@ def eval_iterator(data_config, *, split: str, process_index: int, process_count:
   if cfg.kind == "image":
     return iter(image_pipeline.eval_dataset(cfg, split=split, process_index=process_index,
                                             process_count=process_count, batch_size=batch_size))
-  module = recall if cfg.kind == "recall" else text_pipeline
+  module = _SYNTHETIC.get(cfg.kind, text_pipeline)
   return module.eval_batches(cfg, split=split, process_index=process_index,
                              process_count=process_count, batch_size=batch_size)
 
@@ -100,8 +104,8 @@ def batch_spec(data_config, batch_size: int) -> dict[str, tuple[tuple[int, ...],
     _, info = sources.open_split(cfg, cfg.train_split)
     return {"image": ((batch_size,) + image_pipeline.output_shape(cfg, info), np.dtype("float32")),
             "label": ((batch_size,), np.dtype("int32"))}
-  if cfg.kind == "recall":
-    return recall.batch_spec(cfg, batch_size)
+  if cfg.kind in _SYNTHETIC:
+    return _SYNTHETIC[cfg.kind].batch_spec(cfg, batch_size)
   if cfg.task_format == "lm":
     shape = (batch_size, cfg.seq_len)
     return {"inputs": (shape, np.dtype("int32")), "targets": (shape, np.dtype("int32")),

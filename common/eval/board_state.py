@@ -10,14 +10,10 @@ game models", code: adamkarvonen/SAE_BoardGameEval), which MoE-X applies to MLP 
   c in `PIECE_CLASSES` (the repo's one-hot order -6..6 for black king..white king with the
   empty class removed). Empty squares are NOT properties: this is the repo's blank-masked piece
   state (`one_hot_mask_idx=6`), whose coverage is normalised by 8 * 8 * 12.
-* A feature fires at a position when its activation exceeds t * (its max activation), for each
-  t in `THRESHOLDS` (the repo's `torch.arange(0, 1.1, 0.1)` without 1.0, at which a feature
-  never exceeds its own maximum; the repo's reconstruction also excludes that last slot).
-  Features whose maximum is <= 0 never fire.
-
-`coverage`: per threshold, the mean over all P BSPs of the best F1 over features (BSPs that never
-occur count as 0, as in the repo), then the max over thresholds (`best_f1_average` +
-`update_dataframe_with_results`).
+* Firing thresholds and `coverage` (the mean over BSPs of the best F1 over features, BSPs that
+  never occur counting as 0 as in the repo, max over thresholds) are the repo's F1 protocol,
+  shared with other ground-truth tasks in common/eval/feature_f1.py. `score_games` also reports
+  the coverage averaged over the BSPs that occur in the scored positions only.
 
 `reconstruction` (`eval_board_reconstruction.py`): on the fit set, feature f labels BSP p at
 threshold t when precision(f -> p) >= 0.95 over the positions where f fires and f fired on p at
@@ -29,8 +25,7 @@ as `full_pipeline.py` does. Difference from the repo: it discards such a true po
 exactly one wrong class is predicted on the square (`== 1`), which its own comment does not
 intend; here any number of wrong classes does. Max activations come from the fit set.
 
-The heavy part (a [N, F] x [N, P] product per threshold) runs in JAX over chunks of features, on
-the default device. Counts are exact: 0/1 inputs, float32 accumulation, N < 2**24.
+Reconstruction's [N, F] x [N, P] products run in JAX over chunks of features, as feature_f1's.
 """
 from __future__ import annotations
 
@@ -44,16 +39,18 @@ import numpy as np
 
 from common.data import tokenizers
 from common.data.builders.chess_games import transcript
+from common.eval import feature_f1
 
 # FEN letters of the 12 piece classes, in BSP order (black king .. black pawn, white pawn ..
 # white king: SAE_BoardGameEval's one-hot order with its 'empty' class removed).
 PIECE_CLASSES = ("k", "q", "r", "b", "n", "p", "P", "N", "B", "R", "Q", "K")
 NUM_CLASSES = len(PIECE_CLASSES)
 NUM_BSPS = 64 * NUM_CLASSES
-THRESHOLDS = tuple(i / 10 for i in range(10))
+THRESHOLDS = feature_f1.THRESHOLDS
 HIGH_PRECISION = 0.95
 MIN_COUNT = 10
-FEATURE_CHUNK = 512
+FEATURE_CHUNK = feature_f1.FEATURE_CHUNK
+coverage = feature_f1.coverage   # the F1 protocol itself lives in common/eval/feature_f1.py
 
 
 def _piece_class(piece: chess.Piece) -> int:
@@ -96,78 +93,6 @@ def game_features(pgn: str) -> tuple[np.ndarray, np.ndarray]:
   return positions, np.stack(states)[index].reshape(len(positions), NUM_BSPS)
 
 
-def _check_pair(acts, targets, name: str) -> tuple[np.ndarray, np.ndarray]:
-  acts = np.asarray(acts, np.float32)
-  targets = np.asarray(targets)
-  if acts.ndim != 2 or targets.ndim != 2 or len(acts) != len(targets) or not len(acts):
-    raise ValueError(f"{name}: expected acts [N, F] and targets [N, P] with the same N > 0; got "
-                     f"{acts.shape} and {targets.shape} (build them with board_state.collect).")
-  if targets.dtype != bool:
-    raise ValueError(f"{name}: targets must be bool (BSP truth); got {targets.dtype}.")
-  if not np.isfinite(acts).all():
-    raise ValueError(f"{name}: activations contain NaN or inf.")
-  return acts, targets
-
-
-def _thresholds(thresholds: Sequence[float]) -> np.ndarray:
-  t = np.asarray(thresholds, np.float32)
-  if t.ndim != 1 or not len(t) or (t < 0).any() or (t >= 1).any():
-    raise ValueError(f"thresholds={thresholds!r}: expected fractions of the max activation in "
-                     "[0, 1) (1.0 never fires on the data that defines the max).")
-  return t
-
-
-def _firing_levels(acts: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-  """float32 [T, F]: a feature fires where act > level; inf for features that never fire."""
-  peak = acts.max(0)
-  levels = thresholds[:, None] * peak[None, :]
-  return np.where(peak[None, :] > 0, levels, np.inf).astype(np.float32)
-
-
-def _chunks(num_features: int, chunk: int):
-  for start in range(0, num_features, chunk):
-    yield slice(start, min(start + chunk, num_features))
-
-
-def _pad_chunk(acts: np.ndarray, levels: np.ndarray, sl: slice, chunk: int):
-  """The features of `sl`, padded to `chunk` with never-firing columns (one compiled shape)."""
-  a, lv = acts[:, sl], levels[:, sl]
-  pad = chunk - a.shape[1]
-  if pad:
-    a = np.pad(a, ((0, 0), (0, pad)))
-    lv = np.pad(lv, ((0, 0), (0, pad)), constant_values=np.inf)
-  return a, lv
-
-
-@jax.jit
-def _best_f1_chunk(acts, levels, targets):
-  """[T, P]: per threshold, the best F1 over this chunk's features for every BSP."""
-  positives = targets.sum(0)
-
-  def at(level):
-    on = (acts > level).astype(jnp.float32)
-    tp = on.T @ targets                                  # [C, P]
-    denom = on.sum(0)[:, None] + positives[None, :]      # fired + positives = 2TP + FP + FN
-    return jnp.where(denom > 0, 2 * tp / jnp.maximum(denom, 1), 0.0).max(0)
-
-  return jax.lax.map(at, levels)
-
-
-def coverage(acts: np.ndarray, targets: np.ndarray, *,
-             thresholds: Sequence[float] = THRESHOLDS,
-             feature_chunk: int = FEATURE_CHUNK) -> float:
-  """Max over thresholds of the mean over BSPs of the best F1 over features (module doc)."""
-  acts, targets = _check_pair(acts, targets, "coverage")
-  levels = _firing_levels(acts, _thresholds(thresholds))
-  chunk = min(feature_chunk, acts.shape[1])
-  tgt = jnp.asarray(targets, jnp.float32)
-  best = None
-  for sl in _chunks(acts.shape[1], chunk):
-    f1 = _best_f1_chunk(*map(jnp.asarray, _pad_chunk(acts, levels, sl, chunk)), tgt)
-    best = f1 if best is None else jnp.maximum(best, f1)
-  return float(jnp.max(jnp.mean(best, axis=1)))
-
-
 @functools.partial(jax.jit, static_argnames=("min_count",))
 def _predicted_counts_chunk(acts_fit, level_fit, targets_fit, acts_test, level_test, *,
                             precision, min_count):
@@ -199,8 +124,9 @@ def reconstruction(acts_fit: np.ndarray, targets_fit: np.ndarray, acts_test: np.
                    precision: float = HIGH_PRECISION, min_count: int = MIN_COUNT,
                    feature_chunk: int = FEATURE_CHUNK) -> float:
   """Per-square F1 of the test boards predicted by fit-set high-precision features (module doc)."""
-  acts_fit, targets_fit = _check_pair(acts_fit, targets_fit, "reconstruction (fit)")
-  acts_test, targets_test = _check_pair(acts_test, targets_test, "reconstruction (test)")
+  acts_fit, targets_fit = feature_f1.check_pair(acts_fit, targets_fit, "reconstruction (fit)")
+  acts_test, targets_test = feature_f1.check_pair(acts_test, targets_test,
+                                                  "reconstruction (test)")
   if acts_fit.shape[1] != acts_test.shape[1] or targets_fit.shape[1] != targets_test.shape[1]:
     raise ValueError(f"reconstruction: fit and test disagree on features/BSPs: {acts_fit.shape}, "
                      f"{targets_fit.shape} vs {acts_test.shape}, {targets_test.shape}.")
@@ -209,15 +135,15 @@ def reconstruction(acts_fit: np.ndarray, targets_fit: np.ndarray, acts_test: np.
                      f"(64 squares x 12 classes); got {targets_test.shape[1]}.")
   if not 0 < precision <= 1 or min_count < 1:
     raise ValueError(f"precision={precision} must be in (0, 1] and min_count={min_count} >= 1.")
-  levels = _firing_levels(acts_fit, _thresholds(thresholds))
+  levels = feature_f1.firing_levels(acts_fit, feature_f1.thresholds_of(thresholds))
   chunk = min(feature_chunk, acts_fit.shape[1])
   tgt = jnp.asarray(targets_fit, jnp.float32)
   best = 0.0
   for t in range(len(levels)):
     counts = None
-    for sl in _chunks(acts_fit.shape[1], chunk):
-      fit, level = _pad_chunk(acts_fit, levels[t:t + 1], sl, chunk)
-      test, _ = _pad_chunk(acts_test, levels[t:t + 1], sl, chunk)
+    for sl in feature_f1.chunks(acts_fit.shape[1], chunk):
+      fit, level = feature_f1.pad_chunk(acts_fit, levels[t:t + 1], sl, chunk)
+      test, _ = feature_f1.pad_chunk(acts_test, levels[t:t + 1], sl, chunk)
       c = _predicted_counts_chunk(jnp.asarray(fit), jnp.asarray(level[0]), tgt,
                                   jnp.asarray(test), jnp.asarray(level[0]),
                                   precision=jnp.float32(precision), min_count=int(min_count))
@@ -281,8 +207,9 @@ def score_games(games: list[str], hidden_fn: Callable[[np.ndarray], np.ndarray],
   """The protocol the MoE-X and Monet chess evaluations share, so their numbers compare.
 
   The first half of `games` labels features for reconstruction (the fit set); coverage and
-  reconstruction are scored on the second half. Returns {'coverage', 'reconstruction',
-  'positions' (scored positions), 'features' (hidden units)}.
+  reconstruction are scored on the second half. Returns {'coverage', 'coverage_occurring' (the
+  mean over the BSPs that occur in the scored positions), 'reconstruction', 'positions' (scored
+  positions), 'features' (hidden units)}.
   """
   if len(games) < 2:
     raise ValueError(f"board-state evaluation needs >= 2 games (a fit and a test half); got "
@@ -291,5 +218,6 @@ def score_games(games: list[str], hidden_fn: Callable[[np.ndarray], np.ndarray],
   acts_fit, tgt_fit = collect(games[:half], hidden_fn, seq_len=seq_len, batch_size=batch_size)
   acts_test, tgt_test = collect(games[half:], hidden_fn, seq_len=seq_len, batch_size=batch_size)
   return {"coverage": coverage(acts_test, tgt_test),
+          "coverage_occurring": coverage(acts_test, tgt_test, occurring_only=True),
           "reconstruction": reconstruction(acts_fit, tgt_fit, acts_test, tgt_test),
           "positions": float(len(acts_test)), "features": float(acts_test.shape[1])}

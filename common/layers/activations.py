@@ -3,6 +3,10 @@
 Gated names ('geglu', 'geglu_tanh', 'swiglu', 'reglu') tell the MLP to build two input
 projections and multiply act(x W0) by (x W1), as in T5 v1.1 / Shazeer (2020); the callable
 returned for them is the gate's activation.
+
+'solu' is not elementwise: x * softmax(x) over the last axis, the hidden units (SoLU, Elhage et
+al. 2022, "Softmax Linear Units"). Their post-activation LayerNorm is left out (a choice: the
+MoE-X paper, whose Tab. 1 has a SoLU row, does not say; an MLP may add a norm itself).
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "geglu_tanh": lambda x: jax.nn.gelu(x, approximate=True),  # T2T `geglu` (routing_transformer)
     "swiglu": jax.nn.silu,
     "reglu": jax.nn.relu,
+    "solu": lambda x: x * jax.nn.softmax(x, axis=-1),
 }
 GATED = frozenset({"geglu", "geglu_tanh", "swiglu", "reglu"})
 

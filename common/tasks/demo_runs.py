@@ -58,6 +58,13 @@ def train_shared(config, out_dir: str, shared_name: str, *, local_name: str,
   return train_or_reuse(config, workdir)
 
 
+def mean_std(values, fmt: str = ".3f", scale: float = 1.0) -> str:
+  """'mean ± std' over seeds (sample std) of `scale * values`; just 'mean' for one value."""
+  values = [scale * float(v) for v in values]
+  text = format(statistics.fmean(values), fmt)
+  return text if len(values) == 1 else f"{text} ± {format(statistics.stdev(values), fmt)}"
+
+
 def count_params(config) -> int:
   """Parameters of the model `config` builds, counted abstractly (nothing is initialised)."""
   run = trainer.setup(config, check_data=False)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import Callable
 
-import jax
 import numpy as np
 from flax import nnx
 
 from common.eval import board_state
-from common.layers import intermediates, moe
+from common.layers import moe
+from projects.moex import ffn as ffn_lib
 
 
 def resolve_layer(layer: int, num_layers: int) -> int:
@@ -36,22 +36,14 @@ def capture_fn(model: nnx.Module, layer: int, *, router: bool = False
   Jitted once (one compile per token shape); works on a copy of the module graph, so `model`
   itself never sows.
   """
-  graphdef, state = nnx.split(model)
-  probe = nnx.merge(graphdef, state)
-  names = {"hidden": probe.capture_hidden(layer)}
-  if router and isinstance(probe.layers[layer].ffn, moe.SparseMoE):
-    names.update(scores="router_scores", expert_l0="expert_l0")
-  graphdef, state = nnx.split(probe)
+  def enable(probe):
+    names = {"hidden": probe.capture_hidden(layer)}
+    if router and isinstance(probe.layers[layer].ffn, moe.SparseMoE):
+      names.update(scores="router_scores", expert_l0="expert_l0")
+    return names
 
-  @jax.jit
-  def run(state, tokens):
-    m = nnx.merge(graphdef, state)
-    m(tokens)
-    stats = nnx.pop(m, nnx.Intermediate)
-    return {k: next(iter(intermediates.layer_stats(stats, v).values())) for k, v in names.items()}
-
-  return lambda tokens: {k: np.asarray(v) for k, v in
-                         run(state, np.asarray(tokens, np.int32)).items()}
+  run = ffn_lib.capture(model, enable)
+  return lambda tokens: run(np.asarray(tokens, np.int32))
 
 
 def hidden_fn(model: nnx.Module, layer: int) -> Callable[[np.ndarray], np.ndarray]:

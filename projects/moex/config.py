@@ -27,6 +27,8 @@ FFN kinds:
   kind              expert activation  router      paper
   dense_gelu        GELU (GPT-2)       -           Tab. 1 'GELU (GPT-2)'
   dense_relu        ReLU               -           Tab. 1 'ReLU'
+  dense_geglu       GEGLU (gated)      -           Tab. 1 'GEGLU'
+  dense_solu        SoLU (x softmax x) -           Tab. 1 'SoLU' (no post-LayerNorm: a choice)
   switch            GELU               learned     Tab. 1 'Switch' = Tab. 3 'neither'
   moex              ReLU               sparsity    Tab. 1 'MoE-X' = Tab. 3 'both'
   moex_relu_only    ReLU               learned     Tab. 3 'ReLU only'
@@ -41,7 +43,8 @@ import ml_collections
 from common import config_contract
 from common.layers import moe, validation
 
-DENSE = {"dense_gelu": "gelu", "dense_relu": "relu"}
+DENSE = {"dense_gelu": "gelu", "dense_relu": "relu", "dense_geglu": "geglu",
+         "dense_solu": "solu"}
 SPARSE = {"switch": ("gelu", "learned"), "moex": ("relu", "sparsity"),
           "moex_relu_only": ("relu", "learned"), "moex_router_only": ("gelu", "sparsity")}
 KINDS = tuple(DENSE) + tuple(SPARSE)

@@ -1,6 +1,19 @@
-"""The MoE-X demo in the README's main job: dense vs Switch vs MoE-X on generated chess games.
+"""The MoE-X demo in the README's main job: ground-truth features, then chess.
 
-Five runs of `configs/chess.py` (demo size; 'tiny' in quick mode), each an ordinary trainer run in
+Superposition (configs/superposition.py, projects/moex/superposition.py): sparse synthetic
+features superposed in a low-dimensional input, whose truth is known, so the monosemanticity
+of every FFN kind's hidden units is measured directly (coverage, per-unit F1, L0):
+  kinds        dense GELU, ReLU, GEGLU, SoLU, Switch and MoE-X at equal active parameters
+               (hidden 64: dense H = 64, GEGLU 42 x 3 matrices, 8 experts x 32 top-2), equal
+               steps, 3 seeds each;
+  Fig. 3       coverage against the hidden-size multiplier: dense ReLU at H = 64 / 128 / 256,
+               MoE-X with 4 / 8 / 16 / 32 experts of 32 units (total 128 .. 1024, active 64);
+  Fig. 4       coverage against L0: the runs above, ordered by their measured L0, and the rank
+               correlation between the two.
+Monet is not among the kinds: its layers live in projects/monet, and projects do not import
+each other (a shared FFN registry in common/layers would let it join).
+
+Chess: five runs of `configs/chess.py` (demo size; 'tiny' in quick mode), each an ordinary trainer run in
 <out>/<name> (reused when finished):
   dense        dense_gelu (GPT-2 MLP, hidden 256)
   switch       GELU experts, learned router (8 x 128, top-2: equal active parameters)
@@ -19,11 +32,28 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from common.tasks import demo_runs
 from common.train import config_io
 from projects.moex import upcycle
 
 CONFIG = "projects/moex/configs/chess.py"
+TOY_CONFIG = "projects/moex/configs/superposition.py"
+TOY_KINDS = {"dense_gelu": "dense GELU", "dense_relu": "dense ReLU", "dense_geglu": "dense GEGLU",
+             "dense_solu": "dense SoLU", "switch": "Switch (GELU, learned router)",
+             "moex": "MoE-X (ReLU, sparsity router)"}
+# Fig. 3: (kind, variant args) -> label; the 8-expert MoE-X and H = 64 ReLU are TOY_KINDS runs.
+TOY_SWEEP = {("dense_relu", "hidden=128"): "dense ReLU, H = 128",
+             ("dense_relu", "hidden=256"): "dense ReLU, H = 256",
+             ("moex", "experts=4"): "MoE-X, 4 experts",
+             ("moex", "experts=16"): "MoE-X, 16 experts",
+             ("moex", "experts=32"): "MoE-X, 32 experts"}
+SEEDS = (0, 1, 2)
+TOY_METRICS = (("coverage", "coverage of the true features", ".3f"),
+               ("unit_f1", "per-unit best F1 (monosemanticity)", ".3f"),
+               ("l0", "L0 (nonzero hidden units / example)", ".1f"),
+               ("mse", "reconstruction MSE (x 1e3)", ".2f"))
 # name -> (config kind, label, paper (val loss, coverage, reconstruction))
 RUNS = {
     "dense": ("dense_gelu", "GELU (GPT-2) dense", ("0.213", "0.356", "0.608")),
@@ -54,17 +84,61 @@ def train_all(out_dir: str, *, quick: bool) -> dict[str, dict]:
   return finals
 
 
+def _toy(out_dir: str, kind: str, extra: str, seed: int, quick: bool) -> dict:
+  spec = ",".join(a for a in ("tiny" if quick else "demo", kind, extra) if a)
+  config = config_io.load_config(f"{TOY_CONFIG}:{spec}")
+  config.seed = seed
+  name = "_".join(a for a in (kind, extra.replace("=", ""), f"seed{seed}") if a)
+  final = demo_runs.train_or_reuse(config, os.path.join(out_dir, "superposition", name))
+  get = lambda k: final.get(f"eval/features/{k}", float("nan"))
+  return {"coverage": get("coverage"), "unit_f1": get("unit_f1"), "l0": get("l0"),
+          "units": get("units"), "mse": 1e3 * final.get("eval/loss/validation/mse", float("nan"))}
+
+
+def _rank_correlation(a, b) -> float:
+  ra, rb = (np.argsort(np.argsort(np.asarray(v))) for v in (a, b))
+  return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def toy_rows(out_dir: str, *, quick: bool) -> list[dict]:
+  """The superposition rows (module doc): kinds, the Fig. 3 sweep and the Fig. 4 ordering."""
+  seeds = SEEDS[:1] if quick else SEEDS
+  runs = {(k, ""): [_toy(out_dir, k, "", s, quick) for s in seeds] for k in TOY_KINDS}
+  if not quick:
+    runs.update({key: [_toy(out_dir, *key, s, quick) for s in seeds] for key in TOY_SWEEP})
+  label = {**{(k, ""): v for k, v in TOY_KINDS.items()}, **TOY_SWEEP}
+  exp = "superposition (F = 128 in d = 32, active hidden 64), " + (
+      "smoke" if quick else f"{len(seeds)} seeds, mean ± std")
+  rows = []
+  for key, results in runs.items():
+    units = int(results[0]["units"])
+    for metric, text, fmt in TOY_METRICS:
+      rows.append(dict(project="moex", experiment=f"{exp}, {label[key]} ({units} units)",
+                       metric=text, paper="n/a (no such experiment)",
+                       measured=demo_runs.mean_std([r[metric] for r in results], fmt)))
+  # Fig. 4: does coverage fall as L0 grows? Over every run above (seeds pooled).
+  l0 = [r["l0"] for rs in runs.values() for r in rs]
+  cov = [r["coverage"] for rs in runs.values() for r in rs]
+  if len(l0) > 2:
+    rows.append(dict(project="moex", experiment=f"{exp}, all runs (Fig. 4)",
+                     metric="Spearman rank correlation of coverage with L0",
+                     paper="negative (Fig. 4: coverage falls as L0 grows)",
+                     measured=f"{_rank_correlation(l0, cov):+.2f} over {len(l0)} runs"))
+  return rows
+
+
 def run(out_dir: str, *, quick: bool = False) -> list[dict]:
   os.makedirs(out_dir, exist_ok=True)
+  rows = toy_rows(out_dir, quick=quick)
   finals = train_all(out_dir, quick=quick)
-  rows = []
   for name, (_, label, paper) in RUNS.items():
     f = finals[name]
     get = lambda k: f.get(f"eval/{k}", float("nan"))
     measured = (get("loss/validation/ce"), get("board_state/coverage"),
-                get("board_state/reconstruction"))
-    for metric, p, v in zip(("validation CE (nats/char)", "BSP coverage", "BSP reconstruction"),
-                            paper, measured):
+                get("board_state/coverage_occurring"), get("board_state/reconstruction"))
+    for metric, p, v in zip(("validation CE (nats/char)", "BSP coverage",
+                             "BSP coverage, over the BSPs that occur", "BSP reconstruction"),
+                            (paper[0], paper[1], "n/r", paper[2]), measured):
       rows.append(dict(project="moex", experiment=f"chess, {label}", metric=metric, paper=p,
                        measured=f"{v:.3f}"))
   return rows

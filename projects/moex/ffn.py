@@ -6,12 +6,14 @@ chess: 4096 vs 2 x 2048).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
-from common.layers import mlp, moe
+from common.layers import intermediates, mlp, moe
 from projects.moex.config import DENSE, SPARSE, ModelConfig
 
 
@@ -38,3 +40,52 @@ def set_capture(ffn: nnx.Module, on: bool) -> str:
     return "mlp_hidden"
   ffn.sow_activations = on
   return "activations"
+
+
+def capture(model: nnx.Module, enable: Callable[[nnx.Module], dict[str, str]]
+            ) -> Callable[[Any], dict[str, np.ndarray]]:
+  """inputs -> {key: sown value}, jitted once per input shape, for the sow names that
+  `enable(probe)` switches on in a copy of `model` and returns as {key: name} (each name's
+  first layer's value). `model` itself never sows."""
+  graphdef, state = nnx.split(model)
+  probe = nnx.merge(graphdef, state)
+  names = enable(probe)
+  graphdef, state = nnx.split(probe)
+
+  @jax.jit
+  def run(state, inputs):
+    m = nnx.merge(graphdef, state)
+    m(inputs)
+    stats = nnx.pop(m, nnx.Intermediate)
+    return {k: next(iter(intermediates.layer_stats(stats, v).values())) for k, v in names.items()}
+
+  return lambda inputs: {k: np.asarray(v) for k, v in run(state, inputs).items()}
+
+
+def _layer_mean(stats: nnx.State, name: str) -> jax.Array | None:
+  values = list(intermediates.layer_stats(stats, name).values())
+  return jnp.mean(jnp.stack(values), axis=0) if values else None
+
+
+def stats_metrics(stats: nnx.State, cfg: ModelConfig) -> tuple[jax.Array, dict]:
+  """(auxiliary loss, metrics) from the FFNs' sown statistics, averaged over the layers.
+
+  aux = balance_weight * balance_loss + z_loss_weight * z_loss (MoE kinds; 0 for dense).
+  Metrics: balance_loss, moe/load_max, moe/load_min, moe/dropped ('capacity'), z_loss (when
+  on) and hidden_l0 (nonzero hidden units per token: of the M*D code, or of the H dense units).
+  """
+  if not cfg.is_moe:  # 'act_nonzero' is a per-example fraction of the H hidden units
+    return jnp.zeros((), jnp.float32), {
+        "hidden_l0": jnp.mean(_layer_mean(stats, "act_nonzero")) * cfg.dense_hidden}
+  balance = _layer_mean(stats, "balance_loss")
+  load = _layer_mean(stats, "expert_load")
+  metrics = {"balance_loss": balance, "moe/load_max": jnp.max(load),
+             "moe/load_min": jnp.min(load), "hidden_l0": _layer_mean(stats, "hidden_l0")}
+  aux = cfg.balance_weight * balance
+  if cfg.z_loss:
+    metrics["z_loss"] = _layer_mean(stats, "z_loss")
+    aux = aux + cfg.z_loss_weight * metrics["z_loss"]
+  dropped = _layer_mean(stats, "dropped")
+  if dropped is not None:
+    metrics["moe/dropped"] = dropped
+  return aux, metrics

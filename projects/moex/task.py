@@ -14,21 +14,25 @@ Metrics (scalars; MoE statistics averaged over the layers):
 Evaluators (config.eval.evaluators, common/eval/registry.py): 'loss' (CE and perplexity per
 split), 'board_state' (registered here: chess coverage / reconstruction of one layer's hidden
 code, projects/moex/board_eval.py).
+
+config.data.name 'superposition' selects the other MoE-X task: one FFN reconstructing sparse
+synthetic features from their superposition, scored by the 'features' evaluator against the
+known truth (projects/moex/superposition.py, configs/superposition.py).
 """
 from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
 from common.eval import registry
-from common.layers import intermediates
 from common.tasks import lm
 from common.train import task as task_lib
 from projects.moex import config as config_lib
+from projects.moex import ffn as ffn_lib
+from projects.moex import superposition
 from projects.moex.model import GPT
 
 
@@ -40,11 +44,6 @@ def model_config(config: ml_collections.ConfigDict) -> config_lib.ModelConfig:
     from common.data import tokenizers  # pylint: disable=g-import-not-at-top
     cfg = dataclasses.replace(cfg, vocab_size=tokenizers.from_config(config.data).vocab_size)
   return cfg
-
-
-def _layer_mean(stats: nnx.State, name: str) -> jax.Array | None:
-  values = list(intermediates.layer_stats(stats, name).values())
-  return jnp.mean(jnp.stack(values), axis=0) if values else None
 
 
 def _board_state(ctx: registry.BuildContext) -> registry.Evaluator:
@@ -60,8 +59,6 @@ class MoEXTask(task_lib.Task):
   def __init__(self, config: ml_collections.ConfigDict):
     super().__init__(config)
     self.ffn = config_lib.from_config(config.model)  # unknown fields and bad values fail here
-    self.balance_weight = float(self.ffn.balance_weight)
-    self.z_loss_weight = float(self.ffn.z_loss_weight)
 
   def validate(self, config):
     m = config.model
@@ -83,25 +80,12 @@ class MoEXTask(task_lib.Task):
     logits = model(batch["inputs"], token_mask=weights, train=train, rngs=rngs)
     stats = nnx.pop(model, nnx.Intermediate)
     ce, accuracy = lm.cross_entropy(logits, batch["targets"], weights)
-    metrics = dict(ce=ce, ppl=jnp.exp(ce), accuracy=accuracy)
-    loss = ce
-    if self.ffn.is_moe:
-      balance = _layer_mean(stats, "balance_loss")
-      load = _layer_mean(stats, "expert_load")
-      metrics.update({"balance_loss": balance, "moe/load_max": jnp.max(load),
-                      "moe/load_min": jnp.min(load),
-                      "hidden_l0": _layer_mean(stats, "hidden_l0")})
-      loss = loss + self.balance_weight * balance
-      if self.ffn.z_loss:
-        metrics["z_loss"] = _layer_mean(stats, "z_loss")
-        loss = loss + self.z_loss_weight * metrics["z_loss"]
-      dropped = _layer_mean(stats, "dropped")
-      if dropped is not None:
-        metrics["moe/dropped"] = dropped
-    else:  # 'act_nonzero' is a per-example fraction of the H hidden units over valid tokens
-      metrics["hidden_l0"] = jnp.mean(_layer_mean(stats, "act_nonzero")) * self.ffn.dense_hidden
-    return loss, metrics
+    aux, metrics = ffn_lib.stats_metrics(stats, self.ffn)
+    metrics.update(ce=ce, ppl=jnp.exp(ce), accuracy=accuracy)
+    return ce + aux, metrics
 
 
 def get_task(config: ml_collections.ConfigDict) -> task_lib.Task:
+  if config.data.get("name") == superposition.NAME:   # the ground-truth features task
+    return superposition.SuperpositionTask(config)
   return MoEXTask(config)

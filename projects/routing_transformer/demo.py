@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
 
 import jax.numpy as jnp
 import numpy as np
@@ -80,12 +79,6 @@ def far_store_windows(workdir: str, quick: bool = False) -> dict:
   return routing_probe.shared_windows(idx, [(r, q, q - dist[r, q]) for r, q in far])
 
 
-def _spread(values: list[float], fmt: str) -> str:
-  """'mean' for one value, 'mean ± std' (sample std) for several."""
-  text = format(statistics.fmean(values), fmt)
-  return text if len(values) == 1 else f"{text} ± {format(statistics.stdev(values), fmt)}"
-
-
 def run(out_dir: str, *, quick: bool = False) -> list[dict]:
   os.makedirs(out_dir, exist_ok=True)
   results = _runs(out_dir, quick)
@@ -96,7 +89,7 @@ def run(out_dir: str, *, quick: bool = False) -> list[dict]:
   names = " / ".join(mixers)
   seeds = f"seeds: {len(SEEDS) if not quick else 1} for dense/local/routing, 1 for the others"
   col = lambda key, fmt, scale=1.0: " / ".join(  # noqa: E731
-      _spread([scale * r[key] for r in results[m]], fmt) for m in mixers)
+      demo_runs.mean_std([r[key] for r in results[m]], fmt, scale) for m in mixers)
   costs = {m: demo_runs.train_step_cost(_config(m, 0, quick)) for m in mixers}
   params = {m: demo_runs.count_params(_config(m, 0, quick)) for m in mixers}
   row = lambda metric, paper, measured: dict(  # noqa: E731

@@ -32,8 +32,7 @@ from __future__ import annotations
 import json
 import math
 import os
-
-import numpy as np
+import statistics
 
 from common.tasks import demo_runs
 from common.train import config_io
@@ -98,15 +97,8 @@ def dynamic_k_or_reuse(out_dir: str, seed: int, cfg, workdir: str, ks) -> dict[i
   return results
 
 
-def _stats(values) -> tuple[float, float]:
-  """Mean and standard deviation over seeds (ddof 1; 0 for a single seed)."""
-  a = np.asarray(values, np.float64)
-  return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
-
-
 def _pm(values, digits: int = 3, scale: float = 1.0) -> str:
-  m, s = _stats([scale * v for v in values])
-  return f"{m:.{digits}f} ± {s:.{digits}f}"
+  return demo_runs.mean_std(values, f".{digits}f", scale)
 
 
 def run(out_dir: str, *, quick: bool = False) -> list[dict]:
@@ -150,7 +142,8 @@ def run(out_dir: str, *, quick: bool = False) -> list[dict]:
       rows.append(row(
           f"{kind} student: answer CE, {b}, mean ± std over seeds; gap to the teacher",
           PAPER_STUDENT[kind] if b == "far" else "n/a",
-          f"{_pm(ce)} (gap {_pm(gap)} nats, answer ppl x{math.exp(_stats(gap)[0]):.2f}; "
+          f"{_pm(ce)} (gap {_pm(gap)} nats, "
+          f"answer ppl x{math.exp(statistics.fmean(gap)):.2f}; "
           f"acc {_pm(acc, 1, 100)}%)"))
     kl = [get(f, LOSS + "attention_kl") for f in finals]
     cov = [get(f, LOSS + "teacher_attention_covered") for f in finals]
