@@ -84,7 +84,8 @@ def make_train_step(task, spec: ModelSpec, tx: optax.GradientTransformation,
     health["skipped_steps"] = health["skipped_steps"] + (~apply).astype(jnp.int32)
 
     updates, new_opt = tx.update(grads, state["opt_state"], params)
-    new_params = optax.apply_updates(params, updates)
+    new_params = task.project_params(optax.apply_updates(params, updates), step,
+                                     lr_schedule(step))
     rest = task.after_update(new_params, rest, step)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(apply, a, b), new, old)
     new_state = dict(state, step=step + 1, params=keep(new_params, params),

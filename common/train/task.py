@@ -47,6 +47,16 @@ class Task(abc.ABC):
     batch carries them ("mask" for padded evaluation batches), are the task's to apply.
     """
 
+  def project_params(self, params: dict, step: jax.Array, learning_rate: jax.Array) -> dict:
+    """Maps the parameters right after the optimiser step (inside the jit step), before
+    `after_update` sees them: the second half of a proximal-gradient step (e.g. a group lasso's
+    block soft-threshold at learning_rate * lambda, which gives exact zeros that a subgradient
+    never reaches) or a projection onto a constraint set. `learning_rate` is the schedule's
+    value at `step`; returns the new `params`. Default: unchanged.
+    """
+    del step, learning_rate
+    return params
+
   def after_update(self, params: dict, model_state: dict, step: jax.Array) -> dict:
     """Updates non-parameter model state after the optimiser step (inside the jit step).
 

@@ -38,6 +38,7 @@ from common.layers.linear import Linear
 
 ATTACH = ("context", "full")
 POOLING = ("token", "mean")
+LASSO_MODES = ("proximal", "subgradient")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +69,13 @@ class SparsityConfig:
       embeddings, which fights the I-JEPA objective; the encoder is then shaped only through q(z|s).
     recon_weight: weight of 0.5 * MSE (default 1.0: the ELBO's likelihood term per dim).
     kl_weight: beta of the KL (default 1.0: the plain ELBO, as oi-VAE uses).
+    lasso_mode: how the group lasso is optimised. 'proximal' (default; oi-VAE's way,
+      paper_facts §3.3): the lasso stays out of the loss and its gradient; after every optimiser
+      step the trainer's `project_params` hook soft-thresholds each decoder block at
+      threshold = learning_rate * lasso_weight (`prox_group_lasso`), so blocks reach exact zeros.
+      oi-VAE takes that step after plain SGD on W; here W moves by the run's optimiser (AdamW),
+      whose steps are not lr * gradient, so the threshold is the usual proximal-Adam heuristic.
+      'subgradient': the lasso is a loss term like the others (blocks shrink, rarely to zero).
     lasso_weight: lambda of the group lasso (default 1e-3). A guess [U]: the per-dim normalisation
       divides the ELBO by D and by the batch, so oi-VAE's lambda ~1 on a dataset-summed ELBO maps to
       a small number here. Tune it; the sparsity metrics show its effect.
@@ -89,6 +97,7 @@ class SparsityConfig:
   stop_gradient_target: bool = True
   recon_weight: float = 1.0
   kl_weight: float = 1.0
+  lasso_mode: str = "proximal"
   lasso_weight: float = 1e-3
   init_std: float = 0.02
   kl_active_threshold: float = 0.01
@@ -107,6 +116,8 @@ class SparsityConfig:
       raise ValueError(f"SparsityConfig.attach={self.attach!r}; allowed: {ATTACH}.")
     if self.pooling not in POOLING:
       raise ValueError(f"SparsityConfig.pooling={self.pooling!r}; allowed: {POOLING}.")
+    if self.lasso_mode not in LASSO_MODES:
+      raise ValueError(f"SparsityConfig.lasso_mode={self.lasso_mode!r}; allowed: {LASSO_MODES}.")
     for name in ("recon_weight", "kl_weight", "lasso_weight", "kl_active_threshold",
                  "norm_active_threshold", "tc_jitter"):
       if float(getattr(self, name)) < 0:
@@ -134,8 +145,8 @@ def block_norms(w: jax.Array, group_size: int) -> jax.Array:
 def prox_group_lasso(w: jax.Array, group_size: int, threshold: float) -> jax.Array:
   """Proximal step of threshold * sum ||block||_F: block soft-thresholding (exact zeros).
 
-  Optional for the trainer: apply after an optimiser step with threshold = lr * lasso_weight, as
-  oi-VAE's proximal gradient does, to obtain exactly pruned blocks.
+  The trainer applies it after every optimiser step with threshold = lr * lasso_weight when
+  lasso_mode='proximal' (SparseJEPA's `project_params`), as oi-VAE's proximal gradient does.
   """
   p, k, h = w.shape
   norms = block_norms(w, group_size)[:, :, None, None]
@@ -233,8 +244,9 @@ class SparsityHead(nnx.Module):
     recon_loss = 0.5 * jnp.mean(jnp.square(target - recon))
     kl_loss = jnp.mean(jnp.sum(kl_unit, axis=-1)) / self.embed_dim
     lasso = self.lasso()
-    penalty = (cfg.recon_weight * recon_loss + cfg.kl_weight * kl_loss
-               + cfg.lasso_weight * lasso)
+    penalty = cfg.recon_weight * recon_loss + cfg.kl_weight * kl_loss
+    if cfg.lasso_mode == "subgradient":   # 'proximal': the trainer's project_params step instead
+      penalty = penalty + cfg.lasso_weight * lasso
     return {"mu": mu, "logvar": logvar, "z": z, "recon": recon, "kl_per_unit": kl_unit,
             "losses": {"recon": recon_loss, "kl": kl_loss, "lasso": lasso, "penalty": penalty}}
 

@@ -7,7 +7,9 @@ Training step (official src/train.py L285-336):
      at the target blocks (losses.ijepa_forward); with `config.model.sparse` plus the SparsityHead
      penalty (losses.sparse_jepa_loss), and its latent-space metrics;
   3. AdamW on encoder + predictor (+ head): the trainer;
-  4. `after_update`: target <- m target + (1 - m) encoder, m linear from ema[0] to ema[1] over
+  4. `project_params` (SparseJEPA, lasso_mode 'proximal'): the group lasso's proximal step on
+     the head's decoder blocks (oi-VAE's block soft-threshold at lr * lasso_weight);
+  5. `after_update`: target <- m target + (1 - m) encoder, m linear from ema[0] to ema[1] over
      num_steps * ipe_scale steps (schedules.ema_momentum, official train.py L228-229, L333-336).
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ from common.data import config as data_config_lib
 from common.train import task as task_lib
 from projects.sparse_jepa import evaluators  # noqa: F401  (registers the probes' names)
 from projects.sparse_jepa import config as config_lib
-from projects.sparse_jepa import jepa, losses, masked_data, schedules
+from projects.sparse_jepa import jepa, losses, masked_data, schedules, sparsity_head
 
 
 def image_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
@@ -56,7 +58,9 @@ def _weighted_penalty(head, emb: jax.Array, weights: jax.Array):
   recon = 0.5 * jnp.sum(jnp.mean(jnp.square(target - out["recon"]), -1) * w) / total
   kl = jnp.sum(jnp.sum(out["kl_per_unit"], -1) * w) / total / head.embed_dim
   lasso = out["losses"]["lasso"]
-  penalty = cfg.recon_weight * recon + cfg.kl_weight * kl + cfg.lasso_weight * lasso
+  penalty = cfg.recon_weight * recon + cfg.kl_weight * kl
+  if cfg.lasso_mode == "subgradient":   # as in training: 'proximal' keeps the lasso out
+    penalty = penalty + cfg.lasso_weight * lasso
   return penalty, {"recon": recon, "kl": kl, "lasso": lasso, "penalty": penalty}
 
 
@@ -124,6 +128,17 @@ class JEPATask(task_lib.Task):
     penalty, parts = _weighted_penalty(model.head, emb, weights)
     metrics.update({f"sparsity/{k}": v for k, v in parts.items()})
     return ijepa + penalty, metrics
+
+  def project_params(self, params, step, learning_rate):
+    """SparseJEPA with lasso_mode 'proximal': the group lasso's proximal step on the head's
+    decoder blocks, threshold learning_rate * lasso_weight (sparsity_head.prox_group_lasso)."""
+    cfg = self.model_config.sparsity
+    if not self.model_config.sparse or cfg.lasso_mode != "proximal":
+      return params
+    head = dict(params["head"])
+    head["decoder"] = sparsity_head.prox_group_lasso(head["decoder"], cfg.latent_group_size,
+                                                     learning_rate * cfg.lasso_weight)
+    return dict(params, head=head)
 
   def after_update(self, params, model_state, step):
     state = dict(model_state)

@@ -7,14 +7,15 @@ layer of their routing group: their weight g1_hi * g2_hj is set to 0 (not renorm
 the expert's output is removed from the sum.
 
 Monet's expert layers never form g1_hi * g2_hj per expert (they contract g1 and g2 separately),
-so purging expands the product with a keep mask K (E, E) inside the contractions:
-  w_hij = g1_hi g2_hj K_ij
-  HD: q_j = sum_{h,i} w_hij a_i;  y = V q + sum_{h,i,j} w_hij b_j
-  VD: top = V11 sum_{h,j} w a1_i + V12 sum_{h,j} w a2_j + sum w b1_i  (indexed by i)
-      bottom = V21 sum_{h,i} w a1_i + V22 sum_{h,i} w a2_j + sum w b2_j (indexed by j)
-With K = 1 these are the unmasked layers (each row of g sums to 1). The cost grows with E^2,
-fine for the demo (E = 32); a 512 x 512 mask at 1.4B would want the contraction order chosen
-per layer.
+and at paper scale (E = 512 per sub-router, 262,144 experts) neither a per-token (E, E) weight nor
+a dense (E, E) keep mask inside the contractions is affordable. Purging therefore subtracts the
+purged experts' own outputs from the unmasked layer:
+  y_masked = y - sum_{(i, j) purged} w_ij(x) E_ij(x),   w_ij = sum_h g1_hi g2_hj
+  HD: E_ij = V_j a_i + b_j
+  VD: E_ij = [V11_i a1_i + V12_i a2_j + b1_i ; V21_j a1_i + V22_j a2_j + b2_j]
+over a list of the purged (i, j) pairs, `chunk` pairs at a time: memory O(B T chunk m), work
+O(B T n d m) for n purged experts, and nothing of size E^2 per token. The unmasked layer is the
+model's own (the up-projections are computed once more for the correction).
 """
 from __future__ import annotations
 
@@ -48,42 +49,63 @@ def select_experts(masses: np.ndarray, target: int, *, ratio: float = 2.0) -> np
   return (masses[target] > 0) & (masses[target] >= ratio * others)
 
 
-class ExpertKeep(nnx.Variable):
-  """A (E, E) 0/1 mask of the experts kept; not a parameter, so never trained or checkpointed."""
+class PurgedPairs(nnx.Variable):
+  """(n, 2) int32 (i, j) of the purged experts, -1 rows padding; not a parameter, so never
+  trained or checkpointed."""
 
 
 class MaskedExperts(nnx.Module):
-  """Wraps a MonetMoHDE / MonetMoVDE; runs it with expert (i, j) weighted by keep[i, j]."""
+  """Wraps a MonetMoHDE / MonetMoVDE; runs it with the experts (i, j) in `purged` removed.
 
-  def __init__(self, experts: nnx.Module, keep: jax.Array):
+  purged: (n, 2) int (i, j) pairs (rows with i < 0 are ignored), e.g. np.argwhere(purge) of an
+  (E, E) boolean purge mask. chunk: pairs per step of the correction (module doc).
+  """
+
+  def __init__(self, experts: nnx.Module, purged, *, chunk: int = 64):
     if not isinstance(experts, (MonetMoHDE, MonetMoVDE)):
       raise ValueError(f"experts={type(experts).__name__}: expected MonetMoHDE or MonetMoVDE.")
+    purged = np.asarray(purged, np.int32).reshape(-1, 2)
+    e = experts.u.shape[1] if isinstance(experts, MonetMoHDE) else experts.u1.shape[1]
+    if (purged >= e).any():
+      raise ValueError(f"purged experts {purged[(purged >= e).any(1)][:3].tolist()}...: "
+                       f"indices must be < E={e}.")
+    pad = -len(purged) % chunk if len(purged) else chunk
     self.experts = experts
-    self.keep = ExpertKeep(jnp.asarray(keep, jnp.float32))
+    self.purged = PurgedPairs(jnp.asarray(np.concatenate([purged, -np.ones((pad, 2), np.int32)])))
+    self.chunk = chunk
 
   def __call__(self, x: jax.Array, g1: jax.Array, g2: jax.Array) -> jax.Array:
     m = self.experts
+    y = m(x, g1, g2)
     dt = m.dtype
     x, g1, g2 = x.astype(dt), g1.astype(dt), g2.astype(dt)
-    k = self.keep[...].astype(dt)
     up = lambda kern, bias: m.act(jnp.einsum("btd,dem->btem", x, kern[...].astype(dt))
                                   + bias[...].astype(dt))
-    down = lambda h, kern: jnp.einsum("btem,emd->btd", h, kern[...].astype(dt))
-    # Per-expert weights summed over heads: wij[b,t,i,j] = sum_h g1_hi g2_hj K_ij.
-    wij = jnp.einsum("bthi,bthj,ij->btij", g1, g2, k)
+    w = lambda t: t[...].astype(dt)
     if isinstance(m, MonetMoHDE):
-      a = up(m.u, m.u_bias)
-      q = jnp.einsum("btij,btim->btjm", wij, a)
-      return down(q, m.v) + jnp.einsum("btij,jd->btd", wij, m.b[...].astype(dt))
-    a1, a2 = up(m.u1, m.u1_bias), up(m.u2, m.u2_bias)
-    w_i, w_j = jnp.sum(wij, axis=3), jnp.sum(wij, axis=2)  # (b, t, E): summed over j / over i
-    top = (down(a1 * w_i[..., None], m.v11)
-           + down(jnp.einsum("btij,btjm->btim", wij, a2), m.v12)
-           + jnp.einsum("bti,id->btd", w_i, m.b1[...].astype(dt)))
-    bottom = (down(jnp.einsum("btij,btim->btjm", wij, a1), m.v21)
-              + down(a2 * w_j[..., None], m.v22)
-              + jnp.einsum("btj,jd->btd", w_j, m.b2[...].astype(dt)))
-    return jnp.concatenate([top, bottom], axis=-1)
+      acts = (up(m.u, m.u_bias),)
+    else:
+      acts = (up(m.u1, m.u1_bias), up(m.u2, m.u2_bias))
+
+    def purged_outputs(total, pairs):
+      valid = pairs[:, 0] >= 0
+      i, j = jnp.where(valid, pairs[:, 0], 0), jnp.where(valid, pairs[:, 1], 0)
+      coef = jnp.einsum("bthc,bthc->btc", g1[..., i], g2[..., j]) * valid.astype(dt)
+      mix = lambda a, kern: jnp.einsum("btcm,cmd,btc->btd", a, kern, coef)
+      bias = lambda b: jnp.einsum("btc,cd->btd", coef, b)
+      if isinstance(m, MonetMoHDE):
+        (a,) = acts
+        out = mix(a[:, :, i], w(m.v)[j]) + bias(w(m.b)[j])
+      else:
+        a1, a2 = acts[0][:, :, i], acts[1][:, :, j]
+        top = mix(a1, w(m.v11)[i]) + mix(a2, w(m.v12)[i]) + bias(w(m.b1)[i])
+        bottom = mix(a1, w(m.v21)[j]) + mix(a2, w(m.v22)[j]) + bias(w(m.b2)[j])
+        out = jnp.concatenate([top, bottom], axis=-1)
+      return total + out, None
+
+    pairs = self.purged[...].reshape(-1, self.chunk, 2)
+    removed, _ = jax.lax.scan(purged_outputs, jnp.zeros_like(y), pairs)
+    return y - removed
 
 
 def masked_model(model: MonetForCausalLM, purge: np.ndarray) -> MonetForCausalLM:
@@ -99,8 +121,7 @@ def masked_model(model: MonetForCausalLM, purge: np.ndarray) -> MonetForCausalLM
   copy = nnx.clone(model)
   for l, layer in enumerate(copy.layers):
     experts = layer.moe.experts if isinstance(layer.moe, MaskedExperts) else layer.moe
-    keep = 1.0 - purge[l // cfg.moe_groups].astype(np.float32)
-    layer.moe = MaskedExperts(experts, jnp.asarray(keep))
+    layer.moe = MaskedExperts(experts, np.argwhere(purge[l // cfg.moe_groups]))
   return copy
 
 

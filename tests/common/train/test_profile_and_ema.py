@@ -40,3 +40,25 @@ def test_init_from_copies_weights_and_starts_fresh(tmp_path):
   assert step == 1
   a, b = jax.device_get(src_state["params"]), jax.device_get(ft_state["params"])
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-6), a, b)
+
+
+class _NonNegativeHead(toy_task.ToyTask):
+  """A projected-gradient task: w2's kernel is clipped at 0 after every optimiser step, and the
+  hook records the learning rate it was given."""
+
+  def project_params(self, params, step, learning_rate):
+    w2 = dict(params["w2"], kernel=jax.numpy.maximum(params["w2"]["kernel"], 0.0))
+    w1 = dict(params["w1"], bias=params["w1"]["bias"].at[0].set(learning_rate))
+    return dict(params, w1=w1, w2=w2)
+
+
+def test_project_params_hook_runs_after_every_optimiser_step(tmp_path):
+  c = toy_task.get_config()
+  c.train.num_steps = c.train.checkpoint_every = 3
+  c.optimizer.warmup_steps = 0
+  trainer.train(c, str(tmp_path), task=_NonNegativeHead(c))
+  _, state, _ = trainer.restore_for_eval(c, str(tmp_path), task=_NonNegativeHead(c))
+  params = jax.device_get(state["params"])
+  assert (params["w2"]["kernel"] >= 0).all() and (params["w2"]["kernel"] > 0).any()
+  # The hook saw the schedule's learning rate of the last step (cosine, step 2 of 3).
+  assert 0 < params["w1"]["bias"][0] <= c.optimizer.learning_rate

@@ -8,7 +8,7 @@ from flax import nnx
 from common.eval import registry
 from common.train import config_io
 from common.train import state as state_lib
-from projects.sparse_jepa import jepa, masked_data, task as task_lib
+from projects.sparse_jepa import jepa, masked_data, sparsity_head, task as task_lib
 
 CONFIG = "projects/sparse_jepa/configs/mnist_demo.py"
 
@@ -87,6 +87,35 @@ def test_after_update_is_the_scheduled_ema(sparse_task):
     np.testing.assert_array_equal(new[jepa.TARGET]["pos_embed"], rest[jepa.TARGET]["pos_embed"])
     # The online side's frozen tables are untouched.
     np.testing.assert_array_equal(new["encoder"]["pos_embed"], rest["encoder"]["pos_embed"])
+
+
+def test_project_params_is_the_group_lasso_prox_step(sparse_task):
+  """lasso_mode 'proximal' (the default): after the optimiser step the head's decoder blocks
+  are soft-thresholded at lr * lasso_weight (exact zeros below it); nothing else moves."""
+  spec = state_lib.model_spec(sparse_task.build_model, 0)
+  rng = np.random.default_rng(2)
+  params = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape), x.dtype),
+                        nnx.to_pure_dict(spec.abstract_params))
+  cfg = sparse_task.model_config.sparsity
+  assert cfg.lasso_mode == "proximal"
+  w = np.array(params["head"]["decoder"])
+  k = cfg.latent_group_size
+  w[0, :k] *= 1e-3                        # one small block: below any threshold used here
+  params["head"]["decoder"] = jnp.asarray(w)
+  lr = 50.0                               # threshold 50 * lasso_weight
+  new = jax.jit(sparse_task.project_params)(params, jnp.int32(3), jnp.float32(lr))
+  got = np.asarray(new["head"]["decoder"])
+  want = np.asarray(sparsity_head.prox_group_lasso(jnp.asarray(w), k, lr * cfg.lasso_weight))
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  assert np.all(got[0, :k] == 0) and np.abs(got).sum() > 0
+  same = lambda a, b: jax.tree.map(np.testing.assert_array_equal, a, b)
+  same(new["encoder"], params["encoder"])
+  same({n: v for n, v in new["head"].items() if n != "decoder"},
+       {n: v for n, v in params["head"].items() if n != "decoder"})
+  # I-JEPA (no head) and the subgradient mode leave the parameters alone.
+  sub = task_lib.get_task(config_io.load_config(
+      f"{CONFIG}:sparse,tiny", **{"model.sparsity.lasso_mode": "subgradient"}))
+  assert sub.project_params(params, 3, lr) is params
 
 
 def test_masked_batches_resume_exactly(sparse_task):
