@@ -79,3 +79,9 @@ def test_paper_scale_parameter_counts_and_axes(config_module, name, arg, params)
   for v in leaves:
     axes = v.get_metadata().get("out_sharding")
     assert axes is not None and len(axes) == len(v.shape) and set(axes) <= logical, axes
+
+
+def test_demo_k_sits_just_below_the_dense_density():
+  from projects.lazy_neuron import demo  # pylint: disable=g-import-not-at-top
+  assert demo.topk_from_density(0.364, 512) == round(0.6 * 0.364 * 512) == 112
+  assert demo.topk_from_density(1e-6, 512) == 1          # never k = 0 (that means dense)
