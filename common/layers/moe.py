@@ -78,9 +78,10 @@ Dispatch (`dispatch=`):
               on that axis), sorts them against its own M / size experts only, runs the grouped
               matmul on those (the rows routed to other shards' experts sort last, in no
               group, and give zeros: the windowed path skips them, ragged_dot computes them
-              unless its backend's kernel skips rows past the groups), and a psum over the expert axis adds the shards' outputs. Weights arrive
-              split over experts and gathered over the other axes (FSDP's per-layer gather; no
-              tensor parallelism over 'mlp' inside the experts).
+              unless its backend's kernel skips rows past the groups), and a psum over the
+              expert axis adds the shards' outputs. Weights arrive split over experts and
+              gathered over the other axes (FSDP's per-layer gather; no tensor parallelism over
+              'mlp' inside the experts).
               Without a set mesh (the legacy `with mesh:` context, which jit cannot see, is what
               common.train.trainer uses today) the layer is one GSPMD/Shardy program: results
               and gradients are still correct on any mesh, but the sort is over the global

@@ -8,13 +8,13 @@ of every FFN kind's hidden units is measured directly (coverage, per-unit F1, L0
                steps, 3 seeds each;
   Fig. 3       coverage against the hidden-size multiplier: dense ReLU at H = 64 / 128 / 256,
                MoE-X with 4 / 8 / 16 / 32 experts of 32 units (total 128 .. 1024, active 64);
-  Fig. 4       coverage against L0: the runs above, ordered by their measured L0, and the rank
-               correlation between the two.
+  Fig. 4       coverage against L0: the Spearman rank correlation of coverage with the
+               measured L0 over all the runs above (each row also gives its L0).
 Monet is not among the kinds: its layers live in projects/monet, and projects do not import
 each other (a shared FFN registry in common/layers would let it join).
 
-Chess: five runs of `configs/chess.py` (demo size; 'tiny' in quick mode), each an ordinary trainer run in
-<out>/<name> (reused when finished):
+Chess: five runs of `configs/chess.py` (demo size; 'tiny' in quick mode), each an ordinary
+trainer run in <out>/<name> (reused when finished):
   dense        dense_gelu (GPT-2 MLP, hidden 256)
   switch       GELU experts, learned router (8 x 128, top-2: equal active parameters)
   moex         ReLU experts, sparsity router, from scratch

@@ -19,18 +19,17 @@ programs, not one per length.
 AdamW lr 1e-3 (warm-up 10 %, cosine to 1e-6), wd 0.04 constant (the official 0.04 -> 0.4 cosine
 is not available in the trainer: see README), EMA 0.996 -> 1.0, batch 64, 1,000 steps (16
 epochs). SparseJEPA adds the SparsityHead with its defaults (8 groups x 4 latents, 8 output
-groups, lasso 1e-3) on the context tokens.
+groups, lasso 1e-3 by proximal steps) on the context tokens.
 
-Hardware and time (measured once, on a shared 2-core VM with load average ~17 from other jobs):
-899 s for both runs of `demo.py` (about 3-4 steps/s once compiled, each new mask length costing
-one compile), plus ~80 s for the untrained-encoder baseline. On an idle 2-core machine expect
-roughly half of that. `:tiny` runs in seconds (plus compilation).
+Hardware and time (2026-12-04, 2-core machine, load 2-4): I-JEPA 191 s, SparseJEPA 274 s (each
+new mask length costs one compile), plus ~80 s for the untrained-encoder baseline; the demo's
+lasso sweep adds ~200 s per lambda. `:tiny` runs in seconds (plus compilation).
 
-Expected result (that run; README.md "Measured results"): linear-probe test accuracy 73.7 %
-(I-JEPA) and 74.1 % (SparseJEPA) vs 72.7 % for the untrained encoder; pixel-mean / pixel-std R^2
-1.000 / 0.98; the smooth-L1 falls to ~2e-4 while the features' spread across images shrinks six-fold
-(partial collapse at this scale); SparseJEPA keeps 100 % of its latent units active, prunes no
-decoder block and its latent groups have ~0 total correlation. No grouping effect at this size.
+Expected result (that run; README.md "Measured results"): linear-probe test accuracy 73.2 %
+(I-JEPA) and 76.0 % (SparseJEPA) vs 71.9 % for the untrained encoder; pixel-mean / pixel-std R^2
+1.000 / 0.98; the features' spread across images shrinks (partial collapse at this scale);
+SparseJEPA at lasso 1e-3 keeps 100 % of its latent units and prunes no decoder block; the
+proximal lasso prunes 73 % of the blocks at lambda 3 (probe 75.9 %) and all at 10 (74.2 %).
 """
 import ml_collections
 

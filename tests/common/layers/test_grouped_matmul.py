@@ -1,5 +1,5 @@
-"""grouped_matmul: the windowed (CPU) path and jax.lax.ragged_dot against a per-group numpy reference,
-values and gradients, with empty groups, groups longer than a tile and trailing rows of no group;
+"""grouped_matmul: the windowed (CPU) path and jax.lax.ragged_dot against a per-group numpy
+reference, values and gradients, with empty groups, groups longer than a tile and trailing rows of no group;
 the default window choice."""
 import jax
 import jax.numpy as jnp
