@@ -28,24 +28,26 @@ RUNS = {"ijepa": "ijepa", "sparse_jepa": "sparse"}
 LASSO_SWEEP = {3.0: "sparse_lasso3", 10.0: "sparse_lasso10"}
 
 
-def config_for(run: str, *, quick: bool):
+def config_for(run: str, *, quick: bool, size: str | None = None):
+  """The config of `run` at `size` (a variant of configs/mnist_demo.py: 'tiny' when quick, else
+  'demo' unless given, e.g. the notebook's 'colab')."""
   lasso = {name: lam for lam, name in LASSO_SWEEP.items()}
-  config = config_io.load_config(f"{CONFIG}:{RUNS.get(run, 'sparse')}"
-                                 + (",tiny" if quick else ""))
+  size = "tiny" if quick else (size or "demo")
+  config = config_io.load_config(f"{CONFIG}:{RUNS.get(run, 'sparse')},{size}")
   if run in lasso:
     config.model.sparsity.lasso_weight = lasso[run]
   return config
 
 
-def train(run: str, out_dir: str, *, quick: bool) -> dict:
+def train(run: str, out_dir: str, *, quick: bool, size: str | None = None) -> dict:
   """Trains `run` in <out_dir>/<run> (a finished run is reused) and returns final_metrics.json."""
   workdir = os.path.join(out_dir, run)
-  return demo_runs.train_or_reuse(config_for(run, quick=quick), workdir)
+  return demo_runs.train_or_reuse(config_for(run, quick=quick, size=size), workdir)
 
 
-def init_probe(*, quick: bool) -> dict[str, float]:
+def init_probe(*, quick: bool, size: str | None = None) -> dict[str, float]:
   """The probes on the untrained encoder: the baseline any learned feature must beat."""
-  run = trainer.setup(config_for("ijepa", quick=quick))
+  run = trainer.setup(config_for("ijepa", quick=quick, size=size))
   return trainer.evaluate(run, trainer.init_state(run))
 
 
@@ -53,15 +55,17 @@ def _pct(x: float) -> str:
   return f"{100 * x:.1f}%"
 
 
-def run(out_dir: str, *, quick: bool = False) -> list[dict]:
+def run(out_dir: str, *, quick: bool = False, size: str | None = None) -> list[dict]:
   # Small grids often need the collator's documented relaxation; its per-batch warning is noise.
   logging.getLogger("projects.sparse_jepa.masks").setLevel(logging.ERROR)
   os.makedirs(out_dir, exist_ok=True)
   sweep = () if quick else tuple(LASSO_SWEEP.values())
-  res = {name: train(name, out_dir, quick=quick) for name in tuple(RUNS) + sweep}
-  # The baseline costs one more evaluation; CI's quick run skips it (NaN in the table).
-  res["init"] = {} if quick else {f"eval/{k}": v for k, v in init_probe(quick=quick).items()}
-  setting = "MNIST-5k, tiny ViT" + (" (quick smoke settings)" if quick else "")
+  res = {name: train(name, out_dir, quick=quick, size=size) for name in tuple(RUNS) + sweep}
+  # The baseline costs one more evaluation; CI's quick run skips it.
+  res["init"] = {} if quick else {f"eval/{k}": v
+                                  for k, v in init_probe(quick=quick, size=size).items()}
+  setting = ("CIFAR-100, 6-layer ViT" if size == "colab" and not quick
+             else "MNIST-5k, tiny ViT" + (" (quick smoke settings)" if quick else ""))
   row = lambda exp, metric, paper, measured: dict(project="sparse_jepa", experiment=exp,
                                                   metric=metric, paper=paper, measured=measured)
   probe = lambda r: res[r].get("eval/linear_probe/test/accuracy", float("nan"))

@@ -2,8 +2,8 @@
 
 What is known (shared/specs/sequence.md §4.1): SparseJEPA adds to I-JEPA a penalty "guided by the
 oi-VAE framework" that "combines reconstruction error, KL divergence, and a group-lasso term". The
-paper's exact head is not retrievable, so every open choice is a `SparsityConfig` field. The model
-built here, per embedding vector s in R^D (a token, or an image's mean token):
+paper's exact head is NOT FOUND (paper_facts §3.4), so every open choice is a `SparsityConfig`
+field. The model built here, per embedding vector s in R^D (a token, or an image's mean token):
 
   q(z | s) = N(mu(s), diag(exp(logvar(s)))),  [mu, logvar] = Linear(D -> 2K),  K = G * k
   z = mu + exp(logvar / 2) * eps                                  (reparameterised; eval: z = mu)
