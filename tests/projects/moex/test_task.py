@@ -121,7 +121,11 @@ def test_language_configs():
   c = config_io.load_config(f"{lang}:medium,switch,tok=sp")
   assert (c.model.num_layers, c.model.num_heads, c.model.d_model) == (24, 16, 1024)
   assert c.model.top_k * c.model.expert_hidden == c.model.dense_hidden
-  assert c.data.name == "tfds:openwebtext" and c.train.batch_size == 320
+  assert c.data.name.startswith("tfds:huggingface:huggingfacefw__fineweb/")   # paper Tab. 7
+  assert c.train.batch_size == 320 and c.eval.splits == (c.data.eval_split,)
+  owt = config_io.load_config(f"{lang}:small,openwebtext,tok=sp")
+  assert owt.data.name == "tfds:openwebtext" and owt.eval.splits == ("train[99%:]",)
+  assert config_io.load_config(f"{lang}:small,tok=sp,manual=/d/fw").data.manual_dir == "/d/fw"
   assert config_io.load_config(f"{lang}:small,bpe=/data/gpt2").data.tokenizer == "bpe:/data/gpt2"
   with pytest.raises(ValueError, match="tok=gpt2 needs bpe=<folder"):
     config_io.load_config(f"{lang}:small")
