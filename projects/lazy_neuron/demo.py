@@ -45,6 +45,11 @@ def topk_from_density(density: float, mlp_dim: int) -> int:
   return max(1, round(TOPK_OF_DENSITY * density * mlp_dim))
 
 
+def train_density(final: dict, config) -> float:
+  """A finished run's mean non-zero MLP fraction on its training-statistics split."""
+  return final[f"eval/sparsity/{config.eval.split_for_train_stats}/act_nonzero/mean"]
+
+
 def _train(name: str, out_dir: str, quick: bool, *, top_k: int = 0) -> tuple[dict, list[dict]]:
   spec, _ = RUNS[name]
   workdir = os.path.join(out_dir, name)
@@ -72,7 +77,7 @@ def _pct(x: float) -> str:
 def run(out_dir: str, *, quick: bool = False) -> list[dict]:
   os.makedirs(out_dir, exist_ok=True)
   res = {"vit_relu": _train("vit_relu", out_dir, quick)[0]}
-  density = res["vit_relu"]["eval/sparsity/train/act_nonzero/mean"]
+  density = train_density(res["vit_relu"], _config(RUNS["vit_relu"][0], quick))
   mlp_dim = _config(RUNS["vit_topk"][0], quick).model.mlp_dim
   k = topk_from_density(density, mlp_dim)
   for name in RUNS:
