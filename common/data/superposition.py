@@ -97,7 +97,7 @@ def eval_set(cfg) -> dict[str, np.ndarray]:
 def eval_batches(cfg, *, split: str, process_index: int, process_count: int,
                  batch_size: int) -> Iterator[dict[str, np.ndarray]]:
   """The fixed validation examples, this process's share, in order, padded, with 'mask'."""
-  del split   # checked by common.data.checks: only 'validation' is fixed
+  del split   # generated data: every evaluation reads the same fixed examples
   data = eval_set(cfg)
   mine = np.arange(process_index, cfg.eval_examples, process_count)
   per_process = -(-cfg.eval_examples // process_count)

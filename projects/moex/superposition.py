@@ -98,9 +98,10 @@ class SuperpositionTask(task_lib.Task):
     self.ffn = config_lib.from_config(config.model)
 
   def validate(self, config):
-    if self.ffn.d_model != self.data.num_features:
-      raise ValueError(f"config.model.d_model={self.ffn.d_model} must equal config.data."
-                       f"num_features={self.data.num_features} (the FFN maps F to F).")
+    d_model, features = config.model.d_model, pipeline.validate(config.data).num_features
+    if d_model != features:
+      raise ValueError(f"config.model.d_model={d_model} must equal config.data.num_features="
+                       f"{features} (the FFN maps F to F).")
 
   def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
     return ToyModel(self.ffn, self.data.input_dim, rngs=rngs)

@@ -2,7 +2,9 @@
 
 Trains both with the same config, steps and masks (projects/sparse_jepa/configs/mnist_demo.py),
 then reports the linear-probe accuracy and the low-level (pixel-statistics) probe R^2 of each,
-and SparseJEPA's latent-space metrics. Each run is an ordinary `main.py` run (own workdir,
+and SparseJEPA's latent-space metrics; then SparseJEPA again at larger group-lasso weights
+(LASSO_SWEEP, proximal steps) with its probe, active latents, pruned blocks and total
+correlation per lambda. Each run is an ordinary `main.py` run (own workdir,
 checkpoints, metrics.jsonl), so it can be resumed or re-evaluated with
 `python -m common.eval --workdir <out>/<run>`. The numbers are whatever the run measured: the
 paper's numbers are known only second hand (../shared/specs/paper_facts.md §3.2, confidence
