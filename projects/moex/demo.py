@@ -4,8 +4,9 @@ Superposition (configs/superposition.py, projects/moex/superposition.py): sparse
 features superposed in a low-dimensional input, whose truth is known, so the monosemanticity
 of every FFN kind's hidden units is measured directly (coverage, per-unit F1, L0):
   kinds        dense GELU, ReLU, GEGLU, SoLU, Switch and MoE-X at equal active parameters
-               (hidden 64: dense H = 64, GEGLU 42 x 3 matrices, 8 experts x 32 top-2), equal
-               steps, 3 seeds each;
+               (hidden 64: dense H = 64, GEGLU 42 x 3 matrices, 8 experts x 32 top-2), and
+               Tab. 3's two ablations (ReLU experts only, sparsity router only), equal steps,
+               3 seeds each;
   Fig. 3       coverage against the hidden-size multiplier: dense ReLU at H = 64 / 128 / 256,
                MoE-X with 4 / 8 / 16 / 32 experts of 32 units (total 128 .. 1024, active 64);
   Fig. 4       coverage against L0: the Spearman rank correlation of coverage with the
@@ -42,7 +43,10 @@ CONFIG = "projects/moex/configs/chess.py"
 TOY_CONFIG = "projects/moex/configs/superposition.py"
 TOY_KINDS = {"dense_gelu": "dense GELU", "dense_relu": "dense ReLU", "dense_geglu": "dense GEGLU",
              "dense_solu": "dense SoLU", "switch": "Switch (GELU, learned router)",
-             "moex": "MoE-X (ReLU, sparsity router)"}
+             "moex": "MoE-X (ReLU, sparsity router)",
+             # Tab. 3's ablations: which of MoE-X's two changes moves the scores.
+             "moex_relu_only": "ReLU experts, learned router",
+             "moex_router_only": "GELU experts, sparsity router"}
 # Fig. 3: (kind, variant args) -> label; the 8-expert MoE-X and H = 64 ReLU are TOY_KINDS runs.
 TOY_SWEEP = {("dense_relu", "hidden=128"): "dense ReLU, H = 128",
              ("dense_relu", "hidden=256"): "dense ReLU, H = 256",
