@@ -125,6 +125,12 @@ class SparsityConfig:
     if float(self.init_std) <= 0:
       raise ValueError(f"SparsityConfig.init_std={self.init_std!r}; allowed: > 0.")
 
+  def penalty(self, recon, kl, lasso):
+    """The weighted penalty the loss carries: recon and KL always; the lasso only in the
+    'subgradient' mode ('proximal' leaves it to the trainer's project_params step)."""
+    out = self.recon_weight * recon + self.kl_weight * kl
+    return out + self.lasso_weight * lasso if self.lasso_mode == "subgradient" else out
+
   @property
   def latent_dim(self) -> int:
     return self.num_latent_groups * self.latent_group_size
@@ -244,9 +250,7 @@ class SparsityHead(nnx.Module):
     recon_loss = 0.5 * jnp.mean(jnp.square(target - recon))
     kl_loss = jnp.mean(jnp.sum(kl_unit, axis=-1)) / self.embed_dim
     lasso = self.lasso()
-    penalty = cfg.recon_weight * recon_loss + cfg.kl_weight * kl_loss
-    if cfg.lasso_mode == "subgradient":   # 'proximal': the trainer's project_params step instead
-      penalty = penalty + cfg.lasso_weight * lasso
+    penalty = cfg.penalty(recon_loss, kl_loss, lasso)
     return {"mu": mu, "logvar": logvar, "z": z, "recon": recon, "kl_per_unit": kl_unit,
             "losses": {"recon": recon_loss, "kl": kl_loss, "lasso": lasso, "penalty": penalty}}
 

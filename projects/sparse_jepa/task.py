@@ -58,9 +58,7 @@ def _weighted_penalty(head, emb: jax.Array, weights: jax.Array):
   recon = 0.5 * jnp.sum(jnp.mean(jnp.square(target - out["recon"]), -1) * w) / total
   kl = jnp.sum(jnp.sum(out["kl_per_unit"], -1) * w) / total / head.embed_dim
   lasso = out["losses"]["lasso"]
-  penalty = cfg.recon_weight * recon + cfg.kl_weight * kl
-  if cfg.lasso_mode == "subgradient":   # as in training: 'proximal' keeps the lasso out
-    penalty = penalty + cfg.lasso_weight * lasso
+  penalty = cfg.penalty(recon, kl, lasso)   # as in training
   return penalty, {"recon": recon, "kl": kl, "lasso": lasso, "penalty": penalty}
 
 
