@@ -8,8 +8,10 @@ import json
 import math
 import pathlib
 import resource
+import os
 import subprocess
 import sys
+import tempfile
 import time
 
 
@@ -34,6 +36,67 @@ def run_worker(script: str, cfg: dict, env: dict, timeout: float | None = None, 
     return dict(error=lines[-1][:200] if lines else f"exit {proc.returncode}")
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
+
+
+class Served:
+  """A worker process that builds once, then times one call per request: runs in different
+  processes (ours and a PyTorch reference) can then be interleaved A, B, A, B.
+
+  Starts `python script --serve JSON(cfg)`; the worker side is `serve`. `info` is the worker's
+  first reply (its setup facts and each mode's first, compiling call). `time(mode)` asks for one
+  timed call and returns its seconds. Raises RuntimeError with the worker's last stderr line when
+  it fails or exits.
+  """
+
+  def __init__(self, script: str, cfg: dict, env: dict, *, python: str | None = None):
+    self._stderr = tempfile.TemporaryFile("w+")
+    cmd = [python or sys.executable, script, "--serve", json.dumps(cfg)]
+    try:
+      self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=self._stderr, text=True, env=env)
+    except OSError as e:
+      raise RuntimeError(f"could not start {cmd[0]}: {e.strerror or e}") from None
+    self.info = self._reply()
+
+  def _reply(self) -> dict:
+    line = self.proc.stdout.readline()
+    if line:
+      return json.loads(line)
+    self.proc.wait()
+    self._stderr.seek(0)
+    lines = [ln for ln in self._stderr.read().splitlines() if ln.strip()]
+    raise RuntimeError(lines[-1][:200] if lines else f"worker exited {self.proc.returncode}")
+
+  def time(self, mode: str) -> float:
+    self.proc.stdin.write(mode + "\n")
+    self.proc.stdin.flush()
+    return self._reply()["s"]
+
+  def close(self) -> None:
+    if self.proc.poll() is None:
+      self.proc.stdin.close()
+      self.proc.wait(timeout=120)
+    self._stderr.close()
+
+
+def serve(setup) -> None:
+  """The worker side of `Served`: `setup(cfg) -> (info, {mode: call})`, then one timed call per
+  mode named on stdin, each answered by a JSON line {"s": seconds}.
+
+  Every mode is called twice untimed first (compilation; allocator and oneDNN warm-up, which
+  makes torch's second call still slow), the first call's seconds reported in info["first_s"]. The replies go to the original stdout; anything the models print goes to
+  stderr, so it cannot corrupt the protocol. Imports nothing, so a torch-only venv can use it.
+  """
+  out = os.fdopen(os.dup(1), "w")
+  os.dup2(2, 1)
+  cfg = json.loads(sys.argv[sys.argv.index("--serve") + 1])
+  info, calls = setup(cfg)
+  info["first_s"] = {mode: timed_loop(call, repeats=0, warmups=2)[0] for mode, call in calls.items()}
+  print(json.dumps(info), file=out, flush=True)
+  for line in sys.stdin:
+    start = time.perf_counter()
+    calls[line.strip()]()
+    print(json.dumps({"s": time.perf_counter() - start}), file=out, flush=True)
 
 def timed_loop(call, *, repeats: int, warmups: int = 1) -> tuple[float, list[float]]:
   """(seconds of the first of `warmups` untimed calls, [seconds of each of `repeats` calls]).

@@ -39,8 +39,10 @@ class _RandomImages:
                   "label": rng.integers(0, d.get("num_classes", 1000) or 1000, batch).astype(np.int32)}
 
 
-def bench(spec: str, batch: int | None, steps: int, repeats: int) -> dict:
-  overrides = {"mesh.shape": {"data": -1, "fsdp": 1, "model": 1, "expert": 1}}
+def compiled_step(spec: str, batch: int | None, **overrides):
+  """The shared trainer's jitted, donated train step for config `spec`, with a fresh state and
+  one batch of random data: (run, state, step, batch_arrays). EMA off; a single-axis data mesh."""
+  overrides = {"mesh.shape": {"data": -1, "fsdp": 1, "model": 1, "expert": 1}, **overrides}
   if batch:
     overrides.update({"train.batch_size": batch, "eval.batch_size": batch})
   config = config_io.load_config(spec, **overrides)
@@ -50,7 +52,12 @@ def bench(spec: str, batch: int | None, steps: int, repeats: int) -> dict:
                                 grad_accum_steps=1, nonfinite="skip", ema_decay=0.0, seed=0)
   step = jax.jit(fn, donate_argnums=(0,))
   data = _RandomImages(config, config.train.batch_size)
-  batch_arrays = run.put_batch(data.batch)
+  return run, state, step, run.put_batch(data.batch)
+
+
+def bench(spec: str, batch: int | None, steps: int, repeats: int) -> dict:
+  run, state, step, batch_arrays = compiled_step(spec, batch)
+  batch = run.config.train.batch_size
   with run.mesh:
     t0 = time.perf_counter()
     state, m = step(state, batch_arrays)
@@ -63,9 +70,9 @@ def bench(spec: str, batch: int | None, steps: int, repeats: int) -> dict:
         state, m = step(state, batch_arrays)
       jax.block_until_ready(m)
       best = min(best, (time.perf_counter() - t0) / steps)
-  return dict(batch=config.train.batch_size, params=state_lib.count_params(run.abstract_state["params"]),
+  return dict(batch=batch, params=state_lib.count_params(run.abstract_state["params"]),
               compile_s=compile_s, step_s=best, steps_per_s=1 / best,
-              examples_per_s=config.train.batch_size / best)
+              examples_per_s=batch / best)
 
 
 def main():

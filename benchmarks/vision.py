@@ -1,19 +1,39 @@
-"""Images/s of SViT-S and BiFormer-T at 224: eval forward and forward+backward; writes a table.
+"""SViT-S, BiFormer-T and ViT-B/16 at 224: our train step and eval forward against the official
+PyTorch code, timed in the same run, interleaved; writes benchmarks/RESULTS_vision.md.
 
 A script, never a test. Usage:
 
-    python benchmarks/vision.py                   # batch 8, 224x224, 3 timed calls
-    python benchmarks/vision.py --batch 16 --repeats 5 --models SViT-S
+    python benchmarks/vision.py                     # ours only: batch 8 @ 224, 5 rounds
+    python benchmarks/vision.py --torch_python /tmp/torchenv/bin/python \\
+        --official svit=/tmp/official/stvit,biformer=/tmp/official/biformer
 
-Models are the paper presets with 1000 classes, built abstractly and filled with random
-values (the speed does not depend on the values; a jitted random init would cost minutes of
-compilation on CPU). 'forward' is the eval-mode forward (BatchNorm running statistics);
-'forward+backward' is the gradient of the summed logits with respect to all parameters in
-train mode (batch statistics; drop path off, rate 0), i.e. the model part of a train step
-without the optimiser. Each is jit-compiled, called once untimed (compilation), then timed
-over --repeats calls; the median is reported. Results go to benchmarks/RESULTS_vision.md with
-the machine and date. On CPU the BiFormer uses the 'gather' routed attention (the XLA path);
-a GPU/TPU section is written only when such a backend is present.
+The PyTorch environment and the official sources (nothing of them is kept in this repository;
+the commits are the ones ../shared/specs/vision.md describes):
+
+    python -m venv /tmp/torchenv
+    /tmp/torchenv/bin/pip install torch==2.13.0 einops   # the CPU build; a bare 'torch' may
+                                                         # pull a multi-GB CUDA build
+    # hhb072/STViT @ c9ed9a4: its models/ folder into /tmp/official/stvit/
+    # rayleizhu/BiFormer @ 1697bbb: its models/ and ops/ folders into /tmp/official/biformer/
+
+timm, fvcore, scipy and fairscale are not needed: benchmarks/vision_torch.py stands in for the
+few names the official files import from them. Without --torch_python (or when the reference
+fails to start) the table says why and has our columns only.
+
+What is timed, per model, both sides float32 at batch 8, 1000 classes, random data:
+- 'train step': ours is the shared trainer's jitted, donated step (common.train.step) under the
+  model's ImageNet config (projects/*/configs), with drop path, dropout, Mixup and EMA off and
+  float32 compute; it holds forward, backward, global-norm clipping where the config has it, and
+  AdamW. PyTorch's is forward, cross-entropy, backward and torch.optim.AdamW.step.
+- 'eval forward': the eval-mode forward (BatchNorm running statistics); torch under
+  inference_mode.
+- 'matmul': one 2048^3 float32 matmul, the CPU's BLAS-level peak in each library.
+Each side runs in its own process (benchmarks.harness.Served), built and warmed up once; then
+each round times one call of every mode on each side in turn (ours, torch, ours, torch, ...), so
+load changes hit both sides alike. The table gives the median over rounds. ViT-B/16 is the
+lazy_neuron preset (ReLU MLPs, class token); its PyTorch side is a plain torch ViT of the same
+shape (vision_torch.PlainViT). The train step's FLOPs are XLA's cost analysis of our step; the
+'% of peak' column divides them by each side's step time and by that side's own matmul peak.
 """
 from __future__ import annotations
 
@@ -23,16 +43,27 @@ import os
 import pathlib
 import platform
 import statistics
+import sys
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 import common  # noqa: F401  (switches off eager variable sharding)
 from benchmarks import harness
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS_vision.md"
+MODES = ("train_step", "forward", "matmul")
+_IMAGE_OFF = {"model.dtype": "float32", "model.drop_path_rate": 0.0, "model.mixup.prob": 0.0}
+# Our side of each model: the config file and what makes it the plain float32 step timed above.
+MODELS = {
+    "SViT-S": ("projects/svit/configs/imagenet.py:SViT-S", _IMAGE_OFF),
+    "BiFormer-T": ("projects/biformer/configs/imagenet.py:BiFormer-T", _IMAGE_OFF),
+    "ViT-B/16": ("projects/lazy_neuron/configs/vit_b16_imagenet.py:relu",
+                 {"model.dtype": "float32", "model.dropout_rate": 0.0}),
+}
+MATMUL = 2048
 
 
 def build_preset(name: str):
@@ -44,100 +75,156 @@ def build_preset(name: str):
   return nnx.eval_shape(lambda: BiFormer(preset(name), rngs=nnx.Rngs(0)))
 
 
-def _materialise(model, seed: int = 0):
-  """Random, well-scaled values for every variable of an abstract model (no compilation)."""
-  rng = np.random.default_rng(seed)
-  updates = []
-  for path, var in nnx.to_flat_state(nnx.state(model)):
-    shape, dtype = tuple(var.shape), var.dtype
-    if path[-1] in ("var", "scale"):
-      value = np.ones(shape, np.float32)
-    else:
-      fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
-      value = rng.standard_normal(shape).astype(np.float32) / np.sqrt(max(1, fan_in))
-    updates.append((path, var.replace(jnp.asarray(value, dtype))))
-  nnx.update(model, nnx.from_flat_state(updates))
-  return model
+def _flops(lowered) -> float:
+  cost = lowered.cost_analysis()
+  return float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
 
 
-def _time(fn, *args, repeats: int) -> tuple[float, float]:
-  first, times = harness.timed_calls(fn, *args, repeats=repeats)
-  return statistics.median(times), first
+def serve_ours(cfg: dict):
+  """Worker setup (harness.serve) for our side of one model."""
+  from benchmarks import train_step as train_step_lib
+  spec, overrides = MODELS[cfg["model"]]
+  run, state, step, batch = train_step_lib.compiled_step(
+      str(ROOT / spec), cfg["batch"], **overrides, **{"data.image_size": cfg["size"]})
+  forward = jax.jit(lambda p, r, x: run.task.eval_forward(run.spec.merge(p, r), {"image": x}))
+  holder = {"state": state}
+  step_flops = _flops(step.lower(state, batch))
+
+  def train_step():
+    with run.mesh:
+      holder["state"], metrics = step(holder["state"], batch)
+      jax.block_until_ready(metrics)
+
+  def eval_forward():
+    s = holder["state"]
+    with run.mesh:
+      jax.block_until_ready(forward(s["params"], s["model_state"], batch["image"]))
+
+  a = jnp.ones((MATMUL, MATMUL), jnp.float32)
+  matmul = jax.jit(lambda a: a @ a)
+  calls = dict(train_step=train_step, forward=eval_forward,
+               matmul=lambda: jax.block_until_ready(matmul(a)))
+  params = sum(x.size for x in jax.tree.leaves(state["params"]))
+  info = dict(params=int(params), version=f"jax {jax.__version__}", step_flops=step_flops)
+  return info, {m: calls[m] for m in cfg["modes"]}
 
 
-def measure(name: str, batch: int, size: int, repeats: int) -> dict:
-  model = _materialise(build_preset(name))
-  x = jnp.asarray(np.random.default_rng(1).standard_normal((batch, size, size, 3)), jnp.float32)
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  # Pure dicts, as the trainer passes them: merged Variables are then created inside each trace,
-  # so train-mode BatchNorm may update its statistics under jax.grad.
-  params, rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
-
-  @jax.jit
-  def forward(params, rest, x):
-    return nnx.merge(graphdef, params, rest)(x, train=False)
-
-  @jax.jit
-  def forward_backward(params, rest, x):
-    def loss(p):
-      model = nnx.merge(graphdef, p, rest)
-      return jnp.sum(model(x, train=True))
-    return jax.grad(loss)(params)
-
-  fwd, fwd_first = _time(forward, params, rest, x, repeats=repeats)
-  bwd, bwd_first = _time(forward_backward, params, rest, x, repeats=repeats)
-  count = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(params))
-  return dict(model=name, params=count, batch=batch, size=size,
-              fwd_ips=batch / fwd, fwd_s=fwd, fwd_first_s=fwd_first,
-              bwd_ips=batch / bwd, bwd_s=bwd, bwd_first_s=bwd_first)
+def _env() -> dict:
+  env = dict(os.environ)
+  env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+  return env
 
 
-def _machine() -> str:
-  cores = os.cpu_count()
+def measure(name: str, args, sources: dict) -> dict:
+  cfg = dict(model=name, batch=args.batch, size=args.size, modes=list(MODES),
+             threads=os.cpu_count() or 1, sources=sources)
+  sides = {"ours": harness.Served(__file__, cfg, _env())}
+  row = dict(model=name, info={"ours": sides["ours"].info}, torch_error=None)
+  if args.torch_python:
+    try:
+      sides["torch"] = harness.Served(str(ROOT / "benchmarks/vision_torch.py"), cfg, _env(),
+                                      python=args.torch_python)
+      row["info"]["torch"] = sides["torch"].info
+    except RuntimeError as e:
+      row["torch_error"] = str(e)
+  times = {(side, mode): [] for side in sides for mode in MODES}
   try:
-    load = ", load average %.1f" % os.getloadavg()[0]
-  except OSError:
-    load = ""
-  return (f"{platform.processor() or platform.machine()}, {cores} logical CPUs{load}; "
-          f"jax {jax.__version__}, backend {jax.default_backend()}, "
-          f"devices {[d.device_kind for d in jax.local_devices()][:1]}")
+    for _ in range(args.rounds):
+      for mode in MODES:
+        for side, worker in sides.items():
+          times[side, mode].append(worker.time(mode))
+  finally:
+    for worker in sides.values():
+      worker.close()
+  row["median"] = {k: statistics.median(v) for k, v in times.items() if v}
+  row["best"] = {k: min(v) for k, v in times.items() if v}
+  return row
 
 
-def write(rows: list[dict], path: pathlib.Path = RESULTS) -> str:
+def _peak_fraction(row, side) -> float:
+  """Share of this side's own matmul peak that its train step reaches, on XLA-counted FLOPs."""
+  peak = 2 * MATMUL ** 3 / row["best"][side, "matmul"]
+  return row["info"]["ours"]["step_flops"] / row["median"][side, "train_step"] / peak
+
+
+def render(rows: list[dict], args, load_start: float, minutes: float) -> str:
+  torch_version = next((r["info"]["torch"]["version"] for r in rows if "torch" in r["info"]),
+                       None)
   lines = [
-      "# Vision models: images/s (benchmarks/vision.py)", "",
-      f"Date: {datetime.date.today().isoformat()}. Machine: {_machine()}.", "",
-      "Median of the timed calls after one untimed (compiling) call; float32; eval forward "
-      "and forward+backward (gradient of the summed logits, train-mode BatchNorm, no "
-      "optimiser). CPU timings on a shared VM depend on its load (above).", "",
-      f"## {jax.default_backend().upper()}", "",
-      "| model | params | batch x size | forward img/s (s/call) | fwd+bwd img/s (s/call) |"
-      " first fwd / fwd+bwd call (compile) s |",
-      "|---|---|---|---|---|---|"]
+      "## Vision models against the official PyTorch code (benchmarks/vision.py)", "",
+      f"{datetime.date.today().isoformat()}, {harness.cpu_model()} ({os.cpu_count()} logical "
+      f"CPUs, {platform.machine()}); jax {jax.__version__}, backend {jax.default_backend()}"
+      + (f"; {torch_version}" if torch_version else "")
+      + f". Load average {load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end; "
+      f"{minutes:.1f} min. Batch {args.batch} @ {args.size}, float32, median of {args.rounds} "
+      "interleaved rounds (ours, PyTorch, ours, ...), compile and warm-up excluded.", "",
+      "| model | params ours / PyTorch | train step ours | PyTorch | ours relative speed "
+      "| eval forward ours | PyTorch | ours relative speed | train step % of own matmul peak, "
+      "ours / PyTorch |",
+      "|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
-    lines.append(f"| {r['model']} | {r['params']:,} | {r['batch']} x {r['size']} | "
-                 f"{r['fwd_ips']:.1f} ({r['fwd_s']:.2f}) | {r['bwd_ips']:.1f} ({r['bwd_s']:.2f}) | "
-                 f"{r['fwd_first_s']:.0f} / {r['bwd_first_s']:.0f} |")
-  if jax.default_backend() == "cpu":
-    lines += ["", "## GPU", "", "Not measured: no GPU lent in this session."]
-  text = "\n".join(lines) + "\n"
-  path.write_text(text)
-  return text
+    med, has_torch = r["median"], ("torch", "train_step") in r["median"]
+    ours_p = r["info"]["ours"]["params"]
+    torch_p = r["info"]["torch"]["params"] if has_torch else None
+
+    def pair(mode):
+      ours = med["ours", mode]
+      if not has_torch:
+        return f"{ours:.2f} s | - | -"
+      theirs = med["torch", mode]
+      return f"{ours:.2f} s | {theirs:.2f} s | {theirs / ours:.2f}x"
+
+    frac = f"{100 * _peak_fraction(r, 'ours'):.0f}%"
+    if has_torch:
+      frac += f" / {100 * _peak_fraction(r, 'torch'):.0f}%"
+    lines.append(f"| {r['model']} | {ours_p:,} / {f'{torch_p:,}' if torch_p else '-'} | "
+                 f"{pair('train_step')} | {pair('forward')} | {frac} |")
+  peaks = []
+  for side, label in (("ours", "jax"), ("torch", "torch")):
+    best = [r["best"][side, "matmul"] for r in rows if (side, "matmul") in r["best"]]
+    if best:
+      peaks.append(f"{label} {2 * MATMUL ** 3 / min(best) / 1e9:.0f} GFLOP/s")
+  lines += ["", f"Matmul peak ({MATMUL}^3 float32, best call): {', '.join(peaks)}. XLA-counted "
+            "train-step FLOPs: " + ", ".join(
+                f"{r['model']} {r['info']['ours']['step_flops'] / 1e9:.0f} G" for r in rows) + "."]
+  errors = [f"{r['model']}: {r['torch_error']}" for r in rows if r["torch_error"]]
+  if not args.torch_python:
+    lines += ["", "PyTorch reference: not run (no --torch_python; recipe in the script's "
+              "docstring)."]
+  elif errors:
+    lines += ["", "PyTorch reference failed to start: " + "; ".join(errors) + "."]
+  return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--models", default="SViT-S,BiFormer-T")
+  p.add_argument("--models", default=",".join(MODELS))
   p.add_argument("--batch", type=int, default=8)
   p.add_argument("--size", type=int, default=224)
-  p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--rounds", type=int, default=5)
+  p.add_argument("--torch_python", default=None,
+                 help="interpreter of a venv with torch (and einops) for the PyTorch side")
+  p.add_argument("--official", default="",
+                 help="official source folders: svit=DIR,biformer=DIR (see the docstring)")
+  p.add_argument("--out", default=str(RESULTS))
   args = p.parse_args(argv)
+  sources = dict(kv.split("=", 1) for kv in args.official.split(",") if kv)
+  unknown = [m for m in args.models.split(",") if m not in MODELS]
+  if unknown:
+    sys.exit(f"error: unknown --models {unknown}; choose from {list(MODELS)}")
+  load_start, start = os.getloadavg()[0], datetime.datetime.now()
   rows = []
   for name in args.models.split(","):
-    rows.append(measure(name, args.batch, args.size, args.repeats))
-    print(rows[-1], flush=True)
-  print(write(rows))
+    rows.append(measure(name, args, sources))
+    print(rows[-1]["model"], {f"{s} {m}": round(t, 3) for (s, m), t in rows[-1]["median"].items()},
+          flush=True)
+  text = render(rows, args, load_start, (datetime.datetime.now() - start).seconds / 60)
+  pathlib.Path(args.out).write_text(text)
+  print(text)
 
 
 if __name__ == "__main__":
-  main()
+  if "--serve" in sys.argv:
+    harness.serve(serve_ours)
+  else:
+    main()

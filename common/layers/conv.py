@@ -12,14 +12,17 @@ Depthwise convs (groups == in_features == out_features) are computed as the sum 
 of shifted inputs times a per-channel weight (`depthwise_conv2d`). XLA:CPU lowers the weight
 gradient of a grouped `conv_general_dilated` to a dense C x C convolution and keeps only its
 diagonal, C times the needed work (issue 15: 60% of an SViT-S step). The shifted sum is exact,
-its weight gradient is a per-channel reduction, and XLA fuses it on every backend. Every other
-conv uses `conv_general_dilated`. `impl='xla'` forces the latter for depthwise too.
+and XLA fuses it on every backend. Its backward is written out (`_depthwise_bwd`): the input
+gradient is one more shifted sum, the weight gradient one reduction over all taps (autodiff of the
+shifted sum took ~10x the forward on CPU). Every other conv uses `conv_general_dilated`.
+`impl='xla'` forces the latter for depthwise too.
 
 `ConvBN` is the conv + BatchNorm unit (optionally with an activation between them) of the vision
 ports' stems and downsampling layers.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import jax
@@ -67,32 +70,97 @@ def depthwise_conv2d(x: jax.Array, kernel: jax.Array, *, strides: tuple[int, int
   """Depthwise conv [B, H, W, C] * [kh, kw, 1, C] as a sum of shifted, strided slices.
 
   Equals `conv_general_dilated(..., feature_group_count=C)`; the products are accumulated in at
-  least float32 (as a conv accumulates) and the result has x's dtype.
+  least float32 (as a conv accumulates) and the result has x's dtype. The backward pass is
+  written out (`_depthwise_bwd`) rather than left to autodiff.
   """
-  (top, bottom), (left, right) = normalize_padding(padding)
   kh, kw, one, c = kernel.shape
   if one != 1 or x.shape[-1] != c:
     raise ValueError(f"depthwise kernel {kernel.shape} must be (kh, kw, 1, C) with "
                      f"C = x.shape[-1] = {x.shape[-1]}.")
-  sh, sw = strides
-  dh, dw = dilation
-  x = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
-  b, hp, wp, _ = x.shape
-  ho = (hp - dh * (kh - 1) - 1) // sh + 1
-  wo = (wp - dw * (kw - 1) - 1) // sw + 1
-  if ho <= 0 or wo <= 0:
+  pads = normalize_padding(padding)
+  (top, bottom), (left, right) = pads
+  hp, wp = x.shape[1] + top + bottom, x.shape[2] + left + right
+  if hp - dilation[0] * (kh - 1) <= 0 or wp - dilation[1] * (kw - 1) <= 0:
     raise ValueError(f"depthwise conv: a {kh}x{kw} kernel (dilation {dilation}) does not fit the "
                      f"padded input {hp}x{wp}.")
-  acc_dtype = jnp.promote_types(x.dtype, jnp.float32)
-  xa, ka = x.astype(acc_dtype), kernel.astype(acc_dtype)
+  return _depthwise(x, kernel, tuple(strides), pads, tuple(dilation))
+
+
+def _out_size(padded: int, k: int, stride: int, dilation: int) -> int:
+  return (padded - dilation * (k - 1) - 1) // stride + 1
+
+
+def _tap(xp: jax.Array, i: int, j: int, out_hw, strides, dilation) -> jax.Array:
+  """The strided window of padded `xp` that kernel tap (i, j) multiplies."""
+  (ho, wo), (sh, sw), (dh, dw) = out_hw, strides, dilation
+  b, c = xp.shape[0], xp.shape[-1]
+  return jax.lax.slice(xp, (0, i * dh, j * dw, 0),
+                       (b, i * dh + sh * (ho - 1) + 1, j * dw + sw * (wo - 1) + 1, c),
+                       (1, sh, sw, 1))
+
+
+def _shifted_sum(xp: jax.Array, kernel: jax.Array, out_hw, strides, dilation) -> jax.Array:
+  kh, kw = kernel.shape[:2]
   y = None
   for i in range(kh):
     for j in range(kw):
-      start = (0, i * dh, j * dw, 0)
-      limit = (b, i * dh + sh * (ho - 1) + 1, j * dw + sw * (wo - 1) + 1, c)
-      term = jax.lax.slice(xa, start, limit, (1, sh, sw, 1)) * ka[i, j, 0]
+      term = _tap(xp, i, j, out_hw, strides, dilation) * kernel[i, j, 0]
       y = term if y is None else y + term
-  return y.astype(x.dtype)
+  return y
+
+
+def _accumulating(*arrays):
+  dtype = jnp.promote_types(arrays[0].dtype, jnp.float32)
+  return [a.astype(dtype) for a in arrays]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _depthwise(x, kernel, strides, pads, dilation):
+  xa, ka = _accumulating(x, kernel)
+  xp = jnp.pad(xa, ((0, 0),) + pads + ((0, 0),))
+  out_hw = tuple(_out_size(xp.shape[a + 1], kernel.shape[a], strides[a], dilation[a])
+                 for a in (0, 1))
+  return _shifted_sum(xp, ka, out_hw, strides, dilation).astype(x.dtype)
+
+
+def _depthwise_fwd(x, kernel, strides, pads, dilation):
+  return _depthwise(x, kernel, strides, pads, dilation), (x, kernel)
+
+
+def _depthwise_bwd(strides, pads, dilation, res, g):
+  """Why by hand: autodiff of the shifted sum gives one padded, full-size tensor per tap for the
+  input gradient and one reduction pass per tap for the weight gradient, which on XLA:CPU cost
+  ~10x the forward. Here dx is itself one shifted sum (the flipped kernel over the cotangent,
+  dilated by the stride), and dk is one variadic reduction that reads x and g once for all taps.
+  """
+  x, kernel = res
+  kh, kw = kernel.shape[:2]
+  (top, bottom), (left, right) = pads
+  xa, ka, ga = _accumulating(x, kernel, g)
+  b, ho, wo, c = g.shape
+  hp, wp = x.shape[1] + top + bottom, x.shape[2] + left + right
+  # dx_padded[p] = sum_i g_dilated[p - i * d] k[i]: a correlation of the stride-dilated cotangent,
+  # padded by (k - 1) * d, with the flipped kernel; then the forward's padding is cropped off.
+  (sh, sw), (dh, dw) = strides, dilation
+  lo_h, lo_w = (kh - 1) * dh, (kw - 1) * dw
+  gd = jax.lax.pad(ga, jnp.zeros((), ga.dtype), (
+      (0, 0, 0), (lo_h, hp - (ho - 1) * sh - 1, sh - 1), (lo_w, wp - (wo - 1) * sw - 1, sw - 1),
+      (0, 0, 0)))
+  dxp = _shifted_sum(gd, ka[::-1, ::-1], (hp, wp), (1, 1), dilation)
+  dx = jax.lax.slice(dxp, (0, top, left, 0), (b, top + x.shape[1], left + x.shape[2], c))
+  # dk[i, j] = sum over (b, h, w) of tap (i, j) times g. One variadic reduce over the rows
+  # (b, h) keeps (w, c) and reads every input once; the short sum over w follows.
+  xp = jnp.pad(xa, ((0, 0),) + pads + ((0, 0),))
+  prods = tuple((_tap(xp, i, j, (ho, wo), strides, dilation) * ga).reshape(b * ho, wo * c)
+                for i in range(kh) for j in range(kw))
+  zero = jnp.zeros((), ga.dtype)
+  rows = jax.lax.reduce(prods, (zero,) * len(prods),
+                        lambda u, v: tuple(p + q for p, q in zip(u, v)), (0,))
+  dk = jnp.stack([r.reshape(wo, c).sum(0) for r in rows]).reshape(kh, kw, 1, c)
+  return dx.astype(x.dtype), dk.astype(kernel.dtype)
+
+
+_depthwise.defvjp(_depthwise_fwd, _depthwise_bwd)
 
 
 class Conv2d(nnx.Module):

@@ -13,6 +13,7 @@ from flax import nnx
 
 import common  # noqa: F401  (switches off eager variable sharding before any Param exists)
 from common.layers import attention, mlp, norms
+from common.layers.grad_barrier import cotangent_barrier
 from common.layers.dropout import Dropout
 
 
@@ -41,7 +42,8 @@ class PreLNEncoderBlock(nnx.Module):
 
   def __call__(self, x: jax.Array, *, mask: jax.Array | None = None,
                train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:
+    x = cotangent_barrier(x)  # one residual gradient per block in the backward (grad_barrier.py)
     h = self.attention(self.norm1(x), mask=mask, train=train, rngs=rngs)
-    x = x + self.dropout(h, train=train, rngs=rngs)
+    x = cotangent_barrier(x + self.dropout(h, train=train, rngs=rngs))
     h = self.mlp(self.norm2(x), train=train, rngs=rngs)
     return x + self.dropout(h, train=train, rngs=rngs)

@@ -1,0 +1,75 @@
+"""benchmarks/vision.py: the served-worker protocol it interleaves with, and its table."""
+import argparse
+import os
+import pathlib
+import sys
+
+import pytest
+
+from benchmarks import harness, vision
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+WORKER = '''
+import sys
+from benchmarks import harness
+
+def setup(cfg):
+  print("a model printing while it builds")  # must not reach the protocol
+  if cfg.get("fail"):
+    raise ValueError("no such model: " + cfg["fail"])
+  calls = {"add": lambda: sum(range(1000)), "nothing": lambda: None}
+  return {"params": 7}, {m: calls[m] for m in cfg["modes"]}
+
+harness.serve(setup)
+'''
+
+
+def _env():
+  return dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def test_served_worker_times_each_request_and_reports_its_failure(tmp_path):
+  script = tmp_path / "worker.py"
+  script.write_text(WORKER)
+  worker = harness.Served(str(script), {"modes": ["add", "nothing"]}, _env())
+  try:
+    assert worker.info["params"] == 7 and set(worker.info["first_s"]) == {"add", "nothing"}
+    times = [worker.time(m) for m in ("add", "nothing", "add")]
+    assert all(t >= 0 for t in times)
+  finally:
+    worker.close()
+  assert worker.proc.returncode == 0
+  with pytest.raises(RuntimeError, match="no such model: X"):
+    harness.Served(str(script), {"modes": ["add"], "fail": "X"}, _env())
+
+
+def _row(model, torch=True):
+  info = {"ours": {"params": 10, "step_flops": 4e9}}
+  median = {("ours", "train_step"): 2.0, ("ours", "forward"): 0.5, ("ours", "matmul"): 0.2}
+  if torch:
+    info["torch"] = {"params": 10, "version": "torch 9.9"}
+    median.update({("torch", "train_step"): 3.0, ("torch", "forward"): 0.25,
+                   ("torch", "matmul"): 0.1})
+  return dict(model=model, info=info, median=median, best=dict(median), torch_error=None)
+
+
+def test_table_gives_relative_speed_and_peak_share_and_says_when_torch_is_absent():
+  args = argparse.Namespace(batch=8, size=224, rounds=3, torch_python="/x/python")
+  text = vision.render([_row("SViT-S")], args, 0.5, 1.0)
+  row = next(line for line in text.splitlines() if line.startswith("| SViT-S"))
+  cells = [c.strip() for c in row.split("|")[1:-1]]
+  assert cells[2:5] == ["2.00 s", "3.00 s", "1.50x"]      # ours faster at training
+  assert cells[5:8] == ["0.50 s", "0.25 s", "0.50x"]      # and half as fast at inference
+  # 4 GFLOP in 2 s against a 2 * 2048^3 / 0.2 s peak, and in 3 s against half that time.
+  peak = 2 * vision.MATMUL ** 3
+  assert cells[8] == f"{100 * 4e9 / 2.0 / (peak / 0.2):.0f}% / {100 * 4e9 / 3.0 / (peak / 0.1):.0f}%"
+  assert "torch 9.9" in text
+  args.torch_python = None
+  text = vision.render([_row("ViT-B/16", torch=False)], args, 0.5, 1.0)
+  assert "| 2.00 s | - | - |" in text and "PyTorch reference: not run" in text
+
+
+def test_unknown_model_is_one_clear_line(capsys):
+  with pytest.raises(SystemExit, match="unknown --models"):
+    vision.main(["--models", "ResNet-50"])
