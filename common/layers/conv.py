@@ -23,6 +23,7 @@ ports' stems and downsampling layers.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Sequence
 
 import jax
@@ -149,14 +150,18 @@ def _depthwise_bwd(strides, pads, dilation, res, g):
   dxp = _shifted_sum(gd, ka[::-1, ::-1], (hp, wp), (1, 1), dilation)
   dx = jax.lax.slice(dxp, (0, top, left, 0), (b, top + x.shape[1], left + x.shape[2], c))
   # dk[i, j] = sum over (b, h, w) of tap (i, j) times g. One variadic reduce over the rows
-  # (b, h) keeps (w, c) and reads every input once; the short sum over w follows.
+  # (b, h) keeps (w, c) and reads every input once; the short sums over w and the row chunks
+  # follow. The rows are split into `chunks` groups so the reduce's kept outer axis can be
+  # shared between threads (XLA:CPU parallelises a fusion over its outer output axis).
   xp = jnp.pad(xa, ((0, 0),) + pads + ((0, 0),))
-  prods = tuple((_tap(xp, i, j, (ho, wo), strides, dilation) * ga).reshape(b * ho, wo * c)
-                for i in range(kh) for j in range(kw))
+  chunks = math.gcd(b * ho, 8)
+  prods = tuple(
+      (_tap(xp, i, j, (ho, wo), strides, dilation) * ga).reshape(chunks, -1, wo * c)
+      for i in range(kh) for j in range(kw))
   zero = jnp.zeros((), ga.dtype)
   rows = jax.lax.reduce(prods, (zero,) * len(prods),
-                        lambda u, v: tuple(p + q for p, q in zip(u, v)), (0,))
-  dk = jnp.stack([r.reshape(wo, c).sum(0) for r in rows]).reshape(kh, kw, 1, c)
+                        lambda u, v: tuple(p + q for p, q in zip(u, v)), (1,))
+  dk = jnp.stack([r.reshape(chunks * wo, c).sum(0) for r in rows]).reshape(kh, kw, 1, c)
   return dx.astype(x.dtype), dk.astype(kernel.dtype)
 
 
