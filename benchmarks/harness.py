@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pathlib
 import resource
-import os
 import subprocess
 import sys
 import tempfile
@@ -35,7 +35,6 @@ def run_worker(script: str, cfg: dict, env: dict, timeout: float | None = None, 
     lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
     return dict(error=lines[-1][:200] if lines else f"exit {proc.returncode}")
   return json.loads(proc.stdout.strip().splitlines()[-1])
-
 
 
 class Served:
@@ -84,19 +83,22 @@ def serve(setup) -> None:
   mode named on stdin, each answered by a JSON line {"s": seconds}.
 
   Every mode is called twice untimed first (compilation; allocator and oneDNN warm-up, which
-  makes torch's second call still slow), the first call's seconds reported in info["first_s"]. The replies go to the original stdout; anything the models print goes to
-  stderr, so it cannot corrupt the protocol. Imports nothing, so a torch-only venv can use it.
+  makes torch's second call still slow), the first call's seconds reported in info["first_s"].
+  The replies go to the original stdout; anything the models print goes to stderr, so it cannot
+  corrupt the protocol. Imports nothing, so a torch-only venv can use it.
   """
   out = os.fdopen(os.dup(1), "w")
   os.dup2(2, 1)
   cfg = json.loads(sys.argv[sys.argv.index("--serve") + 1])
   info, calls = setup(cfg)
-  info["first_s"] = {mode: timed_loop(call, repeats=0, warmups=2)[0] for mode, call in calls.items()}
+  info["first_s"] = {mode: timed_loop(call, repeats=0, warmups=2)[0]
+                     for mode, call in calls.items()}
   print(json.dumps(info), file=out, flush=True)
   for line in sys.stdin:
     start = time.perf_counter()
     calls[line.strip()]()
     print(json.dumps({"s": time.perf_counter() - start}), file=out, flush=True)
+
 
 def timed_loop(call, *, repeats: int, warmups: int = 1) -> tuple[float, list[float]]:
   """(seconds of the first of `warmups` untimed calls, [seconds of each of `repeats` calls]).

@@ -13,8 +13,8 @@ from flax import nnx
 
 import common  # noqa: F401  (switches off eager variable sharding before any Param exists)
 from common.layers import attention, mlp, norms
-from common.layers.grad_barrier import cotangent_barrier
 from common.layers.dropout import Dropout
+from common.layers.grad_barrier import cotangent_barrier
 
 
 class PreLNEncoderBlock(nnx.Module):

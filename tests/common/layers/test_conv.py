@@ -115,3 +115,17 @@ def test_conv_bn_order_paths_and_batch_statistics():
   assert plain(x).shape == (2, 4, 4, 4)
   with pytest.raises(ValueError, match="activation='gleu'"):
     conv.ConvBN(3, 4, 3, activation="gleu", rngs=nnx.Rngs(0))
+
+
+def test_depthwise_bfloat16_gradients_follow_float32():
+  """The written-out backward accumulates in float32 and returns the inputs' dtypes."""
+  rs = np.random.RandomState(3)
+  x = jnp.asarray(rs.randn(2, 8, 8, 6).astype(np.float32))
+  k = jnp.asarray(rs.randn(3, 3, 1, 6).astype(np.float32))
+  loss = lambda x, k: jnp.sum(jnp.sin(conv.depthwise_conv2d(x, k, strides=(2, 2), padding=1)
+                                      .astype(jnp.float32)))
+  g32 = jax.grad(loss, argnums=(0, 1))(x, k)
+  g16 = jax.grad(loss, argnums=(0, 1))(x.astype(jnp.bfloat16), k.astype(jnp.bfloat16))
+  for a, b in zip(g16, g32):
+    assert a.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b), rtol=0.05, atol=0.1)
