@@ -104,14 +104,22 @@ def _user_errors() -> tuple[type[BaseException], ...]:
   return (ValueError, OSError, checkpoint.CheckpointError, run_guards.GuardError)
 
 
+def _exit_with_error(text: str) -> None:
+  """Prints `error: text` and exits 2. One write, newline included: print() writes the text and
+  its newline separately, and a C++ library logging to stderr from another thread (Gloo, at
+  jax.distributed start-up) could land between them and join our line."""
+  sys.stderr.write(f"error: {text}\n")
+  sys.stderr.flush()
+  sys.exit(2)
+
+
 def _main_or_one_line(project: str) -> None:
   try:
     _main(project)
   except _user_errors() as e:
     if _TRACEBACK.value:
       raise
-    print(f"error: {_one_line(e)}", file=sys.stderr, flush=True)
-    sys.exit(2)
+    _exit_with_error(_one_line(e))
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -121,8 +129,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
   except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as e:
     if "--traceback" in argv:
       raise
-    print(f"error: {_flag_error(argv, e)}", file=sys.stderr, flush=True)
-    sys.exit(2)
+    _exit_with_error(_flag_error(argv, e))
 
 
 def _flag_error(argv: list[str], e: BaseException) -> str:
