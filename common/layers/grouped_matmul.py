@@ -9,9 +9,9 @@ consecutive rows (the last window of a group runs into the next group's rows, wh
 and a `lax.scan` over a static bound of W = R // tile + G windows runs one plain [tile, K] x [K, N]
 matmul per window, reading the rows as a slice of x and the weights in place (w[g], no copy);
 the windows past the last group's (W is a bound: with whole-window groups G of them are unused)
-are skipped with `lax.cond`. Each row then reads its own window's output (one gather of [R, N]). The backward is a
-`custom_vjp` of the same shape: dx is the windowed product of the cotangent with w^T, and dw a
-second scan that adds each window's x^T dy into its group's matrix.
+are skipped with `lax.cond`. Each row then reads its own window's output (one gather of [R, N]).
+The backward is a `custom_vjp` of the same shape: dx is the windowed product of the cotangent
+with w^T, and dw a second scan that adds each window's x^T dy into its group's matrix.
 
 Why a loop: XLA:CPU runs a plain 2-D dot as one Eigen GEMM near the machine's peak, but a
 batched dot over many small tiles far below it. Measured at benchmarks/experts.py's shapes
@@ -20,8 +20,9 @@ batched dot over many small tiles far below it. Measured at benchmarks/experts.p
 6.9 ms forward+backward; windowed, tile 256: 3.4 / 13.3 ms; the padded batched einsum this
 replaced (each group padded to 64-row tiles, `w[tile_group]` copies): 6.9 / 18.4 ms; tile 128 /
 512 windows: 4.7 / 13.5 and 4.3 / 14.6 ms (all before the unused windows were skipped). The
-FLOPs are those of the windows in use, at most R + G * tile rows (1.5x R at the shapes above). XLA's cost analysis counts a loop body once,
-so its FLOP count of this impl is not the executed one.
+FLOPs are those of the windows in use, at most R + G * tile rows (1.5x R at the shapes above).
+XLA's cost analysis counts a loop body once, so its FLOP count of this impl is not the executed
+one.
 
 Rows past sum(group_sizes) belong to no group ('other' rows: under shard_map, the rows routed to
 another shard's experts) and give zero output rows (and zero gradients) in every impl.

@@ -21,8 +21,8 @@ FineWeb, a 10BT subset (secondary source, spec 2.3): `fineweb` reads
 FineWeb-Edu config; only a 'train' split exists, so the last 0.1% is held out for perplexity);
 prepare it beforehand (the data layer names the `tfds build` command when it is absent, and
 reads `manual=<folder>` as config.data.manual_dir). `openwebtext` reads 'tfds:openwebtext' (last
-1% held out), the corpus of the paper's OpenWebText perplexity column. Hardware: not run here (a v4-32 or 8 A100s is
-the right class). Expected (Tab. 2, OpenWebText ppl): GPT-2 S 22.83, Switch-S 18.36, MoE-X-S
+1% held out), the corpus of the paper's OpenWebText perplexity column. Hardware: not run here
+(a v4-32 or 8 A100s is the right class). Expected (Tab. 2, OpenWebText ppl): GPT-2 S 22.83, Switch-S 18.36, MoE-X-S
 19.42; GPT-2 M 17.19, Switch-M 15.43, MoE-X-M 14.78.
 
 Tokenizer: the paper uses GPT-2's BPE (50,257 tokens): bpe=<folder> with GPT-2's tokenizer files

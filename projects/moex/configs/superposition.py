@@ -5,8 +5,8 @@ r"""MoE-X's claim on a task whose true features are known: sparse features in su
 
 Data: common/data/superposition.py; task and evaluator: projects/moex/superposition.py.
 F = 128 features, each on with probability 0.03 (~4 per example), superposed in d = 32 input
-dimensions; one FFN with d_model = F maps them back. The FFN's hidden units are scored against the truth ('features' evaluator: coverage,
-per-unit F1, L0).
+dimensions; one FFN with d_model = F maps them back. The FFN's hidden units are scored against
+the truth ('features' evaluator: coverage, per-unit F1, L0).
 
 Variants (comma-separated): size demo (default) | tiny; FFN kind moex (default) | any of
 projects/moex/config.py's KINDS; hidden=<int> the active hidden width (default 64): dense kinds
