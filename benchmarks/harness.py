@@ -15,6 +15,17 @@ import tempfile
 import time
 
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def repo_env(env: dict | None = None) -> dict:
+  """A copy of `env` (default: this process's) with the repository first on PYTHONPATH, so a
+  worker started under any interpreter can import `benchmarks` and `common`."""
+  env = dict(os.environ if env is None else env)
+  env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+  return env
+
+
 def run_worker(script: str, cfg: dict, env: dict, timeout: float | None = None, *,
                python: str | None = None) -> dict:
   """Runs `python script --worker JSON(cfg)` in a fresh process (so its peak RSS is its own).

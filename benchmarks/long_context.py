@@ -108,7 +108,7 @@ import time
 
 from benchmarks import harness
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = harness.ROOT
 JAX_LAYERS = ("dense", "routing", "sea")
 KERNEL_LAYERS = ("block", "block_gqa", "block_seg", "row", "row_gqa", "row_seg")
 TORCH_LAYERS = ("routing_torch",)
@@ -505,8 +505,7 @@ def _worker_env(device):
 
 
 def _run_worker(cfg, timeout, python=None):
-  env = _worker_env(cfg["device"])
-  env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+  env = harness.repo_env(_worker_env(cfg["device"]))
   res = harness.run_worker(str(pathlib.Path(__file__).resolve()), cfg, env, timeout,
                            python=python)
   if "error" in res:

@@ -52,7 +52,7 @@ from flax import nnx
 import common  # noqa: F401  (switches off eager variable sharding)
 from benchmarks import harness
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = harness.ROOT
 RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS_vision.md"
 MODES = ("train_step", "forward", "matmul")
 _IMAGE_OFF = {"model.dtype": "float32", "model.drop_path_rate": 0.0, "model.mixup.prob": 0.0}
@@ -109,21 +109,15 @@ def serve_ours(cfg: dict):
   return info, {m: calls[m] for m in cfg["modes"]}
 
 
-def _env() -> dict:
-  env = dict(os.environ)
-  env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-  return env
-
-
 def measure(name: str, args, sources: dict) -> dict:
   cfg = dict(model=name, batch=args.batch, size=args.size, modes=list(MODES),
              threads=os.cpu_count() or 1, sources=sources)
-  sides = {"ours": harness.Served(__file__, cfg, _env())}
+  sides = {"ours": harness.Served(__file__, cfg, harness.repo_env())}
   row = dict(model=name, info={"ours": sides["ours"].info}, torch_error=None)
   if args.torch_python:
     try:
-      sides["torch"] = harness.Served(str(ROOT / "benchmarks/vision_torch.py"), cfg, _env(),
-                                      python=args.torch_python)
+      sides["torch"] = harness.Served(str(ROOT / "benchmarks/vision_torch.py"), cfg,
+                                      harness.repo_env(), python=args.torch_python)
       row["info"]["torch"] = sides["torch"].info
     except RuntimeError as e:
       row["torch_error"] = str(e)

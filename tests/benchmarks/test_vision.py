@@ -1,14 +1,9 @@
 """benchmarks/vision.py: the served-worker protocol it interleaves with, and its table."""
 import argparse
-import os
-import pathlib
-import sys
 
 import pytest
 
 from benchmarks import harness, vision
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 WORKER = '''
 import sys
@@ -25,14 +20,10 @@ harness.serve(setup)
 '''
 
 
-def _env():
-  return dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-
-
 def test_served_worker_times_each_request_and_reports_its_failure(tmp_path):
   script = tmp_path / "worker.py"
   script.write_text(WORKER)
-  worker = harness.Served(str(script), {"modes": ["add", "nothing"]}, _env())
+  worker = harness.Served(str(script), {"modes": ["add", "nothing"]}, harness.repo_env())
   try:
     assert worker.info["params"] == 7 and set(worker.info["first_s"]) == {"add", "nothing"}
     times = [worker.time(m) for m in ("add", "nothing", "add")]
@@ -41,7 +32,7 @@ def test_served_worker_times_each_request_and_reports_its_failure(tmp_path):
     worker.close()
   assert worker.proc.returncode == 0
   with pytest.raises(RuntimeError, match="no such model: X"):
-    harness.Served(str(script), {"modes": ["add"], "fail": "X"}, _env())
+    harness.Served(str(script), {"modes": ["add"], "fail": "X"}, harness.repo_env())
 
 
 def _row(model, torch=True):
