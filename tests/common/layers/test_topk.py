@@ -46,3 +46,23 @@ def test_k_equal_to_size_is_identity_and_bad_k_is_an_error():
       topk.topk_threshold(x, k)
   with pytest.raises(ValueError, match="allowed"):
     topk.topk_threshold(x, 2, mode="fuzzy")
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
+def test_kth_largest_radix_select_is_exact(dtype):
+  # Signs, ties, zeros of both signs and infinities: the radix key must order them as floats do.
+  rng = np.random.RandomState(3)
+  x = rng.randn(6, 40).astype(np.float32)
+  x[0, :10] = 0.0
+  x[1, :20] = -0.0
+  x[2, :30] = 1.5
+  x[3, :5] = np.inf
+  x[4, :5] = -np.inf
+  x = jnp.asarray(x, dtype)
+  for k in (1, 7, 20, 39, 40):
+    want = jnp.sort(x, axis=-1)[..., -k:][..., :1]
+    got = topk._radix_select(x, k)
+    assert got.dtype == x.dtype
+    np.testing.assert_array_equal(np.asarray(got, np.float32), np.asarray(want, np.float32))
+  # On CPU the threshold mode takes the radix path: no top_k (a sort on XLA:CPU) in its program.
+  assert "top_k" not in str(jax.jit(lambda a: topk.topk_mask(a, 7)).lower(x).as_text())
