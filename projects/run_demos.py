@@ -5,9 +5,11 @@
 A project takes part by having `projects/<name>/demo.py` with
 `run(out_dir: str, *, quick: bool) -> list[dict]`; each row has the keys of `COLUMNS`
 ("paper" is what the paper claims, "measured" what this run measured). The table is printed
-and written to `<out>/demo_results.md` (and `.json`). A demo that sets
+and written to `<out>/demo_results.md` (and `.json`: {rows, seconds}). A demo that sets
 `IN_MAIN_JOB = False` (with a reason in `NOT_IN_MAIN_JOB_BECAUSE`) runs only when named in
-`--only`, e.g. while its CPU cost is still far beyond the main job's budget.
+`--only`, e.g. while its CPU cost is still far beyond the main job's budget. Each demo's wall
+time (with the datasets it builds and the programs it compiles) ends the table, beside the total,
+so that a run shows where the main job's 90-minute budget goes.
 
 Compiled programs are kept in XLA's persistent cache (`<out>/xla_cache`; `--xla_cache ''` for
 none): runs that share a model (a demo's seeds and variants) can reuse each other's compiled
@@ -48,6 +50,14 @@ def to_markdown(rows: list[dict]) -> str:
   return "\n".join(lines)
 
 
+def timing_markdown(seconds: dict[str, float]) -> str:
+  """The wall-time table: one row per demo, then the total, in minutes."""
+  lines = ["| demo | wall time |", "|---|---|"]
+  lines += [f"| {name} | {t / 60:.1f} min |" for name, t in seconds.items()]
+  lines.append(f"| total | {sum(seconds.values()) / 60:.1f} min |")
+  return "\n".join(lines)
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", default="results", help="directory for workdirs and the table")
@@ -62,7 +72,7 @@ def main(argv=None) -> int:
     jax.config.update("jax_compilation_cache_dir", os.path.abspath(cache))
   names = [n for n in args.only.split(",") if n] or [n for n in discover() if in_main_job(n)]
   os.makedirs(args.out, exist_ok=True)
-  rows, failed = [], []
+  rows, failed, seconds = [], [], {}
   for name in names:
     start = time.time()
     print(f"=== {name}: demo ===", flush=True)
@@ -74,12 +84,13 @@ def main(argv=None) -> int:
       failed.append(name)
       rows.append(dict(project=name, experiment="demo", metric="status", paper="",
                        measured="FAILED (see log)"))
-    print(f"=== {name}: {time.time() - start:.0f}s ===", flush=True)
-  table = to_markdown(rows)
+    seconds[name] = time.time() - start
+    print(f"=== {name}: {seconds[name]:.0f}s ===", flush=True)
+  table = to_markdown(rows) + "\n\n" + timing_markdown(seconds)
   with open(os.path.join(args.out, "demo_results.md"), "w") as f:
     f.write("# Demo results\n\n" + table + "\n")
   with open(os.path.join(args.out, "demo_results.json"), "w") as f:
-    json.dump(rows, f, indent=1)
+    json.dump(dict(rows=rows, seconds=seconds), f, indent=1)
   print("\n" + table)
   print(f"\nwritten to {os.path.join(args.out, 'demo_results.md')}")
   return 1 if failed else 0
