@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from common.layers import validation
 
 TOPK_MODES = ("threshold", "exact", "approx")
+_SIGN = jnp.uint32(0x80000000)
 
 
 def topk_mask(x: jax.Array, k: int, *, mode: str = "threshold",
@@ -66,23 +67,32 @@ def kth_largest(x: jax.Array, k: int) -> jax.Array:
   return jax.lax.platform_dependent(x, cpu=lambda x: _radix_select(x, k), default=by_sort)
 
 
-def _radix_select(x: jax.Array, k: int) -> jax.Array:
-  """Exact k-th largest by a bitwise binary search: float32 -> an order-preserving uint32 key,
-  then from the top bit down, keep a bit set while at least k keys are >= the prefix. 32
-  compare-and-count passes, no sort (bfloat16 / float16 are widened exactly to float32)."""
-  bits = jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32)
-  sign = jnp.uint32(0x80000000)
-  # Negative floats order backwards as integers: flip all their bits; set the sign bit of the
-  # others, so that unsigned order is float order (-0.0 just below +0.0, equal as floats).
-  key = jnp.where(bits >= sign, ~bits, bits | sign)
+def order_preserving_bits(x: jax.Array) -> jax.Array:
+  """float32 (or narrower) -> uint32 with the same order: negatives have all their bits flipped,
+  the others their sign bit set; -0.0 becomes +0.0 first, since the two compare equal."""
+  x = x.astype(jnp.float32)
+  bits = jax.lax.bitcast_convert_type(jnp.where(x == 0, jnp.float32(0), x), jnp.uint32)
+  return jnp.where(bits >= _SIGN, ~bits, bits | _SIGN)
+
+
+def kth_largest_key(key: jax.Array, k) -> jax.Array:
+  """The k-th largest of uint32 `key` along the last axis, [..., 1], by a bitwise binary search:
+  from the top bit down, a bit stays set while at least k keys are >= the prefix (32
+  compare-and-count passes, no sort). k: an int, or ints broadcastable to key.shape[:-1]."""
+  k = jnp.asarray(k)[..., None]
 
   def next_bit(i, prefix):
-    candidate = prefix | (sign >> i.astype(jnp.uint32))
-    count = jnp.sum(key >= candidate, axis=-1, keepdims=True)
+    candidate = prefix | (_SIGN >> i.astype(jnp.uint32))
+    count = jnp.sum(key >= candidate, axis=-1, keepdims=True, dtype=jnp.int32)
     return jnp.where(count >= k, candidate, prefix)
 
-  prefix = jax.lax.fori_loop(0, 32, next_bit, jnp.zeros(x.shape[:-1] + (1,), jnp.uint32))
-  bits = jnp.where(prefix >= sign, prefix ^ sign, ~prefix)
+  return jax.lax.fori_loop(0, 32, next_bit, jnp.zeros(key.shape[:-1] + (1,), jnp.uint32))
+
+
+def _radix_select(x: jax.Array, k: int) -> jax.Array:
+  """Exact k-th largest value of float `x` (float32 / bfloat16 / float16) along the last axis."""
+  bits = kth_largest_key(order_preserving_bits(x), k)
+  bits = jnp.where(bits >= _SIGN, bits ^ _SIGN, ~bits)   # back to float32's bits
   return jax.lax.bitcast_convert_type(bits, jnp.float32).astype(x.dtype)
 
 

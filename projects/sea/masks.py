@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from common.layers import topk
+
 # resize_m_to_t.py: `floor(((mask_cs - 1) + 0.5) / token_length * T_M - 1e-4)`. The -1e-4
 # moves keys that sit exactly on a bin boundary into the lower bin.
 BIN_EPS = np.float32(1e-4)
@@ -110,14 +112,6 @@ def selection_tables(seq_len: int, predictor_length: int, num_heads: int, k: int
   return SelectionTables(budget, bin_start, bin_count, min(max_keys, seq_len), groups)
 
 
-def _order_preserving_bits(x: jax.Array) -> jax.Array:
-  """float32 -> uint32 with the same order (negatives flipped, the sign bit set on the rest);
-  -0.0 becomes +0.0 first, since the two compare equal."""
-  x = x.astype(jnp.float32)
-  bits = jax.lax.bitcast_convert_type(jnp.where(x == 0, jnp.float32(0), x), jnp.uint32)
-  return jnp.where(bits >> 31 == 1, ~bits, bits | jnp.uint32(0x80000000))
-
-
 def grouped_topk_keep(p_hat: jax.Array, tables: SelectionTables) -> jax.Array:
   """Kept compressed cells: bool [N, H, T, T_M] from P_hat [N, H, T, T_M].
 
@@ -125,21 +119,15 @@ def grouped_topk_keep(p_hat: jax.Array, tables: SelectionTables) -> jax.Array:
   and the cells of rank < budget are kept; exact ties go to the lower flat index (lax.top_k's
   rule; torch's unstable sort does not define an order, and the golden case has no exact ties).
 
-  No sort: each row's budget-th largest value is found bit by bit (32 passes of compare and
-  count over the row), then the cells above it are kept, and the first cells equal to it fill
+  No sort: each row's budget-th largest value is found bit by bit
+  (`common.layers.topk.kth_largest_key`: 32 passes of compare and count over the row), then the cells above it are kept, and the first cells equal to it fill
   what is left of the budget. The same cells as lax.top_k's ranks, at a fraction of the cost
   on CPU, where sorting 1024 cells per query dominated the whole layer.
   """
   n, h, t, tm = p_hat.shape
-  key = _order_preserving_bits(jnp.swapaxes(p_hat, 1, 2).reshape(n, t, h * tm))
+  key = topk.order_preserving_bits(jnp.swapaxes(p_hat, 1, 2).reshape(n, t, h * tm))
   budget = jnp.asarray(np.minimum(tables.budget, h * tm).astype(np.int32))[None, :]  # [1, T]
-
-  def next_bit(bit, threshold):  # keep the bit if at least `budget` cells are still >= it
-    candidate = threshold | (jnp.uint32(1) << (31 - bit).astype(jnp.uint32))
-    enough = jnp.sum(key >= candidate[..., None], axis=-1, dtype=jnp.int32) >= budget
-    return jnp.where(enough, candidate, threshold)
-
-  threshold = jax.lax.fori_loop(0, 32, next_bit, jnp.zeros((n, t), jnp.uint32))[..., None]
+  threshold = topk.kth_largest_key(key, budget)   # [N, T, 1]
   above = key > threshold
   tied = key == threshold
   room = budget[..., None] - jnp.sum(above, axis=-1, keepdims=True, dtype=jnp.int32)
