@@ -118,8 +118,11 @@ def run(out_dir: str, *, quick: bool = False) -> list[dict]:
   n = lambda name: len(res[name])  # noqa: E731
   steps = _config(RUNS["vit_relu"][0], quick).train.num_steps
   seeds_note = f"{n('vit_relu')} seeds, mean ± std, {steps} steps"
-  row = lambda exp, metric, paper, measured: dict(project="lazy_neuron", experiment=exp,  # noqa: E731
-                                                  metric=metric, paper=paper, measured=measured)
+
+  def row(exp, metric, paper, measured):
+    return dict(project="lazy_neuron", experiment=exp, metric=metric, paper=paper,
+                measured=measured)
+
   base = f"ViT ReLU, MNIST-5k ({seeds_note})"
   versus = f"ViT top-k / ReLU / GELU ({seeds_note}; GELU {n('vit_gelu')} seed)"
   return [

@@ -120,9 +120,10 @@ def grouped_topk_keep(p_hat: jax.Array, tables: SelectionTables) -> jax.Array:
   rule; torch's unstable sort does not define an order, and the golden case has no exact ties).
 
   No sort: each row's budget-th largest value is found bit by bit
-  (`common.layers.topk.kth_largest_key`: 32 passes of compare and count over the row), then the cells above it are kept, and the first cells equal to it fill
-  what is left of the budget. The same cells as lax.top_k's ranks, at a fraction of the cost
-  on CPU, where sorting 1024 cells per query dominated the whole layer.
+  (`common.layers.topk.kth_largest_key`: 32 passes of compare and count over the row), then
+  the cells above it are kept, and the first cells equal to it fill what is left of the
+  budget. The same cells as lax.top_k's ranks, at a fraction of the cost on CPU, where sorting
+  1024 cells per query dominated the whole layer.
   """
   n, h, t, tm = p_hat.shape
   key = topk.order_preserving_bits(jnp.swapaxes(p_hat, 1, 2).reshape(n, t, h * tm))
