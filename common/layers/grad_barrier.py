@@ -10,8 +10,8 @@ fusion recomputes the gradient of every block above it, so the work grows with d
 `jax.lax.optimization_barrier` does not stop it (jax 0.10.2: the compiled HLO keeps no barrier
 and the step time did not change). A conditional does: no fusion crosses its boundary. So the
 backward passes the cotangent through a `lax.cond` on a runtime predicate that is always true (a
-value equals itself; for NaN the other branch returns the same value). The forward pass and all values
-are unchanged. On GPU a conditional's predicate goes to the host, a sync per block, and the
+value equals itself; for NaN the other branch returns the same value). The forward pass and all
+values are unchanged. On GPU a conditional's predicate goes to the host, a sync per block, and the
 GPU/TPU fusion passes do not duplicate like this, so there the barrier is the identity.
 """
 from __future__ import annotations

@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from common.layers import validation
 
 TOPK_MODES = ("threshold", "exact", "approx")
-_SIGN = jnp.uint32(0x80000000)
+_SIGN = np.uint32(0x80000000)   # numpy: no device array at import
 
 
 def topk_mask(x: jax.Array, k: int, *, mode: str = "threshold",

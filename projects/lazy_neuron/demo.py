@@ -116,8 +116,7 @@ def run(out_dir: str, *, quick: bool = False) -> list[dict]:
                   if key.startswith("eval/sparsity/test/act_nonzero/layer_"))
   per_layer = ", ".join(cell("vit_relu", key) for key in layers)
   n = lambda name: len(res[name])  # noqa: E731
-  steps = _config(RUNS["vit_relu"][0], quick).train.num_steps
-  seeds_note = f"{n('vit_relu')} seeds, mean ± std, {steps} steps"
+  seeds_note = f"{n('vit_relu')} seeds, mean ± std, {relu_cfg.train.num_steps} steps"
 
   def row(exp, metric, paper, measured):
     return dict(project="lazy_neuron", experiment=exp, metric=metric, paper=paper,
