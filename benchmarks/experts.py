@@ -2,6 +2,7 @@
 forward and forward+backward. Writes benchmarks/RESULTS_experts.md.
 
   python benchmarks/experts.py [--tokens 2048] [--d 256] [--repeats 10] [--out FILE]
+                               [--sizes 256x128,256x512,512x2048]
 
 Monet's expert layers compute all E*m hidden units for every token ("dense routing", paper eq. 9)
 and weight them by g; so their cost follows the TOTAL expert width E*m (HD: U has E experts of m
@@ -18,6 +19,12 @@ then common.layers.grouped_matmul: jax.lax.ragged_dot on TPU/GPU; on CPU, where 
 ragged_dot to a masked product over all experts, its 'windowed' path: a scan of plain matmuls
 over windows of each expert's rows, at most the active FLOPs plus one window per expert).
 The layers are timed in interleaved rounds (every layer once per round), best round kept.
+
+A second table times dropless Switch and MoE-X against the dense MLP of the same active width at
+several layer sizes (`--sizes`: d x expert width; `--moe_experts` experts, top `--moe_topk`): what
+dropless adds beyond the matmuls (the router, the sort, the row gathers, the windows' partial
+tails) is per routed row, so its share falls as d and the expert width grow. 512x2048 is the
+MoE-X paper's chess layer (d = 512, 8 experts x 2048 top-2 against a 4096-wide dense MLP).
 
 Never pass/fail; numbers depend on the machine and on what else runs on it.
 """
@@ -98,6 +105,29 @@ def count(layer) -> int:
   return sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(layer, nnx.Param)))
 
 
+def size_table(a, lead: tuple[int, int]) -> list[str]:
+  """Lines of the dropless Switch / MoE-X vs dense-MLP table over `a.sizes` (module docstring)."""
+  lines = ["", f"Dropless Switch and MoE-X against a dense relu2 MLP of the same active width "
+           f"({a.moe_experts} experts, top-{a.moe_topk}, {a.tokens} tokens, float32, best of "
+           f"{a.repeats} interleaved rounds): time relative to that dense MLP.", "",
+           "| d x expert width | dense width | dense fwd / fwd+bwd ms | Switch fwd | "
+           "Switch fwd+bwd | MoE-X fwd | MoE-X fwd+bwd |", "|---|---|---|---|---|---|---|"]
+  for size in a.sizes.split(","):
+    d, width = (int(v) for v in size.split("x"))
+    x = jax.random.normal(jax.random.key(0), (*lead, d))
+    layers = {kind: Unrouted(cls(d, width, a.moe_experts, a.moe_topk, dispatch="dropless",
+                                 rngs=nnx.Rngs(0)))
+              for kind, cls in (("switch", moe.SwitchMoE), ("moex", moe.MoEX))}
+    layers["dense"] = Unrouted(mlp.Mlp(d, width * a.moe_topk, activation="relu2",
+                                       sow_stats=False, rngs=nnx.Rngs(0)))
+    t = interleaved({n: compiled(l, x, None, None) for n, l in layers.items()}, a.repeats)
+    rel = lambda n, i: f"{t[n][i] / t['dense'][i]:.2f}x"
+    lines.append(f"| {d} x {width} | {width * a.moe_topk} | {t['dense'][0] * 1e3:.1f} / "
+                 f"{t['dense'][1] * 1e3:.1f} | {rel('switch', 0)} | {rel('switch', 1)} | "
+                 f"{rel('moex', 0)} | {rel('moex', 1)} |")
+  return lines + [""]
+
+
 def main(argv=None) -> str:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--tokens", type=int, default=2048, help="batch x sequence (one sequence row)")
@@ -109,6 +139,8 @@ def main(argv=None) -> str:
   p.add_argument("--moe_experts", type=int, default=8, help="Switch / MoE-X experts")
   p.add_argument("--moe_topk", type=int, default=2, help="Switch / MoE-X top-k")
   p.add_argument("--repeats", type=int, default=10)
+  p.add_argument("--sizes", default="256x128,256x512,512x2048",
+                 help="d x expert width of the dropless-vs-dense size table ('' skips it)")
   p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "RESULTS_experts.md"))
   a = p.parse_args(argv)
   b, t = 8, a.tokens // 8
@@ -182,6 +214,8 @@ def main(argv=None) -> str:
             "einsums and routing weights). The paper's Tab. 8 reports the "
             "FLOPs of group-4 routing at 1.08x a dense LLaMA of similar size (6745 vs 6226 "
             "TFLOPs per 2M tokens).", ""]
+  if a.sizes:
+    lines += size_table(a, x.shape[:2])
   text = "\n".join(lines)
   with open(a.out, "w") as f:
     f.write(text)

@@ -1,4 +1,4 @@
-"""Grouped matmul (rows sorted by group, one weight matrix per group) at ~plain-GEMM speed on CPU.
+"""Grouped matmul (rows sorted by group, one weight matrix per group), fast on CPU too.
 
 `jax.lax.ragged_dot` is the grouped matmul of 'dropless' MoE dispatch (common/layers/moe.py), and
 TPU and GPU lower it to grouped kernels. On CPU (jax 0.10) it lowers to a masked dense product:
@@ -9,9 +9,14 @@ consecutive rows (the last window of a group runs into the next group's rows, wh
 and a `lax.scan` over a static bound of W = R // tile + G windows runs one plain [tile, K] x [K, N]
 matmul per window, reading the rows as a slice of x and the weights in place (w[g], no copy);
 the windows past the last group's (W is a bound: with whole-window groups G of them are unused)
-are skipped with `lax.cond`. Each row then reads its own window's output (one gather of [R, N]).
+are skipped with `lax.cond`. Each window writes its rows into one [R + tile, N] buffer that the
+scan carries (in place); windows run in row order, so the rows a group's last window writes past
+the group's end are written again by the next group's first window. (Stacking the windows'
+outputs as [W, tile, N] and gathering each row's back cost a fill, a copy and a gather of that
+size.)
 The backward is a `custom_vjp` of the same shape: dx is the windowed product of the cotangent
-with w^T, and dw a second scan that adds each window's x^T dy into its group's matrix.
+with w[g]^T (a dot contracting w's last axis, so w is never transposed in memory), and dw a
+second scan that adds each window's x^T dy into its group's matrix.
 
 Why a loop: XLA:CPU runs a plain 2-D dot as one Eigen GEMM near the machine's peak, but a
 batched dot over many small tiles far below it. Measured at benchmarks/experts.py's shapes
@@ -19,7 +24,12 @@ batched dot over many small tiles far below it. Measured at benchmarks/experts.p
 2026-12-04): one plain [4096, 256] x [256, 128] matmul of the same FLOPs 1.5 ms forward /
 6.9 ms forward+backward; windowed, tile 256: 3.4 / 13.3 ms; the padded batched einsum this
 replaced (each group padded to 64-row tiles, `w[tile_group]` copies): 6.9 / 18.4 ms; tile 128 /
-512 windows: 4.7 / 13.5 and 4.3 / 14.6 ms (all before the unused windows were skipped). The
+512 windows: 4.7 / 13.5 and 4.3 / 14.6 ms (all before the unused windows were skipped and the
+carried output buffer). With both, at 8 groups of ~470 rows: 2.0-2.9 ms forward against a plain
+matmul's 0.8-1.0 ms, and each window's [256, 256] x [256, 128] product runs at about two thirds
+of the plain GEMM's rate. Fully unrolling the scan measured no faster, and a batched dot over
+256-row padded tiles 2.3 against 2.5 ms forward, too little for a second formulation (/tmp
+prototypes, same day). The
 FLOPs are those of the windows in use, at most R + G * tile rows (1.5x R at the shapes above).
 XLA's cost analysis counts a loop body once, so its FLOP count of this impl is not the executed
 one.
@@ -96,7 +106,6 @@ class _Windows(NamedTuple):
   start: jax.Array    # [W] first row of each window (0 for the unused windows)
   group: jax.Array    # [W] its group
   stop: jax.Array     # [W] its group's end: rows at or past it are masked (0: unused window)
-  of_row: jax.Array   # [R] the flat index (window * tile + offset) holding each row's output
   inside: jax.Array   # [R] whether the row belongs to a group
 
 
@@ -110,15 +119,9 @@ def _windows(group_sizes, rows: int, tile: int) -> _Windows:
   win = jnp.arange(num_windows(rows, g, tile), dtype=jnp.int32)
   group = jnp.minimum(_group_of(wends, win), g - 1)
   used = win < wends[-1]
-  row = jnp.arange(rows, dtype=jnp.int32)
-  row_group = jnp.minimum(_group_of(ends, row), g - 1)
-  inside = row < ends[-1]
-  off = row - starts[row_group]
   return _Windows(
       start=jnp.where(used, starts[group] + (win - wstarts[group]) * tile, 0), group=group,
-      stop=jnp.where(used, ends[group], 0),
-      of_row=jnp.where(inside, (wstarts[row_group] + off // tile) * tile + off % tile, 0),
-      inside=inside)
+      stop=jnp.where(used, ends[group], 0), inside=jnp.arange(rows) < ends[-1])
 
 
 def _pad_rows(x, tile: int):
@@ -126,22 +129,31 @@ def _pad_rows(x, tile: int):
   return jnp.concatenate([x, jnp.zeros((tile,) + x.shape[1:], x.dtype)])
 
 
-def _windowed_product(x, w, win: _Windows, tile: int):
+def _windowed_product(x, w, win: _Windows, tile: int, *, transpose_w: bool = False):
+  """x @ w[g] per window (x @ w[g]^T with transpose_w: the backward's dx reads w in place)."""
   xp = _pad_rows(x, tile)
+  contract = (((1,), (1 if transpose_w else 0,)), ((), ()))   # on w[g]: [K, N]
+  out_dim = w.shape[1 if transpose_w else 2]
 
-  unused = pallas_support.varying_like(
-      jnp.zeros((tile, w.shape[2]), jnp.result_type(xp, w)), xp, w)
-
-  def window(carry, a):
+  def window(out, a):
     start, group, stop = a
+
+    def write(out):
+      y = lax.dot_general(lax.dynamic_slice_in_dim(xp, start, tile), w[group], contract)
+      # Windows run in row order, so the rows this window writes past its group's end are
+      # written again by the next group's first window (or are 'other' rows, masked below).
+      return lax.dynamic_update_slice_in_dim(out, y.astype(out.dtype), start, 0)
+
     # The static bound W exceeds the windows in use (by G when the groups are whole windows):
     # skip the product there rather than compute and discard it.
-    return carry, lax.cond(stop > 0, lambda: lax.dynamic_slice_in_dim(xp, start, tile) @ w[group],
-                           lambda: unused)
+    return lax.cond(stop > 0, write, lambda out: out, out), None
 
-  _, out = lax.scan(window, None, (win.start, win.group, win.stop))      # [W, tile, N]
-  out = out.reshape(-1, w.shape[2])[win.of_row]
-  return jnp.where(win.inside[:, None], out, 0)
+  # The windows write into one carried [R + tile, N] buffer in place: stacking per-window
+  # outputs and gathering each row back cost XLA:CPU a [W, tile, N] fill, a copy and a gather.
+  out = jnp.zeros((x.shape[0] + tile, out_dim), jnp.result_type(xp, w))
+  out, _ = lax.scan(window, pallas_support.varying_like(out, xp, w),
+                    (win.start, win.group, win.stop))
+  return jnp.where(win.inside[:, None], out[:x.shape[0]], 0)
 
 
 def _windowed_weight_grad(x, dy, win: _Windows, groups: int, tile: int):
@@ -179,7 +191,7 @@ def _windowed_fwd(x, w, group_sizes, tile):
 
 def _windowed_bwd(tile, res, dy):
   x, w, win, group_sizes = res
-  dx = _windowed_product(dy, jnp.swapaxes(w, 1, 2), win, tile)
+  dx = _windowed_product(dy, w, win, tile, transpose_w=True)
   dw = _windowed_weight_grad(x, dy, win, w.shape[0], tile)
   return dx.astype(x.dtype), dw.astype(w.dtype), np.zeros(group_sizes.shape, jax.dtypes.float0)
 

@@ -64,11 +64,11 @@ Dispatch (`dispatch=`):
               'windowed' path instead: a scan of plain matmuls over windows of each expert's
               rows (at most the active FLOPs plus one window per expert), with a custom
               backward of the same shape. The sort and unsort are gathers whose transposes are
-              gathers by the inverse permutation (`_permute`), not scatter-adds. At
-              benchmarks/experts.py's shapes (2048 tokens, d = 256, 8 experts x 128, top-2,
-              float32, 2 cores) MoE-X takes 2.3-3.0x the time of a dense relu2 MLP of the
-              active width 256 forward and 2.5-2.8x forward+backward (benchmarks/RESULTS.md),
-              against 3.0-4.0x / 3.8-3.9x for 'dense' dispatch.
+              gathers by the inverse permutation (`_permute`), not scatter-adds. On CPU (2 cores,
+              float32, 8 experts top-2, benchmarks/RESULTS.md) MoE-X dropless takes 1.6-1.7x
+              the time of a dense MLP of the same active width at the paper's chess layer
+              (d = 512, experts of 2048) and 2.6-4.0x at d = 256, experts of 128, where the
+              per-row sort, gathers and router weigh more; 'dense' dispatch takes 3.5-4.2x there.
               Sharding: when a mesh is set with `jax.set_mesh` (Auto axes, as common.train.mesh
               makes them), the rows run under `shard_map`, MaxText-style: the experts are split
               over `expert_axis` (default 'expert', where the default rules put the 'expert'
@@ -374,13 +374,15 @@ def _dropless_rows(x, idx, weight, w_enc, w_dec, b_enc=None, *, num_experts: int
   # Rank experts from first_expert on, so this shard's experts are groups 0 .. M_loc - 1 and
   # every other expert's rows sort after them, where grouped_matmul leaves them out.
   local = ((idx - first_expert) % num_experts).reshape(-1)          # [n*k]
-  # lax.sort of (key, row id) rather than jnp.argsort: under shard_map (jax 0.10.2) argsort's
-  # result loses its device-varying type, and the gradients through the gathers by it go wrong.
-  # Stable, so each expert's rows keep token order.
-  expert, order = jax.lax.sort((local, jnp.arange(n * k, dtype=local.dtype)), num_keys=1,
-                               is_stable=True)
-  group_sizes = jnp.bincount(local, length=num_experts)[:m_loc].astype(jnp.int32)
-  inverse = jnp.zeros_like(order).at[order].set(jnp.arange(n * k, dtype=order.dtype))
+  # A counting sort (stable: each expert's rows keep token order): with M keys, a cumsum over the
+  # [n*k, M] one-hot ranks every row within its expert, at a third of lax.sort's time on CPU.
+  choice = (local[:, None] == jnp.arange(num_experts, dtype=local.dtype)).astype(jnp.int32)
+  sizes = jnp.sum(choice, axis=0)
+  rank = jnp.sum((jnp.cumsum(choice, axis=0) - choice) * choice, axis=1)
+  inverse = (jnp.cumsum(sizes) - sizes)[local] + rank              # row -> its sorted slot
+  order = jnp.zeros_like(inverse).at[inverse].set(jnp.arange(n * k, dtype=inverse.dtype))
+  expert = local[order]
+  group_sizes = sizes[:m_loc]
   h = grouped_matmul.grouped_matmul(_permute(jnp.repeat(x, k, axis=0), order, inverse), w_enc,
                                     group_sizes)   # [n*k, D]
   if b_enc is not None:
