@@ -20,7 +20,8 @@ built; an unknown field is an error naming it):
                     below that are left at 0 / '' take the preset's value, and any that are set
                     override it.
   vocab_size, hidden_size, num_hidden_layers, num_attention_heads, num_key_value_heads (0 = MHA),
-  moe_dim, moe_heads, moe_experts, moe_topk, moe_groups, moe_decompose ('vertical'|'horizontal'),
+  moe_dim, moe_heads, moe_experts, moe_topk, moe_groups, moe_decompose ('vertical'|'horizontal'|
+                    'dense': our baseline of equal parameters, MonetConfig.dense_width),
   hidden_act, max_position_embeddings, rope_theta, rms_norm_eps
                     as in MonetConfig (HF names)
   dtype, param_dtype   'float32' | 'bfloat16' | 'float16' (common.layers.dtypes.resolve_dtype)
@@ -40,7 +41,8 @@ from flax import nnx
 from common import config_contract
 from common.layers import dtypes
 
-DECOMPOSITIONS = ("vertical", "horizontal")
+# 'dense' is ours, not the paper's: the equal-parameter baseline (MonetConfig.dense_width).
+DECOMPOSITIONS = ("vertical", "horizontal", "dense")
 ACTIVATIONS = ("relu2", "relu", "silu", "gelu")
 
 # HF config keys that carry no numerics for this port (or only training-time numerics that are
@@ -69,7 +71,9 @@ class MonetConfig(config_contract.ModelFields):
     moe_experts: experts per sub-router E (= sqrt of the number of experts N).
     moe_topk: k, sets the routing threshold Phi^-1(1 - k/E).
     moe_groups: one router per this many consecutive layers.
-    moe_decompose: "vertical" (MoVDE) or "horizontal" (MoHDE).
+    moe_decompose: "vertical" (MoVDE) or "horizontal" (MoHDE); "dense" (not in the paper or
+      the official code) is the baseline of equal parameters: no routers, and each layer's
+      experts replaced by one hidden_act MLP of width `dense_width`.
     hidden_act: expert activation; the paper and every checkpoint use "relu2" = relu(x)^2.
     rms_norm_eps: RMSNorm epsilon (1e-6).
     rope_theta: RoPE base.
@@ -110,8 +114,18 @@ class MonetConfig(config_contract.ModelFields):
     return self.hidden_size // self.num_attention_heads
 
   def has_router(self, layer: int) -> bool:
-    """Layers 0, g, 2g, ... own a router; the others reuse it ([M:L216-217])."""
-    return layer % self.moe_groups == 0
+    """Layers 0, g, 2g, ... own a router; the others reuse it ([M:L216-217]). None if dense."""
+    return layer % self.moe_groups == 0 and self.moe_decompose != "dense"
+
+  @property
+  def dense_width(self) -> int:
+    """The hidden width of the 'dense' baseline's MLP (up d x w + bias w, down w x d + bias d):
+    as many parameters as one layer's Monet experts (HD and VD alike: 2 d E m + E m + E d)
+    plus its share of a router (2 sub-routers of d x H x E, one per moe_groups layers), to the
+    nearest unit."""
+    d, e, m, h = self.hidden_size, self.moe_experts, self.moe_dim, self.moe_heads
+    target = 2 * d * e * m + e * m + e * d + 2 * d * h * e / self.moe_groups
+    return max(1, round((target - d) / (2 * d + 1)))
 
   @property
   def router_layers(self) -> tuple[int, ...]:

@@ -111,7 +111,29 @@ class MonetMoVDE(nnx.Module):
     return jnp.concatenate([top, bottom], axis=-1)
 
 
+class DenseBaseline(nnx.Module):
+  """moe_decompose='dense': a plain MLP of MonetConfig.dense_width units, the same init and
+  activation as the experts, for a baseline of equal parameters (no routing: g1, g2 unused)."""
+
+  def __init__(self, cfg: MonetConfig, *, rngs: nnx.Rngs):
+    d, w, pd = cfg.hidden_size, cfg.dense_width, cfg.param_dtype
+    self.dtype = cfg.dtype
+    self.act = get_activation(cfg.hidden_act, "hidden_act")
+    keys = KeyStream.of(rngs)
+    self.u, self.u_bias = _up_weights(keys, d, 1, w, pd)
+    self.v = _down_kernel(keys, 1, w, d, pd)
+    self.b = _output_bias(1, d, pd)
+
+  def __call__(self, x: jax.Array, g1=None, g2=None) -> jax.Array:
+    del g1, g2
+    dt = self.dtype
+    h = _up(x.astype(dt), self.u, self.u_bias, self.act, dt)     # (B, T, 1, w)
+    return _down(h, self.v, dt) + self.b[0].astype(dt)
+
+
 def make_experts(cfg: MonetConfig, *, rngs: nnx.Rngs) -> nnx.Module:
+  if cfg.moe_decompose == "dense":
+    return DenseBaseline(cfg, rngs=rngs)
   if cfg.moe_decompose == "vertical":
     return MonetMoVDE(cfg, rngs=rngs)
   return MonetMoHDE(cfg, rngs=rngs)

@@ -100,7 +100,7 @@ class MonetDecoderLayer(nnx.Module):
     # The router sees this layer's post-attention-normed input; later layers of the group reuse its
     # (g1, g2) unchanged ([M:L250-254, L405-409]).
     probs = self.router(u, train=train) if self.router is not None else previous
-    h = h + checkpoint_name(self.moe(u, *probs), "mlp_out").astype(dt)
+    h = h + checkpoint_name(self.moe(u, *(probs or (None, None))), "mlp_out").astype(dt)
     return h, probs, new_cache
 
 

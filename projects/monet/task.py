@@ -79,11 +79,12 @@ class MonetTask(task_lib.Task):
     weights = lm.token_weights(batch)
     out = model(batch["inputs"], output_router_probs=True, train=train, rngs=rngs)
     ce, accuracy = lm.cross_entropy(out.logits, batch["targets"], weights)
+    metrics = dict(ce=ce, ppl=jnp.exp(ce), accuracy=accuracy)
+    if not any(out.router_probs):   # the 'dense' baseline: no router, no auxiliary loss
+      return ce, metrics
     aux = losses.routing_aux_losses(out.router_probs, mask=weights, reduce=self.aux_reduce)
     loss = ce + self.unif_weight * aux["uniformity"] + self.amb_weight * aux["ambiguity"]
-    metrics = dict(ce=ce, ppl=jnp.exp(ce), accuracy=accuracy, **aux,
-                   **routing_metrics(out.router_probs, weights))
-    return loss, metrics
+    return loss, dict(metrics, **aux, **routing_metrics(out.router_probs, weights))
 
   def sample(self, model, prompt: str, *, num_tokens: int, temperature: float, seed: int) -> str:
     """`main.py --mode=sample`: greedy decoding with the KV cache (generate.greedy_generate)."""

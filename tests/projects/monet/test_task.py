@@ -12,6 +12,7 @@ from flax import nnx
 from common.train import config_io, trainer
 from projects.monet import config as config_lib
 from projects.monet import sample, task
+from projects.monet.model import MonetForCausalLM
 
 CONFIGS = "projects/monet/configs"
 
@@ -153,3 +154,24 @@ def test_remat_policies_give_the_same_loss_and_gradients(tiny):
     assert value == pytest.approx(results[0][0], rel=1e-6)
     for g, g0 in zip(grads, results[0][1]):
       np.testing.assert_allclose(g, g0, rtol=1e-4, atol=1e-7)
+
+
+def test_dense_baseline_has_equal_parameters_and_no_routing():
+  count = lambda cfg: sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(
+      nnx.eval_shape(lambda: MonetForCausalLM(cfg, rngs=nnx.Rngs(0))), nnx.Param)))
+  for overrides in ({}, {"moe_experts": 32, "moe_groups": 1}, {"hidden_size": 96}):
+    cfg = config_lib.MonetConfig(**dict(dict(vocab_size=258, hidden_size=64, num_hidden_layers=2,
+                                              num_attention_heads=4, moe_dim=8, moe_heads=4,
+                                              moe_experts=16, moe_topk=4, moe_groups=2),
+                                         **overrides))
+    dense = cfg.replace(moe_decompose="dense")
+    assert not dense.router_layers and cfg.router_layers
+    # Within one unit of width per layer: |difference| <= 2 d + 1 per layer.
+    assert abs(count(dense) - count(cfg)) <= cfg.num_hidden_layers * (2 * cfg.hidden_size + 1)
+  config = config_io.load_config("projects/monet/configs/domains_demo.py:tiny,dense")
+  t = task.get_task(config)
+  model = t.build_model(nnx.Rngs(0))
+  loss, metrics = jax.device_get(nnx.jit(lambda m, b: t.loss(m, b, train=True, rngs=None))(
+      model, _batch()))
+  assert set(metrics) == {"ce", "ppl", "accuracy"} and loss == metrics["ce"]
+  assert abs(metrics["ce"] - np.log(258)) < 0.1

@@ -104,12 +104,13 @@ def _play_range(stockfish: str, seed: int, indices: list[int],
 
 
 def generate(num_games: int, *, seed: int, settings: EngineSettings, stockfish: str = "",
-             workers: int = 0, games_per_task: int = 50) -> list[Game]:
-  """Games 0..num_games-1 in order; the same for any `workers` (0: one per CPU, at most 8)."""
+             workers: int = 0, games_per_task: int = 50, first: int = 0) -> list[Game]:
+  """Games first..first+num_games-1 in order (each fixed by seed and its index); the same for
+  any `workers` (0: one per CPU, at most 8)."""
   stockfish = find_stockfish(stockfish)
   workers = workers or min(os.cpu_count() or 1, 8)
-  tasks = [list(range(s, min(s + games_per_task, num_games)))
-           for s in range(0, num_games, games_per_task)]
+  end = first + num_games
+  tasks = [list(range(s, min(s + games_per_task, end))) for s in range(first, end, games_per_task)]
   if workers == 1 or len(tasks) == 1:
     return [g for t in tasks for g in _play_range(stockfish, seed, t, settings)]
   # 'spawn': the caller may hold JAX or grain threads, which fork would copy in a broken state.

@@ -1,0 +1,1 @@
+"""Three kinds of text available offline (Python code, English prose, chess games), one corpus."""
