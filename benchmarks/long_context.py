@@ -15,7 +15,8 @@ The PyTorch reference (routing_torch) runs in its own worker process under --tor
     python -m venv /tmp/torchenv
     /tmp/torchenv/bin/pip install torch routing-transformer
     # (CPU-only torch: first /tmp/torchenv/bin/pip install torch
-    #  --index-url https://download.pytorch.org/whl/cpu)
+    #  --index-url https://download.pytorch.org/whl/cpu; where that index is out of reach but
+    #  pip's find-links hold a CPU wheel, name it: pip install 'torch==2.13.0+cpu' ...)
     python benchmarks/long_context.py --torch_python /tmp/torchenv/bin/python
 
 That worker imports only this file, benchmarks/harness.py (no jax at import) and torch /
@@ -38,6 +39,9 @@ output projections, causal, float32, batch 1, H heads of D (default 4 x 64, hidd
            sqrt(n) as the paper's O(n^1.5) analysis; 'official' w = min(512, n), K = n / w as the
            released hparam sets (wikitext103_4k K=8, enwik8_8k/pg19_8k K=16, all w=512). Eval
            mode (no k-means EMA update); the clustering loss is part of the forward.
+  routing_nopos  the same layer with the Shaw relative terms off (local_relative and
+           routing_relative False; not the official text setting): the like-for-like row beside
+           routing_torch, whose heads carry no Shaw terms (below).
   sea      projects.sea.attention.SEAAttention (the OPT settings of the official scripts/opt.py:
            k = 64, T_M = 256, nbf = 8) wrapped here with OPT-style q/k/v/out projections (biases,
            q * D^-1/2); attention_impl 'auto' (common.kernels.row_sparse_attention, the chunked
@@ -109,7 +113,7 @@ import time
 from benchmarks import harness
 
 ROOT = harness.ROOT
-JAX_LAYERS = ("dense", "routing", "sea")
+JAX_LAYERS = ("dense", "routing", "routing_nopos", "sea")
 KERNEL_LAYERS = ("block", "block_gqa", "block_seg", "row", "row_gqa", "row_seg")
 TORCH_LAYERS = ("routing_torch",)
 ALL_LAYERS = JAX_LAYERS + KERNEL_LAYERS + TORCH_LAYERS
@@ -250,8 +254,8 @@ def _build_jax_layer(cfg):
       return m(x, causal=True), jnp.zeros((), jnp.float32)
     return layer, apply
 
-  if cfg["layer"] == "routing":
-    layer = _build_routing(cfg, rngs)
+  if cfg["layer"] in ("routing", "routing_nopos"):
+    layer = _build_routing(cfg, rngs, relative=cfg["layer"] == "routing")
 
     def apply(m, x):
       return m(x, train=False)
@@ -286,8 +290,9 @@ def _build_jax_layer(cfg):
   raise ValueError(f"layer {cfg['layer']!r} is not a JAX layer")
 
 
-def _build_routing(cfg, rngs):
-  """RoutingSelfAttention from stdlib_demo.py's model config with this run's heads and K, w."""
+def _build_routing(cfg, rngs, *, relative: bool = True):
+  """RoutingSelfAttention from stdlib_demo.py's model config with this run's heads and K, w
+  (relative=False: without the Shaw terms)."""
   import dataclasses
 
   from flax import nnx
@@ -302,7 +307,8 @@ def _build_routing(cfg, rngs):
   m = dataclasses.replace(
       rt_config.from_config(stdlib_demo.get_config("demo,routing").model),
       num_local_heads=cfg["heads"] - hr, num_routing_heads=hr,
-      hidden_size=cfg["heads"] * cfg["head_dim"], num_clusters=k, window=w)
+      hidden_size=cfg["heads"] * cfg["head_dim"], num_clusters=k, window=w,
+      **({} if relative else dict(local_relative=False, routing_relative=False)))
   init = nnx.initializers.variance_scaling(m.initializer_gain, "fan_avg", "uniform")
   # The model's own mapping from its config to one layer (model.attention_kwargs).
   return rt_attention.RoutingSelfAttention(m.hidden_size, kernel_init=init, rngs=rngs,
@@ -311,7 +317,7 @@ def _build_routing(cfg, rngs):
 
 def _jax_extra(cfg):
   """The per-row description of a layer's sparsity settings at this n."""
-  if cfg["layer"] == "routing":
+  if cfg["layer"] in ("routing", "routing_nopos"):
     k, w = routing_geometry(cfg["n"], cfg["routing_rule"])
     return f"K={k}, w={w}"
   if cfg["layer"] == "sea":
@@ -563,7 +569,8 @@ def run(args):
                                       "spent")
         elif n % LOCAL_BLOCK and (
             layer.startswith("block")
-            or (layer in ("routing", "routing_torch") and args.routing_heads < args.heads)):
+            or (layer in ("routing", "routing_nopos", "routing_torch")
+                and args.routing_heads < args.heads)):
           results[key] = dict(skipped=f"not run: n is not a multiple of the local block "
                                       f"{LOCAL_BLOCK}")
         else:

@@ -106,3 +106,14 @@ def test_torch_worker_imports_no_jax():
   assert proc.returncode != 0
   last = proc.stderr.strip().splitlines()[-1]
   assert "import of torch halted" in last, proc.stderr[-2000:]
+
+
+def test_routing_nopos_is_the_routing_layer_without_shaw_tables():
+  import jax  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  cfg = dict(n=256, heads=4, head_dim=64, routing_heads=2, routing_rule="sqrt")
+  count = lambda layer: len(jax.tree.leaves(nnx.state(layer, nnx.Param)))
+  full = long_context._build_routing(cfg, nnx.Rngs(0))
+  bare = long_context._build_routing(cfg, nnx.Rngs(0), relative=False)
+  assert full.local_rel_k is not None and bare.local_rel_k is None
+  assert count(full) == count(bare) + 4   # keys and values tables, local and routing heads
