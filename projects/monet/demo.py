@@ -9,7 +9,7 @@ other languages 0.6-1.8; MMLU (Tab. 11): Δtarget -0.37 to -5.49 accuracy points
 
 1. Data: 'text_domains', three domains that really differ (stdlib Python, the pydoc prose,
    Stockfish games; ~200 kB each), trained on as one packed byte stream.
-2. Models (`configs/domains_demo.py`, 400 steps each, the paper's 1e-3 auxiliary weights):
+2. Models (`configs/domains_demo.py`, 300 steps each, the paper's 1e-3 auxiliary weights):
    Monet-VD with E = 32 per sub-router, seeds 0-2; the dense baseline of equal parameters
    (MonetConfig.dense_width), seeds 0-2; Monet-VD with E = 16 and 64, seed 0 (does a larger E
    specialise more?).
@@ -109,14 +109,18 @@ def run(out_dir: str, *, quick: bool = False) -> list[dict]:
   with open(os.path.join(out_dir, "purging.json"), "w") as f:
     json.dump(dict(monet=monet, dense=dense, sweep={str(k): v for k, v in sweep.items()}), f,
               indent=1)
-  return domain_rows(monet, dense, sweep, len(seeds)) + chess_rows(out_dir, quick=quick)
+  experts = config_io.load_config(f"{CONFIG}:{'tiny' if quick else 'demo'}").model.moe_experts
+  return (domain_rows(monet, dense, sweep, len(seeds), experts)
+          + chess_rows(out_dir, quick=quick))
 
 
-def domain_rows(monet: list[dict], dense: list[dict], sweep: dict, n_seeds: int) -> list[dict]:
-  """The results-table rows of the purge experiment (see `run`)."""
+def domain_rows(monet: list[dict], dense: list[dict], sweep: dict, n_seeds: int,
+                experts: int) -> list[dict]:
+  """The results-table rows of the purge experiment (see `run`); `experts`: the seeds' E."""
   row = lambda exp, metric, paper, measured: dict(project="monet", experiment=exp, metric=metric,
                                                   paper=paper, measured=measured)
-  setting = f"tiny Monet-VD (E = 32) vs dense, code / prose / chess bytes, {n_seeds} seeds"
+  setting = (f"tiny Monet-VD (E = {experts}) vs dense, code / prose / chess bytes, "
+             f"{n_seeds} seeds")
   ce = lambda runs: [r["final"].get("eval/loss/validation/ce", float("nan")) for r in runs]
   base = lambda runs, d: [r["rows"][0]["base"][d] for r in runs]
   domains = [r["target"] for r in monet[0]["rows"]]
@@ -143,7 +147,7 @@ def domain_rows(monet: list[dict], dense: list[dict], sweep: dict, n_seeds: int)
             for run_ in runs]
   def purged(runs):
     return np.mean([r["purged_fraction"] for run_ in runs for r in run_["rows"]])
-  by_e = {32: monet, **{e: [v] for e, v in sweep.items()}}
+  by_e = {experts: monet, **{e: [v] for e, v in sweep.items()}}
   rows.append(row(
       "Monet-VD, E per sub-router " + " / ".join(str(e) for e in sorted(by_e)),
       "purge selectivity: mean over domains of ΔCE target - ΔCE others (purged % of experts)",

@@ -15,7 +15,7 @@ BUDGET = 12_000
 def built(tmp_path_factory):
   engine_games.find_stockfish()   # no skip: scripts/setup.sh installs it
   cfg = text_domains.TextDomainsConfig(
-      name="tiny", bytes_per_domain=BUDGET, max_file_chars=4_000, workers=1,
+      name="tiny", chars_per_domain=BUDGET, max_file_chars=4_000, workers=1,
       chess_settings=engine_games.EngineSettings(nodes_choices=(1, 4), max_plies=16))
   builder = text_domains.TextDomains(data_dir=str(tmp_path_factory.mktemp("td")), config=cfg)
   builder.download_and_prepare(file_format="array_record")

@@ -12,7 +12,7 @@ with its domain:
                          `chess_games` does (engine_games.py; needs Debian's
                          `stockfish`; weaker settings, `chess_settings`), seed `chess_seed`.
 Files and topics are taken in md5(path) order (a fixed sample, not one package or one letter),
-games in index order, each domain until its text reaches `bytes_per_domain` characters, so the
+games in index order, each domain until its text reaches `chars_per_domain` characters, so the
 three are about equal in size.
 
 Split by document: `validation` holds those whose md5(path) falls in 200 of 1,000 buckets
@@ -44,10 +44,10 @@ VALIDATION_BUCKETS = 200  # of 1,000: ~20%, so every domain has held-out documen
 @dataclasses.dataclass(eq=False)
 class TextDomainsConfig(tfds.core.BuilderConfig):
   """How much of each domain, and how the chess games are generated."""
-  bytes_per_domain: int = 200_000
+  chars_per_domain: int = 200_000
   max_file_chars: int = 16_000
   chess_seed: int = 1
-  chess_max_games: int = 2_000          # a bound: generation stops at bytes_per_domain
+  chess_max_games: int = 2_000          # a bound: generation stops at chars_per_domain
   # Weaker play than chess_games' (at most 32 nodes a move, not 512): these games only need to
   # be chess, and fewer nodes are quicker to play (the build runs in the suite's notebook check).
   chess_settings: engine_games.EngineSettings = dataclasses.field(
@@ -109,13 +109,13 @@ class TextDomains(base.LocalBuilder, skip_registration=True):
   def _split_generators(self, dl_manager):
     del dl_manager  # Local: this Python's files, and games played here.
     cfg = self.builder_config
-    if cfg.bytes_per_domain < 1:
-      raise ValueError(f"text_domains config {cfg.name!r}: bytes_per_domain="
-                       f"{cfg.bytes_per_domain} must be >= 1.")
+    if cfg.chars_per_domain < 1:
+      raise ValueError(f"text_domains config {cfg.name!r}: chars_per_domain="
+                       f"{cfg.chars_per_domain} must be >= 1.")
     stockfish = engine_games.find_stockfish(cfg.stockfish_path)
     self.info.metadata["stockfish"] = chess_games.stockfish_name(stockfish)
-    examples = list(_take(python_documents(cfg.max_file_chars), cfg.bytes_per_domain))
-    examples += list(_take(prose_documents(), cfg.bytes_per_domain))
+    examples = list(_take(python_documents(cfg.max_file_chars), cfg.chars_per_domain))
+    examples += list(_take(prose_documents(), cfg.chars_per_domain))
     examples += list(self._chess(cfg, stockfish))
     by_split = {"train": [], "validation": []}
     for path, text in examples:
@@ -127,12 +127,12 @@ class TextDomains(base.LocalBuilder, skip_registration=True):
     starts its engine processes anew (seconds), so the first asks for enough games at ~250
     characters a game, and a second only if those fell short."""
     total, first = 0, 0
-    while total < cfg.bytes_per_domain and first < cfg.chess_max_games:
-      want = -(-(cfg.bytes_per_domain - total) // 250)
+    while total < cfg.chars_per_domain and first < cfg.chess_max_games:
+      want = -(-(cfg.chars_per_domain - total) // 250)
       count = min(max(want, 8), cfg.chess_max_games - first)
       for g in engine_games.generate(count, seed=cfg.chess_seed, settings=cfg.chess_settings,
                                      stockfish=stockfish, workers=cfg.workers, first=first):
-        if total >= cfg.bytes_per_domain:
+        if total >= cfg.chars_per_domain:
           return
         text = transcript.truncate(g.text, cfg.chess_max_chars)
         total += len(text)
