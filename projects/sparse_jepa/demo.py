@@ -28,7 +28,8 @@ RUNS = {"ijepa": "ijepa", "sparse_jepa": "sparse"}
 # weights by ~lr sqrt(n), which a shrink of lr * lambda outpaces only for lambda >~ sqrt(n) (5.7
 # for the demo's 32-weight blocks); so the main job's sweep sits on that transition. lambda = 10
 # (2026-12-04: every block pruned, linear probe 74.2%) is left out of the main job, whose 90
-# minutes it did not fit (each run here takes ~2.7 min, most of it the probes).
+# minutes it did not fit (each run here took ~1.8-2.7 min, nearly all of it training: both probes
+# on the untrained encoder take ~10 s, `init_probe` timed 2026-12-04).
 LASSO_SWEEP = {3.0: "sparse_lasso3"}
 
 
