@@ -19,6 +19,7 @@ from flax import nnx
 
 from common.layers.activations import get_activation
 from common.layers.keys import KeyStream, param
+from common.layers.mlp import Mlp
 from projects.monet.attention import DEFAULT_INIT
 from projects.monet.config import MonetConfig
 
@@ -112,23 +113,18 @@ class MonetMoVDE(nnx.Module):
 
 
 class DenseBaseline(nnx.Module):
-  """moe_decompose='dense': a plain MLP of MonetConfig.dense_width units, the same init and
-  activation as the experts, for a baseline of equal parameters (no routing: g1, g2 unused)."""
+  """moe_decompose='dense': the house MLP (common.layers.mlp.Mlp, biases on) of
+  MonetConfig.dense_width units, with the experts' activation and init, for a baseline of equal
+  parameters (no routing: g1, g2 unused)."""
 
   def __init__(self, cfg: MonetConfig, *, rngs: nnx.Rngs):
-    d, w, pd = cfg.hidden_size, cfg.dense_width, cfg.param_dtype
-    self.dtype = cfg.dtype
-    self.act = get_activation(cfg.hidden_act, "hidden_act")
-    keys = KeyStream.of(rngs)
-    self.u, self.u_bias = _up_weights(keys, d, 1, w, pd)
-    self.v = _down_kernel(keys, 1, w, d, pd)
-    self.b = _output_bias(1, d, pd)
+    self.mlp = Mlp(cfg.hidden_size, cfg.dense_width, activation=cfg.hidden_act,
+                   kernel_init=DEFAULT_INIT, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+                   sow_stats=False, rngs=rngs)
 
   def __call__(self, x: jax.Array, g1=None, g2=None) -> jax.Array:
     del g1, g2
-    dt = self.dtype
-    h = _up(x.astype(dt), self.u, self.u_bias, self.act, dt)     # (B, T, 1, w)
-    return _down(h, self.v, dt) + self.b[0].astype(dt)
+    return self.mlp(x)
 
 
 def make_experts(cfg: MonetConfig, *, rngs: nnx.Rngs) -> nnx.Module:
