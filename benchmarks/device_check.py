@@ -7,6 +7,7 @@ Usage:
     python benchmarks/device_check.py --out check.md       # also write the table to check.md
     python benchmarks/device_check.py --budget_s 200 --only block   # a shorter, partial run
     python benchmarks/device_check.py --dry_run            # on CPU: interpret mode, tiny shapes
+    python benchmarks/device_check.py --dtype f32 --block 128 --only 'T=4096 '  # the models' f32
 
 What it does, per case (one table row):
 
@@ -29,7 +30,8 @@ What it does, per case (one table row):
 Cases on a GPU: block_sparse_attention (causal; each query block lists its --local_blocks
 nearest blocks and --random_blocks random earlier ones, duplicates allowed: the op drops them)
 and row_sparse_attention (each query lists --row_k distinct keys spread over its causal past,
-a top-k-shaped list) at T = 4k, 8k, 16k, 32k and D = 64, 128, bf16, B = 1, H = 8; then one
+a top-k-shaped list) at T = 4k, 8k, 16k, 32k and D = 64, 128, bf16 (--dtype f32: f32, checked at
+the bf16 tolerances, since on a GPU both sides' dots run as TF32), B = 1, H = 8; then one
 case each (T = 4k, D = 128) with packed segment ids, GQA (H_kv = 2) and, for the block op, Shaw
 tables ([H, R, D], R = 2 * --max_distance + 1). The smallest cases run first, so a spent budget
 drops the largest. --budget_s (default 420 s) stops starting cases when the last case's time
@@ -75,6 +77,8 @@ from benchmarks import harness
 # Scaled max-abs-error bounds (module docstring); the kernel tests' bf16 / f32 tolerances.
 TOLERANCES = {
     "bf16": dict(out=2e-2, grad=4e-2),
+    # f32 on a GPU: the reference's dots (XLA's default there) and Triton's run as TF32.
+    "f32 (tf32)": dict(out=2e-2, grad=4e-2),
     "f32": dict(out=2e-5, grad=1e-4),
 }
 FLOPS_PER_PAIR = 4           # QK^T and PV: 2 FLOPs each per (query, key, d)
@@ -131,6 +135,9 @@ def parse_args(argv=None):
                       "(names as 'block T=4096 D=64 bf16 base')")
   p.add_argument("--repeats", type=int, default=None,
                  help="timed calls per measurement (default 10; dry run 1)")
+  p.add_argument("--dtype", default="bf16", choices=("bf16", "f32"),
+                 help="dtype of the GPU cases (f32: the models' default; the bodies cut blocks "
+                      "into smaller tiles there, block_sparse_gpu.tile_rows)")
   p.add_argument("--skip_timing", action="store_true", help="check correctness only")
   p.add_argument("--block", type=int, default=None, help="block_q = block_k (default 64; dry 32)")
   p.add_argument("--local_blocks", type=int, default=None,
@@ -160,7 +167,7 @@ def settings(args) -> Settings:
       case_budget_s=args.case_budget_s, cudnn=not args.dry_run, timing=not args.skip_timing)
 
 
-def all_cases(dry_run: bool) -> list[Case]:
+def all_cases(dry_run: bool, dtype: str = "bf16") -> list[Case]:
   """Smallest first, so that a spent budget drops the largest cases."""
   if dry_run:
     # Every feature in one case per op: the same code paths as the GPU run's separate feature
@@ -169,9 +176,9 @@ def all_cases(dry_run: bool) -> list[Case]:
             Case("row", 256, 64, "f32", heads=2, heads_kv=2),
             Case("block", 256, 64, "bf16", "segments+gqa+rel", heads=2, heads_kv=1),
             Case("row", 256, 64, "bf16", "segments+gqa", heads=2, heads_kv=1)]
-  sweep = [Case(op, t, d, "bf16") for t in (4096, 8192, 16384, 32768)
+  sweep = [Case(op, t, d, dtype) for t in (4096, 8192, 16384, 32768)
            for d in (64, 128) for op in ("block", "row")]
-  small = dict(t=4096, d=128, dtype="bf16")
+  small = dict(t=4096, d=128, dtype=dtype)
   features = [Case("block", feature="segments", **small),
               Case("block", feature="gqa", heads_kv=2, **small),
               Case("block", feature="rel", **small),
@@ -419,7 +426,8 @@ def check(case, cfg, args, row):
   if truth == "xla":
     compiled["xla"] = truth_fb
   row["errors"] = compare(got, want)
-  row["check"] = "PASS" if within_tolerance(row["errors"], case.dtype) else "FAIL"
+  tol = "f32 (tf32)" if case.dtype == "f32" and cfg.candidate == "pallas_gpu" else case.dtype
+  row["check"] = "PASS" if within_tolerance(row["errors"], tol) else "FAIL"
   return compiled
 
 
@@ -606,7 +614,7 @@ def main(argv=None) -> int:
   import jax
 
   cfg = settings(args)
-  cases = [c for c in all_cases(args.dry_run) if re.search(args.only, c.name)]
+  cases = [c for c in all_cases(args.dry_run, args.dtype) if re.search(args.only, c.name)]
   device = jax.devices("cpu")[0] if args.dry_run else jax.devices()[0]
   if not args.dry_run and jax.default_backend() != "gpu":
     print(f"warning: backend is {jax.default_backend()}, not gpu; 'pallas_gpu' will fail "

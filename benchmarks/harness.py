@@ -74,8 +74,13 @@ class Served:
       return json.loads(line)
     self.proc.wait()
     self._stderr.seek(0)
-    lines = [ln for ln in self._stderr.read().splitlines() if ln.strip()]
-    raise RuntimeError(lines[-1][:200] if lines else f"worker exited {self.proc.returncode}")
+    lines = [ln.strip() for ln in self._stderr.read().splitlines() if ln.strip()]
+    if not lines:
+      raise RuntimeError(f"worker exited {self.proc.returncode}")
+    # The error and, from a traceback, its innermost frame (a GPU run once said only
+    # "TypeError: 'NoneType' object is not subscriptable").
+    frames = [ln for ln in lines if ln.startswith('File "')]
+    raise RuntimeError(lines[-1][:200] + (f" ({frames[-1][:200]})" if frames else ""))
 
   def time(self, mode: str) -> float:
     self.proc.stdin.write(mode + "\n")

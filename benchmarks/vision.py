@@ -6,6 +6,9 @@ A script, never a test. Usage:
     python benchmarks/vision.py                     # ours only: batch 8 @ 224, 5 rounds
     python benchmarks/vision.py --torch_python /tmp/torchenv/bin/python \\
         --official svit=/tmp/official/stvit,biformer=/tmp/official/biformer
+    # on a GPU (jax's default backend), both sides there, as the official code trains (AMP):
+    python benchmarks/vision.py --batch 64 --dtype bfloat16 --torch_python python3 \\
+        --official svit=DIR,biformer=DIR
 
 The PyTorch environment and the official sources (nothing of them is kept in this repository;
 the commits are the ones ../shared/specs/vision.md describes):
@@ -20,14 +23,20 @@ timm, fvcore, scipy and fairscale are not needed: benchmarks/vision_torch.py sta
 few names the official files import from them. Without --torch_python (or when the reference
 fails to start) the table says why and has our columns only.
 
-What is timed, per model, both sides float32 at batch 8, 1000 classes, random data:
+What is timed, per model, both sides at batch 8 (--batch), 1000 classes, random data, in float32
+(--dtype float32) or mixed precision (--dtype bfloat16: our configs' model.dtype bfloat16, float32
+parameters; PyTorch under torch.autocast(dtype=torch.bfloat16), as the official training scripts
+run under autocast). Both sides run on jax's default backend: where that is a GPU, the PyTorch side
+runs on CUDA, with TF32 matmuls and convolutions (XLA's default for float32 there) and
+cudnn.benchmark (as the official main.py files set it):
 - 'train step': ours is the shared trainer's jitted, donated step (common.train.step) under the
   model's ImageNet config (projects/*/configs), with drop path, dropout, Mixup and EMA off and
-  float32 compute; it holds forward, backward, global-norm clipping where the config has it, and
+  the --dtype compute; it holds forward, backward, global-norm clipping where the config has it, and
   AdamW. PyTorch's is forward, cross-entropy, backward and torch.optim.AdamW.step.
 - 'eval forward': the eval-mode forward (BatchNorm running statistics); torch under
   inference_mode.
-- 'matmul': one 2048^3 float32 matmul, the CPU's BLAS-level peak in each library.
+- 'matmul': one 2048^3 float32 matmul, the BLAS-level peak in each library (on a GPU, TF32: for
+  --dtype bfloat16 read the '% of peak' column as relative only).
 Each side runs in its own process (benchmarks.harness.Served), built and warmed up once; then
 each round times one call of every mode on each side in turn (ours, torch, ours, torch, ...), so
 load changes hit both sides alike. The table gives the median over rounds. ViT-B/16 is the
@@ -55,14 +64,16 @@ from benchmarks import harness
 ROOT = harness.ROOT
 RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS_vision.md"
 MODES = ("train_step", "forward", "matmul")
-_IMAGE_OFF = {"model.dtype": "float32", "model.drop_path_rate": 0.0, "model.mixup.prob": 0.0}
-# Our side of each model: the config file and what makes it the plain float32 step timed above.
+_IMAGE_OFF = {"model.drop_path_rate": 0.0, "model.mixup.prob": 0.0}
+# Our side of each model: the config file and what makes it the plain step timed above (the
+# compute dtype is added from --dtype).
 MODELS = {
     "SViT-S": ("projects/svit/configs/imagenet.py:SViT-S", _IMAGE_OFF),
     "BiFormer-T": ("projects/biformer/configs/imagenet.py:BiFormer-T", _IMAGE_OFF),
     "ViT-B/16": ("projects/lazy_neuron/configs/vit_b16_imagenet.py:relu",
-                 {"model.dtype": "float32", "model.dropout_rate": 0.0}),
+                 {"model.dropout_rate": 0.0}),
 }
+DTYPES = ("float32", "bfloat16")
 MATMUL = 2048
 
 
@@ -76,8 +87,14 @@ def build_preset(name: str):
 
 
 def _flops(lowered) -> float:
-  cost = lowered.cost_analysis()
-  return float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
+  """XLA's FLOP count of a step; NaN where the backend gives none (a GPU run of jax 0.11 gave
+  None for the lowered step: the compiled one is asked next)."""
+  for analysis in (lowered.cost_analysis, lambda: lowered.compile().cost_analysis()):
+    cost = analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
+    if cost and "flops" in cost:
+      return float(cost["flops"])
+  return float("nan")
 
 
 def serve_ours(cfg: dict):
@@ -85,7 +102,8 @@ def serve_ours(cfg: dict):
   from benchmarks import train_step as train_step_lib
   spec, overrides = MODELS[cfg["model"]]
   run, state, step, batch = train_step_lib.compiled_step(
-      str(ROOT / spec), cfg["batch"], **overrides, **{"data.image_size": cfg["size"]})
+      str(ROOT / spec), cfg["batch"], **overrides,
+      **{"data.image_size": cfg["size"], "model.dtype": cfg["dtype"]})
   forward = jax.jit(lambda p, r, x: run.task.eval_forward(run.spec.merge(p, r), {"image": x}))
   holder = {"state": state}
   step_flops = _flops(step.lower(state, batch))
@@ -110,8 +128,8 @@ def serve_ours(cfg: dict):
 
 
 def measure(name: str, args, sources: dict) -> dict:
-  cfg = dict(model=name, batch=args.batch, size=args.size, modes=list(MODES),
-             threads=os.cpu_count() or 1, sources=sources)
+  cfg = dict(model=name, batch=args.batch, size=args.size, modes=list(MODES), dtype=args.dtype,
+             threads=os.cpu_count() or 1, sources=sources, backend=jax.default_backend())
   sides = {"ours": harness.Served(__file__, cfg, harness.repo_env())}
   row = dict(model=name, info={"ours": sides["ours"].info}, torch_error=None)
   if args.torch_python:
@@ -144,13 +162,16 @@ def _peak_fraction(row, side) -> float:
 def render(rows: list[dict], args, load_start: float, minutes: float) -> str:
   torch_version = next((r["info"]["torch"]["version"] for r in rows if "torch" in r["info"]),
                        None)
+  machine = f"{harness.cpu_model()} ({os.cpu_count()} logical CPUs, {platform.machine()})"
+  if jax.default_backend() == "gpu":
+    machine = f"{jax.devices()[0].device_kind} (GPU; host {machine})"
   lines = [
       "## Vision models against the official PyTorch code (benchmarks/vision.py)", "",
-      f"{datetime.date.today().isoformat()}, {harness.cpu_model()} ({os.cpu_count()} logical "
-      f"CPUs, {platform.machine()}); jax {jax.__version__}, backend {jax.default_backend()}"
+      f"{datetime.date.today().isoformat()}, {machine}; jax {jax.__version__}, backend "
+      f"{jax.default_backend()}"
       + (f"; {torch_version}" if torch_version else "")
       + f". Load average {load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end; "
-      f"{minutes:.1f} min. Batch {args.batch} @ {args.size}, float32, median of {args.rounds} "
+      f"{minutes:.1f} min. Batch {args.batch} @ {args.size}, {args.dtype}, median of {args.rounds} "
       "interleaved rounds (ours, PyTorch, ours, ...), compile and warm-up excluded.", "",
       "| model | params ours / PyTorch | train step ours | PyTorch | ours relative speed "
       "| eval forward ours | PyTorch | ours relative speed | train step % of own matmul peak, "
@@ -168,9 +189,10 @@ def render(rows: list[dict], args, load_start: float, minutes: float) -> str:
       theirs = med["torch", mode]
       return f"{ours:.2f} s | {theirs:.2f} s | {theirs / ours:.2f}x"
 
-    frac = f"{100 * _peak_fraction(r, 'ours'):.0f}%"
+    pct = lambda x: "-" if x != x else f"{100 * x:.0f}%"      # NaN: no FLOP count
+    frac = pct(_peak_fraction(r, "ours"))
     if has_torch:
-      frac += f" / {100 * _peak_fraction(r, 'torch'):.0f}%"
+      frac += f" / {pct(_peak_fraction(r, 'torch'))}"
     lines.append(f"| {r['model']} | {ours_p:,} / {f'{torch_p:,}' if torch_p else '-'} | "
                  f"{pair('train_step')} | {pair('forward')} | {frac} |")
   peaks = []
@@ -196,6 +218,9 @@ def main(argv=None) -> None:
   p.add_argument("--batch", type=int, default=8)
   p.add_argument("--size", type=int, default=224)
   p.add_argument("--rounds", type=int, default=5)
+  p.add_argument("--dtype", default="float32", choices=DTYPES,
+                 help="compute dtype: float32, or bfloat16 mixed precision (ours: model.dtype; "
+                      "PyTorch: autocast)")
   p.add_argument("--torch_python", default=None,
                  help="interpreter of a venv with torch (and einops) for the PyTorch side")
   p.add_argument("--official", default="",

@@ -100,27 +100,48 @@ def build(name: str, sources: dict):
 def setup(cfg: dict):
   torch.set_num_threads(cfg["threads"])
   torch.manual_seed(0)
-  model = build(cfg["model"], cfg["sources"])
+  gpu = cfg.get("backend") == "gpu"
+  device = torch.device("cuda" if gpu else "cpu")
+  if gpu:
+    # XLA computes float32 matmuls and convolutions as TF32 on a GPU by default: the same here.
+    torch.set_float32_matmul_precision("high")
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True      # as the official main.py files set it
+  # Each timed call returns only when its work is done (harness.Served's contract).
+  done = torch.cuda.synchronize if gpu else (lambda: None)
+  autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                            enabled=cfg.get("dtype") == "bfloat16")
+  model = build(cfg["model"], cfg["sources"]).to(device)
   b, size = cfg["batch"], cfg["size"]
-  x = torch.randn(b, 3, size, size)
-  y = torch.randint(0, 1000, (b,))
+  x = torch.randn(b, 3, size, size, device=device)
+  y = torch.randint(0, 1000, (b,), device=device)
   opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
 
   def forward():
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast:
       model(x)
+    done()
 
   def train_step():
     model.train()
     opt.zero_grad(set_to_none=True)
-    F.cross_entropy(model(x), y).backward()
+    with autocast:
+      loss = F.cross_entropy(model(x), y)
+    loss.backward()
     opt.step()
+    done()
 
-  a = torch.randn(2048, 2048)
-  calls = dict(forward=forward, train_step=train_step, matmul=lambda: a @ a)
+  a = torch.randn(2048, 2048, device=device)
+
+  def matmul():
+    a @ a
+    done()
+
+  calls = dict(forward=forward, train_step=train_step, matmul=matmul)
+  where = torch.cuda.get_device_name() if gpu else f"{torch.get_num_threads()} threads"
   info = dict(params=sum(p.numel() for p in model.parameters() if p.requires_grad),
-              version=f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+              version=f"torch {torch.__version__}, {where}")
   return info, {m: calls[m] for m in cfg["modes"]}
 
 

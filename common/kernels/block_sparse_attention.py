@@ -189,12 +189,16 @@ def block_sparse_attention(q, k, v, kv_block_indices, *, block_q: int,
       causal, scale, q_segment_ids, kv_segment_ids, rel_keys, rel_values)
   relative = max_distance is not None
   lane_tiles = causal or relative or q_segment_ids is not None
-  # With Shaw tables the Triton body folds buckets in one select at a time and measured slower
-  # than the XLA path's per-diagonal matmuls on an H200 (3.05 vs 2.57 ms forward at 4k,
-  # benchmarks/RESULTS.md "Device check"), so 'auto' keeps those on XLA; 'pallas_gpu' still runs it.
+  # 'auto' keeps two cases on XLA that measured slower in the Triton body on an H200
+  # (benchmarks/RESULTS.md "Device check"); 'pallas_gpu' still runs them:
+  # - Shaw tables: the body folds buckets in one select at a time, the XLA path uses
+  #   per-diagonal matmuls (3.05 vs 2.57 ms forward at 4k);
+  # - tiles cut below 64 rows for their bytes (f32 at D = 128: 32-row tiles, 10.3 vs 4.36 ms
+  #   forward+backward at 4k, though 0.53 vs 1.63 ms forward).
+  fast_tiles = block_sparse_gpu.tile_rows(block_q, q.shape[-1], q.dtype) >= min(block_q, 64)
   resolved = dispatch.resolve_impl(
       impl, kernel_fits_tpu=_tpu_fits(q, k, block_q, block_k, lane_tiles),
-      kernel_fits_gpu=_gpu_fits(q, block_q, block_k) and not relative)
+      kernel_fits_gpu=_gpu_fits(q, block_q, block_k) and not relative and fast_tiles)
   if resolved == dispatch.PALLAS_GPU and not _gpu_fits(q, block_q, block_k):
     raise ValueError(
         f"impl='pallas_gpu' needs block_q={block_q}, block_k={block_k} and "

@@ -26,6 +26,16 @@ Optional inputs:
   shared table) afterwards. Atomics make the last bits of the table gradients
   depend on scheduling; everything else is deterministic.
 
+Tiles: the bodies run on tiles of at most `tile_rows` rows, not on the op's
+blocks. A block larger than that is cut into sub-blocks and the lists are
+rewritten to match (`_in_tiles`: a listed block becomes its sub-blocks, a query
+block's list is repeated for each of its sub-blocks, then causally empty
+sub-tiles are dropped). The pattern is the same; only Triton's shared memory
+per program shrinks. Blocks of 128 in f32 at D = 64 asked for 257 KiB of shared
+memory on an H200, which has 227 KiB per block (measured 2026-12-04, the
+routing layer on a GPU); the device check's tiles, [64, 128] bf16, compile, and
+16 KiB tiles of at most 64 rows are the same size or smaller.
+
 Triton needs power-of-two tensor sizes: block_q, block_k and D must be powers
 of two (>= 16 for tensor-core dots, checked by the op on real GPUs), and the
 1-D index arrays are padded here to a power of two with -1. Table rows are
@@ -52,6 +62,32 @@ from common.kernels.gpu_support import head, pad_pow2, tile
 from common.kernels.pallas_support import NN, NT, TN, dot
 
 _COMPILER_PARAMS = gpu_support.compiler_params(num_stages=2)
+# The largest tile a body loads (module docstring): rows, and bytes of a [rows, D] tile.
+_MAX_TILE_ROWS, _MAX_TILE_BYTES = 64, 16 * 1024
+
+
+def tile_rows(block: int, d: int, dtype) -> int:
+  """Rows of the bodies' q or k/v tiles for an op block of `block` rows: a power of two that
+  divides it (>= 16 where the block is, for tensor-core dots)."""
+  fits = max(16, _MAX_TILE_BYTES // (d * jnp.dtype(dtype).itemsize))
+  return min(block, _MAX_TILE_ROWS, fits)
+
+
+def _in_tiles(q, k, idx, q_pos, kv_pos, causal, block_q, block_k):
+  """(lists, tile_q, tile_k): the op's compacted kv-block lists [B, H, Tq // block_q, n] as
+  lists of tile_k-row key tiles per tile_q-row query tile, compacted (valid entries first)."""
+  d, dtype = q.shape[-1], q.dtype
+  tile_q, tile_k = tile_rows(block_q, d, dtype), tile_rows(block_k, d, dtype)
+  rq, rk = block_q // tile_q, block_k // tile_k
+  if rq == rk == 1:
+    return idx, block_q, block_k
+  if rk > 1:
+    sub = idx[..., None] * rk + jnp.arange(rk, dtype=idx.dtype)
+    idx = jnp.where(idx[..., None] >= 0, sub, -1).reshape(*idx.shape[:-1], -1)
+  idx = jnp.repeat(idx, rq, axis=2)
+  if causal:   # e.g. the upper sub-tiles of a diagonal block
+    idx = sparse_indices.prune_causal_blocks(idx, q_pos, kv_pos, tile_q, tile_k)
+  return sparse_indices.compact_unique(idx, k.shape[2] // tile_k), tile_q, tile_k
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,6 +300,7 @@ def forward(q, k, v, idx, q_pos, kv_pos, ext, *, block_q, block_k, causal,
   """Returns (o, lse [B, H, Tq] internal). idx: compacted [B, H, nQ, n_sel]."""
   b, h, tq, d = q.shape
   lay = _layout(ext, causal)
+  idx, block_q, block_k = _in_tiles(q, k, idx, q_pos, kv_pos, causal, block_q, block_k)
   ops, specs = _query_inputs(q, k, v, idx, q_pos, kv_pos, ext, lay,
                              block_q=block_q)
   ops = pallas_support.match_varying(*ops)
@@ -284,6 +321,7 @@ def backward(q, k, v, idx, q_pos, kv_pos, ext, lse, do, delta, *, block_q,
   gradients f32 [Ht, R, D] (None without the table)."""
   b, h, tq, d = q.shape
   tk = k.shape[2]
+  idx, block_q, block_k = _in_tiles(q, k, idx, q_pos, kv_pos, causal, block_q, block_k)
   nk = tk // block_k
   lay = _layout(ext, causal)
 

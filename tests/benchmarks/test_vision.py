@@ -31,7 +31,7 @@ def test_served_worker_times_each_request_and_reports_its_failure(tmp_path):
   finally:
     worker.close()
   assert worker.proc.returncode == 0
-  with pytest.raises(RuntimeError, match="no such model: X"):
+  with pytest.raises(RuntimeError, match=r"no such model: X \(File .*worker.py.*line \d+"):
     harness.Served(str(script), {"modes": ["add"], "fail": "X"}, harness.repo_env())
 
 
@@ -46,7 +46,8 @@ def _row(model, torch=True):
 
 
 def test_table_gives_relative_speed_and_peak_share_and_says_when_torch_is_absent():
-  args = argparse.Namespace(batch=8, size=224, rounds=3, torch_python="/x/python")
+  args = argparse.Namespace(batch=8, size=224, rounds=3, dtype="float32",
+                            torch_python="/x/python")
   text = vision.render([_row("SViT-S")], args, 0.5, 1.0)
   row = next(line for line in text.splitlines() if line.startswith("| SViT-S"))
   cells = [c.strip() for c in row.split("|")[1:-1]]
@@ -56,7 +57,7 @@ def test_table_gives_relative_speed_and_peak_share_and_says_when_torch_is_absent
   peak = 2 * vision.MATMUL ** 3
   ours, theirs = 100 * 4e9 / 2.0 / (peak / 0.2), 100 * 4e9 / 3.0 / (peak / 0.1)
   assert cells[8] == f"{ours:.0f}% / {theirs:.0f}%"
-  assert "torch 9.9" in text
+  assert "torch 9.9" in text and "224, float32," in text
   args.torch_python = None
   text = vision.render([_row("ViT-B/16", torch=False)], args, 0.5, 1.0)
   assert "| 2.00 s | - | - |" in text and "PyTorch reference: not run" in text

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from common.kernels import block_sparse_gpu
 from common.kernels.block_sparse_attention import block_sparse_attention
 from tests.common.kernels import kernel_checks as kc
 
@@ -32,15 +33,18 @@ CASES = [(c, i) for c in CONFIGS for i in EXAMPLES
          if not (c == "causal_bf16" and i == "interpret_tpu")]
 
 
-@functools.partial(jax.jit,
-                   static_argnames=("impl", "block_q", "block_k", "causal"))
-def _run(q, k, v, idx, q_pos, kv_pos, w_o, w_lse, *, impl, block_q, block_k,
-         causal):
+STATIC = ("impl", "block_q", "block_k", "causal")
+
+
+def _call(q, k, v, idx, q_pos, kv_pos, w_o, w_lse, *, impl, block_q, block_k, causal):
   """((loss, (o, lse)), (dq, dk, dv)) of one call."""
   attend = lambda q, k, v: block_sparse_attention(
       q, k, v, idx, block_q=block_q, block_k=block_k, q_positions=q_pos,
       kv_positions=kv_pos, causal=causal, return_lse=True, impl=impl)
   return kc.loss_and_grads(attend, q, k, v, w_o, w_lse)
+
+
+_run = jax.jit(_call, static_argnames=STATIC)
 
 
 def _inputs(cfg, rng, pattern, empty_row_p):
@@ -77,6 +81,32 @@ def test_matches_reference(config, impl):
       lambda rng, **drawn: _inputs(cfg, rng, **drawn), impl,
       examples=EXAMPLES[impl], dtype=cfg["dtype"],
       pattern=["random", "random", "full", "local"], empty_row_p=[0.0, 0.3, 1.0])
+
+
+def test_gpu_body_cuts_blocks_into_smaller_tiles(monkeypatch):
+  """The Triton body runs on tiles of at most tile_rows rows (block_sparse_gpu: large f32
+  blocks overflow a GPU's shared memory); with the cap at 8 rows here, the configs' 16-row
+  blocks become 8-row tiles and their lists are rewritten, and the results stay the
+  reference's."""
+  assert block_sparse_gpu.tile_rows(128, 64, jnp.float32) == 64     # the routing layer's
+  assert block_sparse_gpu.tile_rows(128, 128, jnp.float32) == 32
+  assert block_sparse_gpu.tile_rows(64, 128, jnp.bfloat16) == 64     # the device check's
+  assert block_sparse_gpu.tile_rows(16, 256, jnp.float32) == 16
+  monkeypatch.setattr(block_sparse_gpu, "_MAX_TILE_ROWS", 8)
+  cut = []
+  real = block_sparse_gpu._in_tiles
+  monkeypatch.setattr(block_sparse_gpu, "_in_tiles",
+                      lambda *a: cut.append(real(*a)[1:]) or real(*a))
+  # A fresh function, so that no trace cached under the real cap is reused.
+  run = jax.jit(lambda *a, **kw: _call(*a, **kw), static_argnames=STATIC)
+  for config in ("causal_permuted_f32", "causal_bf16"):   # block_k 16; block_q 16
+    cfg = CONFIGS[config]
+    kc.assert_matches_reference(
+        lambda args, impl: run(*args, impl=impl, **_static(cfg)),
+        lambda rng, **drawn: _inputs(cfg, rng, **drawn), "interpret",
+        examples=2, dtype=cfg["dtype"], pattern=["random", "full", "local"],
+        empty_row_p=[0.0, 0.3])
+  assert cut and set(cut) == {(8, 8)}
 
 
 @pytest.mark.parametrize("impl", ["xla", "interpret"])

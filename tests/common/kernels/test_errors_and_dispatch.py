@@ -94,8 +94,9 @@ def test_auto_is_xla_on_cpu_and_aliases():
   assert dispatch.resolve_impl("interpret_tpu") == "interpret_tpu"
 
 
-def test_auto_on_gpu_keeps_shaw_tables_on_xla(monkeypatch):
-  """'auto' on a GPU: the Triton body, except with Shaw tables (slower there than XLA)."""
+def test_auto_on_gpu_keeps_shaw_tables_and_cut_tiles_on_xla(monkeypatch):
+  """'auto' on a GPU: the Triton body, except with Shaw tables or with tiles cut below 64 rows
+  (f32 at D = 128): both slower there than XLA."""
   seen = []
   real = dispatch.resolve_impl
 
@@ -109,7 +110,12 @@ def test_auto_on_gpu_keeps_shaw_tables_on_xla(monkeypatch):
   table = jnp.zeros((5, 16), jnp.float32)
   block_sparse_attention(q, q, q, idx, block_q=32, block_k=32)
   block_sparse_attention(q, q, q, idx, block_q=32, block_k=32, rel_keys=table)
-  assert seen == [True, False]
+  wide = jnp.zeros((1, 2, 128, 128), jnp.float32)
+  idx = jnp.zeros((1, 2, 1, 1), jnp.int32)
+  block_sparse_attention(wide, wide, wide, idx, block_q=128, block_k=128)
+  block_sparse_attention(wide.astype(jnp.bfloat16), wide.astype(jnp.bfloat16),
+                         wide.astype(jnp.bfloat16), idx, block_q=128, block_k=128)
+  assert seen == [True, False, False, True]
   monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
   assert real("auto", kernel_fits_gpu=True) == "pallas_gpu"
   assert real("auto", kernel_fits_gpu=False) == "xla"

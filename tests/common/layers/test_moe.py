@@ -172,7 +172,8 @@ def test_dropless_dispatch_equals_dense(x, dense_reference, case, monkeypatch):
   kw, xs, mask = _dropless_case(*case, x)
   windowed = _spy_on_windowed(monkeypatch)
   got = _value_stats_grads(_layer(dispatch="dropless", **kw), xs, mask)
-  assert len(windowed) == 2, "on CPU both expert products should take grouped_matmul's windowed path"
+  if jax.default_backend() == "cpu":   # elsewhere 'auto' takes ragged_dot (a GPU check runs this)
+    assert len(windowed) == 2, "on CPU both expert products should take the windowed path"
   want = dense_reference[case]
   # Output, sown statistics and hidden code, and the gradients w.r.t. x and every parameter.
   _assert_trees_close(got, want, rtol=1e-5, atol=1e-5)
