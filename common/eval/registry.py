@@ -18,8 +18,10 @@ Shared evaluators (registered here):
                     config.eval.splits.
   'recall'          answer accuracy and cross-entropy near vs far from the store, on the
                     recall stream (common.data.recall; recall.RecallEvaluator).
-  'robustness'      accuracy under Gaussian input noise, sigmas config.eval.sigmas ((0.5,)) in
-                    input units after the data layer's normalisation, seeded by config.seed.
+  'robustness'      accuracy under input corruptions (common/eval/robustness.py): Gaussian
+                    noise, impulse noise, Gaussian blur, contrast, with the levels of
+                    config.eval.corruptions (name -> levels; noise in input units after the
+                    data layer's normalisation), seeded by config.seed.
 The image evaluators call `task.eval_forward(model, batch)` (default: the model on
 batch['image']), and are refused for text data.
 
@@ -112,7 +114,15 @@ register("throughput", lambda c: throughput.ThroughputEvaluator(
     iters=c.config.eval.get("throughput_iters", 5), forward=image_forward(c, "throughput")))
 register("sparsity", lambda c: sparsity.SparsityEvaluator(
     _sparsity_splits(c.config), forward=c.task.eval_forward))
-register("robustness", lambda c: robustness.GaussianNoiseEvaluator(
-    c.config.eval.splits, sigmas=c.config.eval.get("sigmas", (0.5,)), seed=c.config.seed,
+def _corruptions(config: ml_collections.ConfigDict):
+  """config.eval.corruptions; a config saved before that field existed names only the sigmas
+  of Gaussian noise (eval.sigmas)."""
+  if "corruptions" in config.eval:
+    return config.eval.corruptions
+  return {"gaussian_noise": config.eval.get("sigmas", (0.5,))}
+
+
+register("robustness", lambda c: robustness.CorruptionEvaluator(
+    c.config.eval.splits, corruptions=_corruptions(c.config), seed=c.config.seed,
     forward=image_forward(c, "robustness")))
 register("recall", recall.build)

@@ -74,8 +74,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   e.update(dict(batch_size=1024, splits=("validation",)))
   e.evaluators = ("classification", "sparsity", "robustness")
   e.split_for_train_stats = "train[:50000]"   # a 50k-image slice: enough for a layer average
-  # ImageNet-C Gaussian-noise severities 1, 3, 5 (sigma 0.08, 0.18, 0.38 in [0, 1] pixels)
-  # divided by the ImageNet std ~0.225, because inputs arrive normalised; no clipping.
-  e.sigmas = (0.35, 0.8, 1.7)
+  # ImageNet-C's severities 1, 3, 5 of four kinds: Gaussian noise sigma 0.08, 0.18, 0.38 in
+  # [0, 1] pixels, divided by the ImageNet std ~0.225 because inputs arrive normalised (no
+  # clipping); impulse amounts 0.03, 0.09, 0.27; blur sigmas 1, 3, 6 px; contrast 0.4, 0.2, 0.05.
+  e.corruptions = dict(gaussian_noise=(0.35, 0.8, 1.7), impulse_noise=(0.03, 0.09, 0.27),
+                       gaussian_blur=(1.0, 3.0, 6.0), contrast=(0.4, 0.2, 0.05))
 
   return config_lib.apply_variants(c, flags, values, TOPK)

@@ -45,7 +45,7 @@ them; an unknown field is an error).
 The image size, channels and number of classes come from config.data.
 Extra `config.eval` fields: evaluators (names: loss | classification | sparsity | robustness,
 see common/eval/registry.py), split_for_train_stats (training split for 'sparsity';
-'' to skip), sigmas (Gaussian input-noise strengths for 'robustness').
+'' to skip), corruptions ('robustness': corruption name -> levels, common/eval/robustness.py).
 """
 import ml_collections
 
@@ -85,8 +85,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   e.evaluators = ("classification", "sparsity", "robustness")
   e.split_for_train_stats = "train"   # 'sparsity' also runs on training data
   # Pixels arrive normalised to [-1, 1] (the data layer's default mean/std 0.5), so sigma 1.0
-  # is half the pixel range.
-  e.sigmas = (0.25, 0.5, 1.0)
+  # is half the pixel range. Blur sigmas in pixels of the 28-px digits; contrast keeps c of it.
+  e.corruptions = dict(gaussian_noise=(0.25, 0.5, 1.0), impulse_noise=(0.05, 0.1, 0.2),
+                       gaussian_blur=(1.0, 1.5, 2.0), contrast=(0.3, 0.15, 0.05))
 
   if "tiny" in flags:
     m.width, m.depth, m.num_heads, m.mlp_dim = 32, 2, 2, 64
