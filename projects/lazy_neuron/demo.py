@@ -8,6 +8,10 @@ GELU baseline and the T5 run one seed. The runs take `steps=` from RUNS and eval
 the end (the per-layer sparsity over training is in each run's logged train metrics), so that
 the whole demo fits its share of the main job's 90 minutes.
 
+`size_sweep` (not in the main job, which has no time left for it; `python -m
+projects.lazy_neuron.demo --size_sweep OUT`) trains the dense ReLU ViT of the same recipe at
+other widths and depths, one seed each, for the paper's "larger models are sparser".
+
 The top-k runs take k from the dense ReLU run's own measured density: k = TOPK_OF_DENSITY (0.6)
 x its mean fraction of non-zero MLP activations on the training split x mlp_dim, i.e. "an even
 sparser activation" just below the model's natural density, as the paper sets ViT-B/16's k
@@ -20,6 +24,8 @@ from __future__ import annotations
 
 import os
 import statistics
+
+import argparse
 
 from common.tasks import demo_runs
 from common.train import config_io, metrics as metrics_lib, trainer
@@ -158,3 +164,41 @@ def run(out_dir: str, *, quick: bool = False) -> list[dict]:
           "non-zero MLP activations (validation)", "3.0% (T5-Base, C4)",
           nz("t5_relu", "validation")),
   ]
+
+
+# The size sweep: the demo's dense ReLU ViT (width 128, depth 4, 4 heads of 32, MLP 4x) at other
+# widths (heads of 32, MLP 4x) and depths; the main demo's vit_relu seed 0 is the 128 x 4 point.
+SWEEP = (dict(width=64, num_heads=2, mlp_dim=256), dict(width=256, num_heads=8, mlp_dim=1024),
+         dict(depth=2), dict(depth=8))
+
+
+def size_sweep(out_dir: str, *, quick: bool = False) -> list[dict]:
+  """Non-zero MLP activations (test and train) of dense ReLU ViTs by width and by depth."""
+  spec = RUNS["vit_relu"][0]
+  runs = [(_config(spec, quick), _train("vit_relu", out_dir, quick)[0])]
+  for fields in SWEEP:
+    config = _config(spec, quick)
+    config.model.update(fields)
+    workdir = os.path.join(out_dir, f"sweep_w{config.model.width}_d{config.model.depth}")
+    runs.append((config, demo_runs.train_or_reuse(config, workdir)))
+  rows = []
+  for config, final in runs:
+    m = config.model
+    nz = lambda split: _pct(final[f"eval/sparsity/{split}/act_nonzero/mean"])  # noqa: E731
+    rows.append(dict(project="lazy_neuron",
+                     experiment=f"ViT ReLU, width {m.width}, depth {m.depth}, MLP {m.mlp_dim} "
+                                f"(1 seed, {config.train.num_steps} steps)",
+                     metric="non-zero MLP activations, test (train); test accuracy",
+                     paper="larger models are sparser",
+                     measured=f"{nz('test')} ({nz('train')}); "
+                              f"{_pct(final['eval/classification/test/accuracy'])}"))
+  return rows
+
+
+if __name__ == "__main__":
+  from projects import run_demos
+  parser = argparse.ArgumentParser(description="the lazy_neuron size sweep (module docstring)")
+  parser.add_argument("--size_sweep", required=True, metavar="OUT", help="output folder")
+  parser.add_argument("--quick", action="store_true", help="tiny models, seconds")
+  args = parser.parse_args()
+  print(run_demos.to_markdown(size_sweep(args.size_sweep, quick=args.quick)))
