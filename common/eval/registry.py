@@ -106,14 +106,6 @@ def _sparsity_splits(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   return tuple(dict.fromkeys(splits))  # drop repeats, keep order
 
 
-register("loss", lambda c: task_loss.TaskLoss(c.config.eval.splits))
-register("classification", lambda c: classification.ClassificationEvaluator(
-    c.config.eval.splits, forward=image_forward(c, "classification")))
-register("throughput", lambda c: throughput.ThroughputEvaluator(
-    c.config.eval.splits[0], warmup=c.config.eval.get("throughput_warmup", 2),
-    iters=c.config.eval.get("throughput_iters", 5), forward=image_forward(c, "throughput")))
-register("sparsity", lambda c: sparsity.SparsityEvaluator(
-    _sparsity_splits(c.config), forward=c.task.eval_forward))
 def _corruptions(config: ml_collections.ConfigDict):
   """config.eval.corruptions; a config saved before that field existed names only the sigmas
   of Gaussian noise (eval.sigmas)."""
@@ -122,6 +114,14 @@ def _corruptions(config: ml_collections.ConfigDict):
   return {"gaussian_noise": config.eval.get("sigmas", (0.5,))}
 
 
+register("loss", lambda c: task_loss.TaskLoss(c.config.eval.splits))
+register("classification", lambda c: classification.ClassificationEvaluator(
+    c.config.eval.splits, forward=image_forward(c, "classification")))
+register("throughput", lambda c: throughput.ThroughputEvaluator(
+    c.config.eval.splits[0], warmup=c.config.eval.get("throughput_warmup", 2),
+    iters=c.config.eval.get("throughput_iters", 5), forward=image_forward(c, "throughput")))
+register("sparsity", lambda c: sparsity.SparsityEvaluator(
+    _sparsity_splits(c.config), forward=c.task.eval_forward))
 register("robustness", lambda c: robustness.CorruptionEvaluator(
     c.config.eval.splits, corruptions=_corruptions(c.config), seed=c.config.seed,
     forward=image_forward(c, "robustness")))

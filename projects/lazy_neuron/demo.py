@@ -22,10 +22,9 @@ or re-evaluated with `python -m common.eval --workdir <out>/<run>`.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
-
-import argparse
 
 from common.tasks import demo_runs
 from common.train import config_io, metrics as metrics_lib, trainer

@@ -1,11 +1,12 @@
 """Accuracy under corruptions: deterministic, clean levels give the clean accuracy, each
 corruption matches numpy, the means aggregate, and a bad name or level is one clear error."""
 import jax
+import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
 
-from common.eval import robustness
+from common.eval import registry, robustness
 
 
 def test_deterministic_and_matches_numpy_with_the_same_noise(model, ctx):
@@ -88,3 +89,11 @@ def test_means_over_levels_and_corruptions(model, ctx):
 def test_bad_corruption_is_one_clear_error(corruptions, match):
   with pytest.raises(ValueError, match=match):
     robustness.CorruptionEvaluator("test", corruptions=corruptions)
+
+
+def test_a_config_saved_before_corruptions_existed_still_builds():
+  """Checkpoints saved with eval.sigmas (Gaussian noise only) keep their evaluation."""
+  config = ml_collections.ConfigDict({"eval": {"sigmas": (0.25, 1.0)}})
+  assert registry._corruptions(config) == {"gaussian_noise": (0.25, 1.0)}
+  config.eval.corruptions = {"contrast": (0.5,)}
+  assert dict(registry._corruptions(config)) == {"contrast": (0.5,)}
