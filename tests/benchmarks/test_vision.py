@@ -1,5 +1,6 @@
 """benchmarks/vision.py: the served-worker protocol it interleaves with, and its table."""
 import argparse
+import types
 
 import pytest
 
@@ -66,3 +67,14 @@ def test_table_gives_relative_speed_and_peak_share_and_says_when_torch_is_absent
 def test_unknown_model_is_one_clear_line(capsys):
   with pytest.raises(SystemExit, match="unknown --models"):
     vision.main(["--models", "ResNet-50"])
+
+
+def test_flops_falls_back_to_the_compiled_step_then_to_nan():
+  """A GPU run of jax 0.11 once failed on the lowered step's cost analysis (None there)."""
+  compiled = types.SimpleNamespace(cost_analysis=lambda: [{"flops": 7.0}])
+  lowered = types.SimpleNamespace(cost_analysis=lambda: None, compile=lambda: compiled)
+  assert vision._flops(lowered) == 7.0
+  compiled.cost_analysis = lambda: None
+  assert vision._flops(lowered) != vision._flops(lowered)      # NaN: no count anywhere
+  lowered.cost_analysis = lambda: {"flops": 3.0}
+  assert vision._flops(lowered) == 3.0
