@@ -12,7 +12,7 @@ Commands:
   python projects/moex/main.py --config projects/moex/configs/chess.py:demo,moex \
     --config.train.init_from=/tmp/moex/upcycled_init --workdir /tmp/moex/moex_up
 
-Variants (comma-separated): size demo (default) | tiny | paper; FFN kind moex (default) |
+Variants (comma-separated): size demo (default) | tiny | colab | paper; FFN kind moex (default) |
 dense_gelu | dense_relu | switch | moex_relu_only | moex_router_only (projects/moex/config.py;
 Tab. 3: switch = neither, moex_router_only = sparsity router only, moex_relu_only = ReLU only,
 moex = both); data chess (default, 'chess_games' with the 'chess' tokenizer) | stdlib (the
@@ -34,6 +34,15 @@ AdamW 3e-3 cosine, warm-up 30, 400 steps; board-state eval on layer 2 of 4 over 
 Hardware: 2 CPU cores. Time and result: see projects/moex/README.md (demo table).
 
 tiny: 2 layers, d 32, 8 experts x 16 top-2 vs dense 32, context 64, batch 8, 3 steps (tests).
+
+colab (colab.ipynb on a Colab GPU; the only size whose data is downloaded): the paper's data,
+chess-GPT's Lichess transcripts ('chess_lichess' from manual_dir: the notebook fetches
+lichess_100mb.zip of the Hugging Face dataset adamkarvonen/chess_games and unzips
+it there); 6 layers, 8 heads, d 256, context 512 (whole games: the BSP protocol scores
+positions across them); dense 1024 vs 8 experts x 512 top-2; batch 32, AdamW 1e-3 -> 1e-4
+cosine, warm-up 300, weight decay 0.1, b2 0.95, 6,000 steps (98M characters); board-state eval
+on 500 validation games. Time: an ESTIMATE, not measured (no GPU here): ~10-20 min per run on
+a T4, a few on an A100.
 """
 import ml_collections
 
@@ -42,11 +51,12 @@ from common.train import config_variants as variants
 from common.train import defaults
 from projects.moex import config as config_lib
 
-TEST_ARGS = ("tiny", "demo,dense_gelu", "paper,moex", "paper,switch", "tiny,moex_relu_only,stdlib")
+TEST_ARGS = ("tiny", "demo,dense_gelu", "paper,moex", "paper,switch", "tiny,moex_relu_only,stdlib",
+             "colab,moex", "colab,dense_gelu")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  flags, values = variants.parse(arg, groups=(("demo", "tiny", "paper"),
+  flags, values = variants.parse(arg, groups=(("demo", "tiny", "colab", "paper"),
                                               ("moex",) + tuple(k for k in config_lib.KINDS
                                                                 if k != "moex"),
                                               ("chess", "stdlib")),
@@ -67,6 +77,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                             weight_decay=0.1, b2=0.95))
     c.train.update(dict(log_every=100, eval_every=10_000, checkpoint_every=5_000))
     c.eval.update(dict(batch_size=64, max_batches=50, board_games=2000))
+  elif "colab" in flags:
+    m.update(dict(num_layers=6, num_heads=8, d_model=256, max_len=512, dense_hidden=1024,
+                  num_experts=8, top_k=2, expert_hidden=512))
+    seq_len, batch, steps = 512, 32, 6000
+    c.optimizer.update(dict(learning_rate=1e-3, warmup_steps=300, end_lr_fraction=0.1,
+                            weight_decay=0.1, b2=0.95))
+    c.train.update(dict(log_every=100, eval_every=2000, checkpoint_every=1000))
+    c.eval.update(dict(batch_size=64, max_batches=20, board_games=500, board_batch_size=32))
   elif "tiny" in flags:
     m.update(dict(num_layers=2, num_heads=2, d_model=32, max_len=64, dense_hidden=32,
                   num_experts=8, top_k=2, expert_hidden=16))
@@ -87,6 +105,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if "stdlib" in flags:
     c.data = text_data_config("pystdlib_text", tokenizer="bytes", seq_len=seq_len)
     c.eval.evaluators = ("loss",)  # board states need chess transcripts
+  elif "colab" in flags:
+    c.data = text_data_config("chess_lichess", tokenizer="chess", seq_len=seq_len)
   else:
     c.data = text_data_config("chess_games", tokenizer="chess", seq_len=seq_len)
   if "steps" in values:
