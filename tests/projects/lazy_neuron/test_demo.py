@@ -1,6 +1,7 @@
-"""The lazy_neuron demo's size sweep: one run per SWEEP entry beside the demo's own dense ReLU
-run, each at its width and depth and in its own workdir, one row each; the noisy-label runs of
-the demo skip the corruption evaluation (training is mocked: the rows are what is tested)."""
+"""The lazy_neuron demo's runs outside the main job and its evaluator choice (training is
+mocked: the runs' settings and the rows are what is tested): the size sweep (one run per SWEEP
+entry beside the demo's own dense ReLU run, each in its own workdir), the long noisy-label runs
+(evaluated at each quarter), and the noisy-label runs skipping the corruption evaluation."""
 from projects.lazy_neuron import demo
 
 
@@ -39,3 +40,31 @@ def test_noisy_label_runs_skip_the_corruptions(monkeypatch, tmp_path):
   demo._train("vit_relu", str(tmp_path), quick=True)
   noisy, clean = evaluators.values()
   assert "robustness" in clean and "robustness" not in noisy
+
+
+def test_long_noise_reports_test_accuracy_by_quarter_and_the_fit_to_the_noise(monkeypatch,
+                                                                              tmp_path):
+  runs = []
+
+  def fake_train(config, workdir, **kw):
+    runs.append((workdir, config.train.num_steps, config.train.eval_every, config.model.top_k))
+    return _final(0.4)
+
+  def fake_rows(path):
+    acc = 0.9 if "relu_noisy" in path else 0.7      # ReLU fits the noisy batches more
+    steps = [r for r in runs if r[0] in path][0][1]
+    rows = [{"step": s, "accuracy": acc} for s in range(50, steps + 1, 50)]
+    rows += [{"step": s, "eval/classification/test/accuracy": 0.8 - s / 1e4}
+             for s in range(steps // 4, steps + 1, steps // 4)]
+    return rows
+
+  monkeypatch.setattr(demo.demo_runs, "train_or_reuse", fake_train)
+  monkeypatch.setattr(demo.metrics_lib, "read_jsonl", fake_rows)
+  rows = demo.long_noise(str(tmp_path))
+  long = [r for r in runs if r[1] == demo.NOISE_LONG_STEPS]
+  assert len(long) == 6 and {r[2] for r in long} == {demo.NOISE_LONG_STEPS // 4}
+  assert {r[3] for r in long} == {0, demo.topk_from_density(0.41, 512)}
+  assert rows[0]["metric"].startswith("test accuracy at steps 400 / 800 / 1200 / 1600")
+  quarters = "76.0 ± 0.0% / 72.0 ± 0.0% / 68.0 ± 0.0% / 64.0 ± 0.0%"
+  assert rows[0]["measured"] == f"{quarters}; {quarters}"
+  assert rows[1]["measured"] == "70.0 ± 0.0% / 90.0 ± 0.0%"
