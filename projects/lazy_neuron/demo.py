@@ -95,13 +95,14 @@ def _train(name: str, out_dir: str, quick: bool, *, seed: int = 0, top_k: int = 
   return final, rows
 
 
-def _topk_k(out_dir: str, quick: bool) -> int:
-  """The top-k runs' k, from the dense ReLU runs' mean train density (trained if absent)."""
-  seeds = SEEDS[:1] if quick else SEEDS
+def _dense_relu(out_dir: str, quick: bool) -> tuple[list[dict], float, int]:
+  """The dense ReLU runs' finals (trained if absent), their mean train density, and the top-k
+  runs' k taken from it."""
+  seeds = SEEDS[:1] if quick else SEEDS[:RUNS["vit_relu"][1]]
   finals = [_train("vit_relu", out_dir, quick, seed=s)[0] for s in seeds]
   relu_cfg = _config(RUNS["vit_relu"][0], quick)
   density = statistics.fmean(train_density(r, relu_cfg) for r in finals)
-  return topk_from_density(density, relu_cfg.model.mlp_dim)
+  return finals, density, topk_from_density(density, relu_cfg.model.mlp_dim)
 
 
 def _init_sparsity(spec: str, quick: bool) -> float:
@@ -120,11 +121,10 @@ def _pct(x: float) -> str:
 def run(out_dir: str, *, quick: bool = False) -> list[dict]:
   os.makedirs(out_dir, exist_ok=True)
   seeds = lambda name: SEEDS[:1] if quick else SEEDS[:RUNS[name][1]]  # noqa: E731
-  res = {"vit_relu": [_train("vit_relu", out_dir, quick, seed=s)[0] for s in seeds("vit_relu")]}
+  res = {}
+  res["vit_relu"], density, k = _dense_relu(out_dir, quick)
   relu_cfg = _config(RUNS["vit_relu"][0], quick)
-  density = statistics.fmean(train_density(r, relu_cfg) for r in res["vit_relu"])
   mlp_dim = relu_cfg.model.mlp_dim
-  k = topk_from_density(density, mlp_dim)
   for name in RUNS:
     if name not in res:
       res[name] = [_train(name, out_dir, quick, seed=s, top_k=k if "topk" in name else 0)[0]
@@ -221,7 +221,7 @@ def long_noise(out_dir: str, *, quick: bool = False) -> list[dict]:
   dense ReLU to fit the noise: test accuracy at each quarter of training, and the accuracy on
   the (noisy) training batches over the last 200 steps (above 0.6 only by fitting the noise: a
   randomised label is always another class), 3 seeds."""
-  k = _topk_k(out_dir, quick)
+  k = _dense_relu(out_dir, quick)[2]
   seeds = SEEDS[:1] if quick else SEEDS
   cols = {}
   for name in ("vit_topk_noisy", "vit_relu_noisy"):
