@@ -10,7 +10,7 @@ the whole demo fits its share of the main job's 90 minutes.
 
 Two experiments run outside the main job, which has no time left for them (`python -m
 projects.lazy_neuron.demo size_sweep|long_noise OUT`; OUT the demo's own folder reuses its runs):
-`size_sweep` trains the dense ReLU ViT of the same recipe at other widths and depths, one seed
+`size_sweep` trains the dense ReLU ViT of the same recipe at other widths and depths, 3 seeds
 each, for the paper's "larger models are sparser"; `long_noise` trains the 40%-noisy-label
 comparison for NOISE_LONG_STEPS, long enough that dense ReLU fits the noise.
 
@@ -189,25 +189,33 @@ SWEEP = (dict(width=64, num_heads=2, mlp_dim=256), dict(width=256, num_heads=8, 
 
 
 def size_sweep(out_dir: str, *, quick: bool = False) -> list[dict]:
-  """Non-zero MLP activations (test and train) of dense ReLU ViTs by width and by depth."""
+  """Non-zero MLP activations (test and train) of dense ReLU ViTs by width and by depth, 3 seeds
+  (the demo's own vit_relu runs are the base size)."""
   spec = RUNS["vit_relu"][0]
-  runs = [(_config(spec, quick), _train("vit_relu", out_dir, quick)[0])]
+  seeds = SEEDS[:1] if quick else SEEDS
+  sizes = [(_config(spec, quick), [_train("vit_relu", out_dir, quick, seed=s)[0]
+                                   for s in seeds])]
   for fields in SWEEP:
-    config = _config(spec, quick)
-    config.model.update(fields)
-    workdir = os.path.join(out_dir, f"sweep_w{config.model.width}_d{config.model.depth}")
-    runs.append((config, demo_runs.train_or_reuse(config, workdir)))
+    finals = []
+    for seed in seeds:
+      config = _config(spec, quick, seed)
+      config.model.update(fields)
+      name = f"sweep_w{config.model.width}_d{config.model.depth}_s{seed}"
+      finals.append(demo_runs.train_or_reuse(config, os.path.join(out_dir, name)))
+    sizes.append((config, finals))
   rows = []
-  for config, final in runs:
+  for config, finals in sizes:
     m = config.model
-    nz = lambda split: _pct(final[f"eval/sparsity/{split}/act_nonzero/mean"])  # noqa: E731
+    def cell(key, finals=finals):
+      return demo_runs.mean_std([f[key] for f in finals], ".1f", 100.0) + "%"
     rows.append(dict(project="lazy_neuron",
                      experiment=f"ViT ReLU, width {m.width}, depth {m.depth}, MLP {m.mlp_dim} "
-                                f"(1 seed, {config.train.num_steps} steps)",
+                                f"({len(finals)} seeds, {config.train.num_steps} steps)",
                      metric="non-zero MLP activations, test (train); test accuracy",
                      paper="larger models are sparser",
-                     measured=f"{nz('test')} ({nz('train')}); "
-                              f"{_pct(final['eval/classification/test/accuracy'])}"))
+                     measured=f"{cell('eval/sparsity/test/act_nonzero/mean')} "
+                              f"({cell('eval/sparsity/train/act_nonzero/mean')}); "
+                              f"{cell('eval/classification/test/accuracy')}"))
   return rows
 
 

@@ -11,23 +11,24 @@ def _final(nonzero):
           "eval/classification/test/accuracy": 0.5}
 
 
-def test_size_sweep_trains_each_size_once_and_reports_it(monkeypatch, tmp_path):
+def test_size_sweep_trains_each_size_and_seed_once_and_reports_it(monkeypatch, tmp_path):
   seen = []
 
   def fake_train(config, workdir, **kw):
-    seen.append((workdir, config.model.width, config.model.depth,
-                 tuple(config.eval.evaluators)))
-    return _final(0.1 * len(seen))
+    seen.append((workdir, config.seed, config.model.width, config.model.depth))
+    return _final(0.1 * config.model.width / 64 + 0.01 * config.seed)
 
   monkeypatch.setattr(demo.demo_runs, "train_or_reuse", fake_train)
   monkeypatch.setattr(demo.metrics_lib, "read_jsonl", lambda path: [])
   rows = demo.size_sweep(str(tmp_path))
-  assert [(w, d) for _, w, d, _ in seen] == [(128, 4), (64, 4), (256, 4), (128, 2), (128, 8)]
-  assert len({workdir for workdir, *_ in seen}) == 5
-  assert seen[1][0].endswith("sweep_w64_d4")
+  sizes = [(128, 4), (64, 4), (256, 4), (128, 2), (128, 8)]
+  assert [(w, d) for _, _, w, d in seen] == [size for size in sizes for _ in demo.SEEDS]
+  assert [s for _, s, _, _ in seen] == list(demo.SEEDS) * len(sizes)
+  assert len({workdir for workdir, *_ in seen}) == 15
+  assert seen[3][0].endswith("sweep_w64_d4_s0")
   assert [r["experiment"].split(" (")[0] for r in rows][1:3] == [
       "ViT ReLU, width 64, depth 4, MLP 256", "ViT ReLU, width 256, depth 4, MLP 1024"]
-  assert rows[2]["measured"] == "30.0% (31.0%); 50.0%"
+  assert rows[1]["measured"] == "11.0 ± 1.0% (12.0 ± 1.0%); 50.0 ± 0.0%"
 
 
 def test_noisy_label_runs_skip_the_corruptions(monkeypatch, tmp_path):
