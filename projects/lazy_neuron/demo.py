@@ -193,8 +193,7 @@ def size_sweep(out_dir: str, *, quick: bool = False) -> list[dict]:
   (the demo's own vit_relu runs are the base size)."""
   spec = RUNS["vit_relu"][0]
   seeds = SEEDS[:1] if quick else SEEDS
-  sizes = [(_config(spec, quick), [_train("vit_relu", out_dir, quick, seed=s)[0]
-                                   for s in seeds])]
+  sizes = [(_config(spec, quick), _dense_relu(out_dir, quick)[0])]
   for fields in SWEEP:
     finals = []
     for seed in seeds:
