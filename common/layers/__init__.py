@@ -12,7 +12,8 @@
                       configurable projection names (fc1/fc2 ports), timm output dropout
   moe                 Switch and MoE-X routers, dense or capacity dispatch, balance losses
   intermediates       reading sown per-layer statistics by layer name
-  attention           MultiHeadAttention, dot_product_attention, causal/padding masks
+  attention           MultiHeadAttention, dot_product_attention, causal_attention (by query
+                      chunks), causal/padding masks
   remat               per-block activation rematerialisation by policy name
   patch_embed         PatchEmbed (conv as linear on patches), patchify
   position            learned and 2-D sin-cos position embeddings

@@ -135,13 +135,16 @@ class SEATask(task_lib.Task):
     return self.student(model)(batch["inputs"]).logits
 
   def loss(self, model, batch, *, train, rngs):
-    del train, rngs  # OPT as fine-tuned by SEA has no dropout in our port (see README)
+    del rngs  # OPT as fine-tuned by SEA has no dropout in our port (see README)
     w = lm.token_weights(batch)
     if self.mode == "lm":
       out = model(batch["inputs"])
       ce, _ = lm.cross_entropy(out.logits, batch["targets"], w)
       return ce, {"ce": ce, "bits_per_token": ce / LN2, "ppl": jnp.exp(ce)}
-    return distillation_loss(model, batch["inputs"], batch["targets"], w, self.opt_config)
+    # The attention match (full [T, T] teacher softmax and KL) only feeds metrics; it cost a
+    # third of the 'local' student's train step, so it is measured in evaluation only.
+    return distillation_loss(model, batch["inputs"], batch["targets"], w, self.opt_config,
+                             attention_metrics=not train)
 
 
 def attention_match(probs: jax.Array, attended: jax.Array | None,
@@ -163,8 +166,10 @@ def attention_match(probs: jax.Array, attended: jax.Array | None,
   return jnp.mean(covered), jnp.mean(kl)
 
 
-def distillation_loss(model: DistillModel, tokens, targets, w, cfg: OPTConfig):
-  """The official KD objective (its existing terms for 'performer' / 'local') and metrics."""
+def distillation_loss(model: DistillModel, tokens, targets, w, cfg: OPTConfig, *,
+                      attention_metrics: bool = True):
+  """The official KD objective (its existing terms for 'performer' / 'local') and metrics;
+  `attention_metrics`: also teacher_attention_covered and attention_kl (attention_match)."""
   teacher = jax.tree.map(jax.lax.stop_gradient, model.teacher(tokens, return_scores=True))
   student = model.student(tokens)
   ce, _ = lm.cross_entropy(student.logits, targets, w)
@@ -175,10 +180,11 @@ def distillation_loss(model: DistillModel, tokens, targets, w, cfg: OPTConfig):
     if attn.kind == "dense":
       continue  # calc_loss_special averages over the SEA (perlin) layers only
     ctx_terms.append(losses.context_loss(ts.context, tt.context))
-    probs, attended = opt.student_attention_rows(attn, jax.lax.stop_gradient(ts))
-    c, a = attention_match(probs, attended, tt.scores)
-    covered.append(jax.lax.stop_gradient(c))
-    att_kl.append(jax.lax.stop_gradient(a))
+    if attention_metrics:
+      probs, attended = opt.student_attention_rows(attn, jax.lax.stop_gradient(ts))
+      c, a = attention_match(probs, attended, tt.scores)
+      covered.append(jax.lax.stop_gradient(c))
+      att_kl.append(jax.lax.stop_gradient(a))
     if not is_sea:
       continue
     kl, mse = losses.causal_attention_kd_terms(
@@ -208,8 +214,9 @@ def distillation_loss(model: DistillModel, tokens, targets, w, cfg: OPTConfig):
       "teacher_ce": teacher_ce, "teacher_bits_per_token": teacher_ce / LN2,
       "kd/hidden_mse": hidden, "kd/logit_kl": logit_kl,
       "sea/context_mse": mean(ctx_terms), "sea/layer_loss": mean(layer_losses),
-      "teacher_attention_covered": mean(covered), "attention_kl": mean(att_kl),
   }
+  if attention_metrics:
+    metrics.update({"teacher_attention_covered": mean(covered), "attention_kl": mean(att_kl)})
   if is_sea:
     metrics.update({
         "sea/estimate_kl": mean(est_kl), "sea/estimate_mse": mean(est_mse),

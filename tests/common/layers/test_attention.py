@@ -1,4 +1,5 @@
 """Multi-head attention against a numpy softmax, masks, causality and bias."""
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -72,3 +73,16 @@ def test_axes_and_errors():
   assert att.query_bias is None
   with pytest.raises(ValueError, match="num_heads=3 must divide in_features=8"):
     attention.MultiHeadAttention(3, 8, rngs=nnx.Rngs(0))
+
+
+def test_causal_attention_by_chunks_equals_one_masked_pass():
+  # T = 10 over chunks of 4: a partial last chunk; values and gradients of all three inputs.
+  q, k, v = (jax.random.normal(jax.random.key(i), (2, 10, 3, 4)) for i in range(3))
+  mask = np.tril(np.ones((10, 10), bool))
+  full = lambda q, k, v: attention.dot_product_attention(q, k, v, scale=0.5, mask=mask)
+  chunked = lambda q, k, v: attention.causal_attention(q, k, v, scale=0.5, chunk=4)
+  np.testing.assert_allclose(chunked(q, k, v), full(q, k, v), rtol=1e-6, atol=1e-6)
+  loss = lambda f: lambda *a: jnp.sum(jnp.sin(f(*a)))
+  for g_c, g_f in zip(jax.grad(loss(chunked), argnums=(0, 1, 2))(q, k, v),
+                      jax.grad(loss(full), argnums=(0, 1, 2))(q, k, v)):
+    np.testing.assert_allclose(g_c, g_f, rtol=1e-5, atol=1e-6)
