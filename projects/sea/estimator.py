@@ -9,7 +9,9 @@ Official modules (attention.py `PerlinAttention.__init__`, causal branch, and mo
                               ] -> 'area' resize (T, T_M+2) -> (T, T_M) -> LayerNorm(T_M) = S
   attention_predictor_dec_scaler Linear(2D -> 2): the two gate logits.
 
-We run the CNN in NHWC with the image height = time and the width = compressed bins.
+We run the CNN in NHWC with the image height = time and the width = compressed bins; the
+linear tail (nearest x4, the 1x1 conv, the 'area' resize) runs folded into one channel mix and
+one [T_M, T_M/4] width map (`upsample_pad_resize_matrix`).
 CausalConv2d stores a (2k-1, k) kernel of which only the top k rows are live (weight_mask) and
 pads the height by (k-1)*dilation on both sides; that equals a k x k conv padded only on top, so
 here the kernel is k x k with padding ((k-1)*dilation, 0) and the dead rows never exist.
@@ -20,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from flax.nnx.nn import dtypes as nnx_dtypes
 
 from common.layers.conv import Conv2d
 from common.layers.linear import Linear
@@ -62,6 +65,25 @@ def area_resize_taps(in_width: int, out_width: int) -> tuple[np.ndarray, np.ndar
   index = np.minimum(lo[None, :] + taps, in_width - 1).astype(np.int32)
   weight = np.where(taps < span[None, :], 1.0 / span[None, :], 0.0).astype(np.float32)
   return index, weight
+
+
+def upsample_pad_resize_matrix(width: int, out_width: int) -> np.ndarray:
+  """[out_width, width]: nearest x4 upsampling, one zero column on each side, then 'area' resize.
+
+  The decoder's tail is linear along the width up to its last LayerNorm: nearest x(1, 4), the
+  1x1 conv (a channel mix whose width padding of 1 adds two bias-only columns) and the resize of
+  4 * width + 2 columns to out_width. Folding the three width maps into one [out, width] matrix
+  lets the tail run as two small matmuls on the narrow [.., width] input, instead of
+  materialising, mixing and resampling the 4x wider tensor.
+  """
+  wide = DOWN_SCALE * width + 2
+  up = np.zeros((wide, width), np.float64)
+  up[1 + np.arange(DOWN_SCALE * width), np.arange(DOWN_SCALE * width) // DOWN_SCALE] = 1.0
+  index, weight = area_resize_taps(wide, out_width)
+  resize = np.zeros((out_width, wide), np.float64)
+  for i, w in zip(index, weight):
+    np.add.at(resize, (np.arange(out_width), i), w)
+  return (resize @ up).astype(np.float32)
 
 
 class AttentionEncoder(nnx.Module):
@@ -111,10 +133,12 @@ class CompressedScoreDecoder(nnx.Module):
     x = jnp.transpose(x, (0, 2, 4, 1, 3)).reshape(n, time, width, h * INNER_CHANNELS)  # NHWC
     x = jax.nn.relu(self.conv1(x))
     x = jax.nn.relu(self.conv2(x))
-    x = jnp.repeat(x, DOWN_SCALE, axis=2)  # UpsampleFP32((1, 4)): nearest along the width
-    x = self.conv_out(x)  # [N, T, T_M + 2, H]: the 1x1 conv pads the width by 1 on each side
-    x = jnp.transpose(x, (0, 3, 1, 2))  # [N, H, T, T_M + 2]
-    index, weight = area_resize_taps(x.shape[-1], self.predictor_length)
-    # KeepRes: 'area' because the width shrinks.
-    x = sum(x[..., i] * jnp.asarray(w, x.dtype) for i, w in zip(index, weight))
+    # UpsampleFP32((1, 4)) (nearest along the width), the 1x1 conv_out (its width padding of 1
+    # gives T_M + 2 columns) and KeepRes's 'area' resize back to T_M, as one channel mix and one
+    # width map (upsample_pad_resize_matrix; each resize row sums to 1, so the bias passes as is).
+    kernel, bias = self.conv_out.kernel[...][0, 0], self.conv_out.bias[...]
+    x, kernel, bias = nnx_dtypes.promote_dtype((x, kernel, bias), dtype=self.conv_out.dtype)
+    mixed = jnp.einsum("ntwc,ch->nhtw", x, kernel)
+    width_map = jnp.asarray(upsample_pad_resize_matrix(width, self.predictor_length), x.dtype)
+    x = jnp.einsum("nhtw,mw->nhtm", mixed, width_map) + bias[None, :, None, None]
     return self.norm_out(x), dec_rows

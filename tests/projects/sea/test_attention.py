@@ -131,3 +131,17 @@ def test_area_resize_taps_average_each_window(in_width, out_width):
           for c in range(out_width)]
   np.testing.assert_allclose(got, np.stack(want, -1), atol=1e-6)
   assert index.shape[0] == (2 if (in_width, out_width) == (258, 256) else index.shape[0])
+
+
+@pytest.mark.parametrize("width,out_width", [(32, 128), (8, 32), (3, 12)])
+def test_decoder_tail_width_map_is_upsample_pad_resize(width, out_width):
+  """The folded width map equals nearest x4, one zero column on each side, then 'area' resize."""
+  from projects.sea.estimator import area_resize_taps, upsample_pad_resize_matrix
+  x = np.random.default_rng(1).standard_normal((5, width))
+  wide = np.pad(np.repeat(x, 4, axis=-1), ((0, 0), (1, 1)))
+  index, weight = area_resize_taps(wide.shape[-1], out_width)
+  want = sum(wide[:, i] * w for i, w in zip(index, weight))
+  m = upsample_pad_resize_matrix(width, out_width)
+  np.testing.assert_allclose(x @ m.T, want, atol=1e-6)
+  # A bias added before the resize passes unchanged: each output averages its window.
+  np.testing.assert_allclose(sum(w for w in weight), np.ones(out_width), atol=1e-6)
