@@ -1,18 +1,25 @@
-"""Train-step throughput of the Lazy Neuron models on this machine (a benchmark, not a test).
+"""Train-step throughput of the shared trainer's step on this machine (a benchmark, not a test).
 
   python benchmarks/train_step.py [--steps 10] [--out benchmarks/RESULTS_train_step.md]
+  python benchmarks/train_step.py --config projects/moex/configs/chess.py:demo,switch \
+      --config projects/moex/configs/chess.py:demo,switch --set model.dispatch=dense
 
 Times the jit-compiled, donated train step of the shared trainer (compile excluded; best of
-`--repeats` timings of `--steps` steps each) for the MNIST demo ViT (ReLU and top-k) at its
-configured batch, and for the paper-scale ViT-B/16 preset at batch 8 (random 224x224 images,
-so ImageNet need not be present). Prints a markdown table and writes it to `--out`.
+`--repeats` timings of `--steps` steps each). Without `--config`: the Lazy Neuron cases, the
+MNIST demo ViT (ReLU and top-k) at its configured batch and the paper-scale ViT-B/16 preset at
+batch 8 (random 224x224 images, so ImageNet need not be present). With `--config SPEC`
+(repeatable): any config, on the first batch of its own training data (which must be
+prepared); `--set FIELD=VALUE` (repeatable, dotted, Python literals or strings) applies to the
+`--config` given just before it. Prints a markdown table and writes it to `--out`.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime
 import os
 import platform
+import sys
 import time
 
 import jax
@@ -39,24 +46,52 @@ class _RandomImages:
                   "label": rng.integers(0, d.get("num_classes", 1000) or 1000, batch).astype(np.int32)}
 
 
-def compiled_step(spec: str, batch: int | None, **overrides):
+def compiled_step(spec: str, batch: int | None, *, task_data: bool = False, **overrides):
   """The shared trainer's jitted, donated train step for config `spec`, with a fresh state and
-  one batch of random data: (run, state, step, batch_arrays). EMA off; a single-axis data mesh."""
+  one batch (random images, or with `task_data` the first batch of the task's own training
+  data): (run, state, step, batch_arrays). EMA off; a single-axis data mesh."""
   overrides = {"mesh.shape": {"data": -1, "fsdp": 1, "model": 1, "expert": 1}, **overrides}
   if batch:
     overrides.update({"train.batch_size": batch, "eval.batch_size": batch})
   config = config_io.load_config(spec, **overrides)
-  run = trainer.setup(config, check_data=False)
+  run = trainer.setup(config, check_data=task_data)
   state = trainer.init_state(run)
   fn = step_lib.make_train_step(run.task, run.spec, run.tx, run.lr_schedule,
                                 grad_accum_steps=1, nonfinite="skip", ema_decay=0.0, seed=0)
   step = jax.jit(fn, donate_argnums=(0,))
-  data = _RandomImages(config, config.train.batch_size)
-  return run, state, step, run.put_batch(data.batch)
+  if task_data:
+    first = next(iter(run.task.train_data(seed=0, process_index=0, process_count=1,
+                                          batch_size=config.train.batch_size)))
+  else:
+    first = _RandomImages(config, config.train.batch_size).batch
+  return run, state, step, run.put_batch(first)
 
 
-def bench(spec: str, batch: int | None, steps: int, repeats: int) -> dict:
-  run, state, step, batch_arrays = compiled_step(spec, batch)
+def _literal(text: str):
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text  # a bare word: a string value
+
+
+def config_cases(argv: list[str]) -> list[tuple[str, str, dict]]:
+  """(name, spec, overrides) for each `--config`, with the `--set`s that follow it."""
+  cases = []
+  for flag, value in zip(argv[::2], argv[1::2]):
+    if flag == "--config":
+      cases.append([value, value, {}])
+    elif flag == "--set":
+      if not cases or "=" not in value:
+        raise SystemExit(f"error: --set {value!r} needs FIELD=VALUE after a --config.")
+      key, _, text = value.partition("=")
+      cases[-1][2][key] = _literal(text)
+      cases[-1][0] += f" [{value}]"
+  return [tuple(c) for c in cases]
+
+
+def bench(spec: str, batch: int | None, steps: int, repeats: int, *, task_data: bool = False,
+          **overrides) -> dict:
+  run, state, step, batch_arrays = compiled_step(spec, batch, task_data=task_data, **overrides)
   batch = run.config.train.batch_size
   with run.mesh:
     t0 = time.perf_counter()
@@ -81,12 +116,21 @@ def main():
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--only", default="", help="substring filter on case names")
   parser.add_argument("--out", default="benchmarks/RESULTS_train_step.md")
-  args = parser.parse_args()
+  parser.add_argument("--config", action="append", default=[],
+                      help="a config spec to time on its own data (repeatable)")
+  parser.add_argument("--set", action="append", default=[],
+                      help="FIELD=VALUE override for the --config before it (repeatable)")
+  args, rest = parser.parse_known_args()
+  if rest:
+    raise SystemExit(f"error: unknown arguments {rest}")
+  cases = ([(n, s, None, o) for n, s, o in config_cases(_config_flags(sys.argv[1:]))]
+           if args.config else [(n, s, b, None) for n, s, b in CASES])
   rows = []
-  for name, spec, batch in CASES:
+  for name, spec, batch, overrides in cases:
     if args.only and args.only not in name:
       continue
-    r = bench(spec, batch, args.steps, args.repeats)
+    r = bench(spec, batch, args.steps, args.repeats, task_data=overrides is not None,
+              **(overrides or {}))
     rows.append((name, r))
     print(name, r, flush=True)
   load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -107,6 +151,17 @@ def main():
   print(text)
   with open(args.out, "w") as f:
     f.write(text)
+
+
+def _config_flags(argv: list[str]) -> list[str]:
+  """The `--config` / `--set` pairs of argv, in order ('--flag=value' forms split)."""
+  pairs = []
+  items = iter(argv)
+  for a in items:
+    flag, eq, value = a.partition("=")
+    if flag in ("--config", "--set"):
+      pairs += [flag, value if eq else next(items)]
+  return pairs
 
 
 if __name__ == "__main__":

@@ -1,0 +1,23 @@
+"""benchmarks/train_step.py: the --config / --set cases and one step timed on a config's own data."""
+import pytest
+
+from benchmarks import train_step
+
+RECALL = "projects/routing_transformer/configs/recall.py:tiny,mixer=local"
+
+
+def test_sets_apply_to_the_config_before_them():
+  argv = ["--steps", "2", "--config", "a.py:x", "--config=b.py:y", "--set", "model.k=3",
+          "--set=model.name=dense", "--only", "b"]
+  flags = train_step._config_flags(argv)
+  assert train_step.config_cases(flags) == [
+      ("a.py:x", "a.py:x", {}),
+      ("b.py:y [model.k=3] [model.name=dense]", "b.py:y", {"model.k": 3, "model.name": "dense"})]
+  with pytest.raises(SystemExit, match="after a --config"):
+    train_step.config_cases(["--set", "model.k=3"])
+
+
+def test_bench_times_a_config_on_its_own_data():
+  r = train_step.bench(RECALL, None, steps=1, repeats=1, task_data=True,
+                       **{"model.mixer_options.window": 64})
+  assert r["batch"] == 8 and r["step_s"] > 0 and r["params"] > 0
