@@ -131,9 +131,9 @@ ZERO = jnp.zeros((), jnp.float32)
 
 
 class DenseAttention(nnx.Module):
-  """Full causal softmax attention (the layer library's causal_attention: exact, by query chunks
-  that skip the keys after their last row; on XLA:CPU `jax.nn.dot_product_attention` took 1.6x
-  as long for the step at T = 2048 as one masked pass of ours, which takes 2x the chunked one)."""
+  """Full causal softmax attention: the layer library's causal_attention, exact, by query chunks
+  that skip the keys after their last row. At T = 2048 on XLA:CPU its forward+backward takes half
+  the time of one masked [T, T] pass, which itself beat `jax.nn.dot_product_attention` by 1.6x."""
 
   def __init__(self, spec: MixerSpec, options: dict, rngs: nnx.Rngs):
     take_options("dense", options, {})

@@ -119,6 +119,8 @@ class CompressedScoreDecoder(nnx.Module):
     self.norm_in = LayerNorm(width, epsilon=LN_EPS, param_axes=(None,), **kw)
     self.conv1 = _causal_conv(channels, channels, 3, dilation=2, width_padding=2, **kw)
     self.conv2 = _causal_conv(channels, channels, 3, dilation=2, width_padding=2, **kw)
+    # Holds the 1x1 conv's parameters (the official layout); __call__ applies it folded into the
+    # width map of the tail, never as a convolution.
     self.conv_out = _causal_conv(channels, num_heads, 1, dilation=1, width_padding=1, **kw)
     self.norm_out = LayerNorm(predictor_length, epsilon=LN_EPS, param_axes=(None,), **kw)
 

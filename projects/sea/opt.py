@@ -150,7 +150,7 @@ class OPTAttention(nnx.Module):
       context = out.transpose(0, 2, 1, 3).reshape(n, t, -1)
     elif not return_scores:
       # Nobody reads the scores (LM training, evaluation): the exact chunked causal attention,
-      # which skips most of the masked upper triangle. Softmax in fp32 there too.
+      # which skips most of the masked upper triangle (logits and softmax in fp32 there too).
       swap = lambda y: y.transpose(0, 2, 1, 3)
       context = causal_attention(swap(q), swap(k), swap(v), scale=1.0).reshape(n, t, -1)
     else:
