@@ -86,3 +86,15 @@ def test_causal_attention_by_chunks_equals_one_masked_pass():
   for g_c, g_f in zip(jax.grad(loss(chunked), argnums=(0, 1, 2))(q, k, v),
                       jax.grad(loss(full), argnums=(0, 1, 2))(q, k, v)):
     np.testing.assert_allclose(g_c, g_f, rtol=1e-5, atol=1e-6)
+
+
+def test_long_causal_self_attention_takes_the_chunked_path_with_the_same_values(att):
+  # T > CAUSAL_CHUNK: MultiHeadAttention(causal=True) runs causal_attention; compare with an
+  # explicit causal mask (which keeps the one-pass path).
+  t = attention.CAUSAL_CHUNK + 44
+  x = np.random.default_rng(3).standard_normal((1, t, 8)).astype(np.float32)
+  chunked = att(jnp.asarray(x), causal=True)
+  one_pass = att(jnp.asarray(x), mask=attention.make_causal_mask(t))
+  np.testing.assert_allclose(chunked, one_pass, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(chunked, _numpy_mha(att, x, x, mask=np.tril(np.ones((t, t), bool))),
+                             rtol=1e-4, atol=1e-5)
