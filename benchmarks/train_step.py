@@ -19,7 +19,6 @@ import ast
 import datetime
 import os
 import platform
-import sys
 import time
 
 import jax
@@ -74,10 +73,11 @@ def _literal(text: str):
     return text  # a bare word: a string value
 
 
-def config_cases(argv: list[str]) -> list[tuple[str, str, dict]]:
-  """(name, spec, overrides) for each `--config`, with the `--set`s that follow it."""
+def config_cases(pairs: list[tuple[str, str]]) -> list[tuple[str, str, dict]]:
+  """(name, spec, overrides) for each `--config`, with the `--set`s that follow it; `pairs` are
+  the (flag, value) of both flags in command-line order (parse_args(...).pairs)."""
   cases = []
-  for flag, value in zip(argv[::2], argv[1::2]):
+  for flag, value in pairs:
     if flag == "--config":
       cases.append([value, value, {}])
     elif flag == "--set":
@@ -110,21 +110,26 @@ def bench(spec: str, batch: int | None, steps: int, repeats: int, *, task_data: 
               examples_per_s=batch / best)
 
 
-def main():
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--only", default="", help="substring filter on case names")
   parser.add_argument("--out", default="benchmarks/RESULTS_train_step.md")
-  parser.add_argument("--config", action="append", default=[],
+  # Both flags append to one list, so each --set stays after the --config it belongs to.
+  parser.add_argument("--config", dest="pairs", action="append", default=[],
+                      type=lambda v: ("--config", v), metavar="SPEC",
                       help="a config spec to time on its own data (repeatable)")
-  parser.add_argument("--set", action="append", default=[],
+  parser.add_argument("--set", dest="pairs", action="append",
+                      type=lambda v: ("--set", v), metavar="FIELD=VALUE",
                       help="FIELD=VALUE override for the --config before it (repeatable)")
-  args, rest = parser.parse_known_args()
-  if rest:
-    raise SystemExit(f"error: unknown arguments {rest}")
-  cases = ([(n, s, None, o) for n, s, o in config_cases(_config_flags(sys.argv[1:]))]
-           if args.config else [(n, s, b, None) for n, s, b in CASES])
+  return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None):
+  args = parse_args(argv)
+  cases = ([(n, s, None, o) for n, s, o in config_cases(args.pairs)]
+           if args.pairs else [(n, s, b, None) for n, s, b in CASES])
   rows = []
   for name, spec, batch, overrides in cases:
     if args.only and args.only not in name:
@@ -151,17 +156,6 @@ def main():
   print(text)
   with open(args.out, "w") as f:
     f.write(text)
-
-
-def _config_flags(argv: list[str]) -> list[str]:
-  """The `--config` / `--set` pairs of argv, in order ('--flag=value' forms split)."""
-  pairs = []
-  items = iter(argv)
-  for a in items:
-    flag, eq, value = a.partition("=")
-    if flag in ("--config", "--set"):
-      pairs += [flag, value if eq else next(items)]
-  return pairs
 
 
 if __name__ == "__main__":

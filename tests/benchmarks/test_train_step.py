@@ -9,12 +9,13 @@ RECALL = "projects/routing_transformer/configs/recall.py:tiny,mixer=local"
 def test_sets_apply_to_the_config_before_them():
   argv = ["--steps", "2", "--config", "a.py:x", "--config=b.py:y", "--set", "model.k=3",
           "--set=model.name=dense", "--only", "b"]
-  flags = train_step._config_flags(argv)
-  assert train_step.config_cases(flags) == [
+  args = train_step.parse_args(argv)
+  assert args.steps == 2 and args.only == "b"
+  assert train_step.config_cases(args.pairs) == [
       ("a.py:x", "a.py:x", {}),
       ("b.py:y [model.k=3] [model.name=dense]", "b.py:y", {"model.k": 3, "model.name": "dense"})]
   with pytest.raises(SystemExit, match="after a --config"):
-    train_step.config_cases(["--set", "model.k=3"])
+    train_step.config_cases(train_step.parse_args(["--set", "model.k=3"]).pairs)
 
 
 def test_bench_times_a_config_on_its_own_data():
