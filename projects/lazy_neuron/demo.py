@@ -95,11 +95,16 @@ def _train(name: str, out_dir: str, quick: bool, *, seed: int = 0, top_k: int = 
   return final, rows
 
 
+def _seeds(quick: bool, count: int = len(SEEDS)) -> tuple[int, ...]:
+  """The first `count` seeds; one in quick mode."""
+  return SEEDS[:1] if quick else SEEDS[:count]
+
+
 def _dense_relu(out_dir: str, quick: bool) -> tuple[list[dict], float, int]:
   """The dense ReLU runs' finals (trained if absent), their mean train density, and the top-k
   runs' k taken from it."""
-  seeds = SEEDS[:1] if quick else SEEDS[:RUNS["vit_relu"][1]]
-  finals = [_train("vit_relu", out_dir, quick, seed=s)[0] for s in seeds]
+  finals = [_train("vit_relu", out_dir, quick, seed=s)[0]
+            for s in _seeds(quick, RUNS["vit_relu"][1])]
   relu_cfg = _config(RUNS["vit_relu"][0], quick)
   density = statistics.fmean(train_density(r, relu_cfg) for r in finals)
   return finals, density, topk_from_density(density, relu_cfg.model.mlp_dim)
@@ -120,7 +125,6 @@ def _pct(x: float) -> str:
 
 def run(out_dir: str, *, quick: bool = False) -> list[dict]:
   os.makedirs(out_dir, exist_ok=True)
-  seeds = lambda name: SEEDS[:1] if quick else SEEDS[:RUNS[name][1]]  # noqa: E731
   res = {}
   res["vit_relu"], density, k = _dense_relu(out_dir, quick)
   relu_cfg = _config(RUNS["vit_relu"][0], quick)
@@ -128,7 +132,7 @@ def run(out_dir: str, *, quick: bool = False) -> list[dict]:
   for name in RUNS:
     if name not in res:
       res[name] = [_train(name, out_dir, quick, seed=s, top_k=k if "topk" in name else 0)[0]
-                   for s in seeds(name)]
+                   for s in _seeds(quick, RUNS[name][1])]
   init = _init_sparsity(RUNS["vit_relu"][0], quick)
 
   def cell(name, key, fmt=".1f", scale=100.0, unit="%"):
@@ -192,7 +196,7 @@ def size_sweep(out_dir: str, *, quick: bool = False) -> list[dict]:
   """Non-zero MLP activations (test and train) of dense ReLU ViTs by width and by depth, 3 seeds
   (the demo's own vit_relu runs are the base size)."""
   spec = RUNS["vit_relu"][0]
-  seeds = SEEDS[:1] if quick else SEEDS
+  seeds = _seeds(quick)
   sizes = [(_config(spec, quick), _dense_relu(out_dir, quick)[0])]
   for fields in SWEEP:
     finals = []
@@ -229,7 +233,7 @@ def long_noise(out_dir: str, *, quick: bool = False) -> list[dict]:
   the (noisy) training batches over the last 200 steps (above 0.6 only by fitting the noise: a
   randomised label is always another class), 3 seeds."""
   k = _dense_relu(out_dir, quick)[2]
-  seeds = SEEDS[:1] if quick else SEEDS
+  seeds = _seeds(quick)
   cols = {}
   for name in ("vit_topk_noisy", "vit_relu_noisy"):
     runs = [_train(name, out_dir, quick, seed=s, top_k=k if "topk" in name else 0,
