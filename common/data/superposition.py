@@ -84,7 +84,8 @@ def train_dataset(cfg, *, seed: int, process_index: int, process_count: int,
   spec = from_config(cfg)
   block = slice(process_index * batch_size, (process_index + 1) * batch_size)
   return grain.MapDataset.source(_Batches(spec, seed, block, batch_size * process_count)
-                                 ).to_iter_dataset()
+                                 ).to_iter_dataset(grain.ReadOptions(
+                                     num_threads=cfg.read_threads, prefetch_buffer_size=cfg.prefetch))
 
 
 def eval_set(cfg) -> dict[str, np.ndarray]:

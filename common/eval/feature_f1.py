@@ -2,7 +2,7 @@
 
 The scoring of Karvonen et al. 2024 (adamkarvonen/SAE_BoardGameEval), which MoE-X applies to MLP
 hidden units and which any task with known ground-truth properties can use (chess board states:
-common/eval/board_state.py; synthetic features in superposition: projects/moex/superposition.py).
+common/eval/board_state.py; synthetic features in superposition: common/tasks/superposition.py).
 
 * A unit (a "feature" of the hidden code) fires on an example when its activation exceeds
   t * (its max activation over the examples), for each t in `THRESHOLDS` (the repo's

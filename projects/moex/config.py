@@ -29,6 +29,7 @@ FFN kinds:
   dense_relu        ReLU               -           Tab. 1 'ReLU'
   dense_geglu       GEGLU (gated)      -           Tab. 1 'GEGLU'
   dense_solu        SoLU (x softmax x) -           Tab. 1 'SoLU' (no post-LayerNorm: a choice)
+  dense_relu2       ReLU^2             -           none: the control for Monet's relu2 experts
   switch            GELU               learned     Tab. 1 'Switch' = Tab. 3 'neither'
   moex              ReLU               sparsity    Tab. 1 'MoE-X' = Tab. 3 'both'
   moex_relu_only    ReLU               learned     Tab. 3 'ReLU only'
@@ -43,8 +44,10 @@ import ml_collections
 from common import config_contract
 from common.layers import moe, validation
 
+# dense_relu2 is not in the paper: in the superposition task it tells whether Monet's relu2
+# activation alone makes units monosemantic.
 DENSE = {"dense_gelu": "gelu", "dense_relu": "relu", "dense_geglu": "geglu",
-         "dense_solu": "solu"}
+         "dense_solu": "solu", "dense_relu2": "relu2"}
 SPARSE = {"switch": ("gelu", "learned"), "moex": ("relu", "sparsity"),
           "moex_relu_only": ("relu", "learned"), "moex_router_only": ("gelu", "sparsity")}
 KINDS = tuple(DENSE) + tuple(SPARSE)

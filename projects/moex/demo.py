@@ -1,12 +1,17 @@
 """The MoE-X demo in the README's main job: ground-truth features, then chess.
 
-Superposition (configs/superposition.py, projects/moex/superposition.py): sparse synthetic
+Superposition (configs/superposition.py, common/tasks/superposition.py): sparse synthetic
 features superposed in a low-dimensional input, whose truth is known, so the monosemanticity
 of every FFN kind's hidden units is measured directly (coverage, per-unit F1, L0):
   kinds        dense GELU, ReLU, GEGLU, SoLU, Switch and MoE-X at equal active parameters
                (hidden 64: dense H = 64, GEGLU 42 x 3 matrices, 8 experts x 32 top-2), and
                Tab. 3's two ablations (ReLU experts only, sparsity router only), equal steps,
                3 seeds each;
+  Monet        Monet's router and VD / HD experts in the same task (projects/monet/configs/
+               superposition.py: 32 experts per sub-router of m = 8, 2 routing heads, k = 4, so
+               256 up units and at most 64 active; scored code: HD 256 units, VD 512), 3 seeds
+               each; run from its config file, so no project imports the other. Its router is
+               16x MoE-X's (16,384 parameters).
   Fig. 3       coverage against the hidden-size multiplier: dense ReLU at H = 64 / 128 / 256,
                MoE-X with 4 / 8 / 16 / 32 experts of 32 units (total 128 .. 1024, active 64);
                one seed each beyond the kinds' runs (SWEEP_SEEDS: in the 3-seed runs of
@@ -15,8 +20,6 @@ of every FFN kind's hidden units is measured directly (coverage, per-unit F1, L0
                +0.022), and the main job's 90 minutes had no room for the other two);
   Fig. 4       coverage against L0: the Spearman rank correlation of coverage with the
                measured L0 over all the runs above (each row also gives its L0).
-Monet is not among the kinds: its layers live in projects/monet, and projects do not import
-each other (a shared FFN registry in common/layers would let it join).
 
 Chess: five runs of `configs/chess.py` (demo size; 'tiny' in quick mode), each an ordinary
 trainer run in <out>/<name> (reused when finished):
@@ -45,12 +48,16 @@ from projects.moex import upcycle
 
 CONFIG = "projects/moex/configs/chess.py"
 TOY_CONFIG = "projects/moex/configs/superposition.py"
+MONET_TOY_CONFIG = "projects/monet/configs/superposition.py"
+MONET_KINDS = {"monet_vd": "vd", "monet_hd": "hd"}   # kind -> that config's variant
 TOY_KINDS = {"dense_gelu": "dense GELU", "dense_relu": "dense ReLU", "dense_geglu": "dense GEGLU",
              "dense_solu": "dense SoLU", "switch": "Switch (GELU, learned router)",
              "moex": "MoE-X (ReLU, sparsity router)",
              # Tab. 3's ablations: which of MoE-X's two changes moves the scores.
              "moex_relu_only": "ReLU experts, learned router",
-             "moex_router_only": "GELU experts, sparsity router"}
+             "moex_router_only": "GELU experts, sparsity router",
+             "monet_vd": "Monet VD (relu2 experts, BatchNorm-threshold router)",
+             "monet_hd": "Monet HD (relu2 experts, BatchNorm-threshold router)"}
 # Fig. 3: (kind, variant args) -> label; the 8-expert MoE-X and H = 64 ReLU are TOY_KINDS runs.
 TOY_SWEEP = {("dense_relu", "hidden=128"): "dense ReLU, H = 128",
              ("dense_relu", "hidden=256"): "dense ReLU, H = 256",
@@ -94,8 +101,12 @@ def train_all(out_dir: str, *, quick: bool) -> dict[str, dict]:
 
 
 def _toy(out_dir: str, kind: str, extra: str, seed: int, quick: bool) -> dict:
-  spec = ",".join(a for a in ("tiny" if quick else "demo", kind, extra) if a)
-  config = config_io.load_config(f"{TOY_CONFIG}:{spec}")
+  size = "tiny" if quick else "demo"
+  if kind in MONET_KINDS:
+    spec = f"{MONET_TOY_CONFIG}:{size},{MONET_KINDS[kind]}"
+  else:
+    spec = f"{TOY_CONFIG}:" + ",".join(a for a in (size, kind, extra) if a)
+  config = config_io.load_config(spec)
   config.seed = seed
   name = "_".join(a for a in (kind, extra.replace("=", ""), f"seed{seed}") if a)
   final = demo_runs.train_or_reuse(config, os.path.join(out_dir, "superposition", name))

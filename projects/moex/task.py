@@ -17,7 +17,8 @@ code, projects/moex/board_eval.py).
 
 config.data.name 'superposition' selects the other MoE-X task: one FFN reconstructing sparse
 synthetic features from their superposition, scored by the 'features' evaluator against the
-known truth (projects/moex/superposition.py, configs/superposition.py).
+known truth (common/tasks/superposition.py; the FFN: projects/moex/superposition.py;
+configs/superposition.py).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from flax import nnx
 
 from common.eval import registry
 from common.tasks import lm
+from common.tasks import superposition as toy
 from common.train import task as task_lib
 from projects.moex import config as config_lib
 from projects.moex import ffn as ffn_lib
@@ -86,6 +88,6 @@ class MoEXTask(task_lib.Task):
 
 
 def get_task(config: ml_collections.ConfigDict) -> task_lib.Task:
-  if config.data.get("name") == superposition.NAME:   # the ground-truth features task
-    return superposition.SuperpositionTask(config)
+  if config.data.get("name") == toy.NAME:   # the ground-truth features task
+    return superposition.get_task(config)
   return MoEXTask(config)

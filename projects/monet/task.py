@@ -21,6 +21,8 @@ Metrics (all scalars; routing ones averaged over sub-routers and router layers):
 """
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -53,21 +55,41 @@ def routing_metrics(router_probs, weights: jax.Array) -> dict[str, jax.Array]:
   return {f"routing/{k}": jnp.mean(jnp.stack(v)) for k, v in out.items()}
 
 
+@dataclasses.dataclass(frozen=True)
+class RoutingLoss:
+  """unif_weight * L_unif + amb_weight * L_amb over the router layers, with their metrics; the
+  weights and the reduction over router layers are config.model fields (checked here)."""
+  unif_weight: float = losses.AUX_LOSS_WEIGHT
+  amb_weight: float = losses.AUX_LOSS_WEIGHT
+  reduce: str = "mean"
+
+  @classmethod
+  def from_config(cls, m: ml_collections.ConfigDict) -> "RoutingLoss":
+    out = cls(float(m.get("unif_weight", losses.AUX_LOSS_WEIGHT)),
+              float(m.get("amb_weight", losses.AUX_LOSS_WEIGHT)), m.get("aux_reduce", "mean"))
+    for name, value in (("unif_weight", out.unif_weight), ("amb_weight", out.amb_weight)):
+      if value < 0:
+        raise ValueError(f"config.model.{name}={value!r}: must be >= 0 (0 switches it off).")
+    if out.reduce not in ("mean", "sum"):
+      raise ValueError(f"config.model.aux_reduce={out.reduce!r}: allowed 'mean', 'sum'.")
+    return out
+
+  def __call__(self, router_probs, weights: jax.Array) -> tuple[jax.Array, dict]:
+    """(loss, metrics); (0, {}) when no layer routes (the 'dense' baseline)."""
+    if not any(router_probs):
+      return jnp.zeros((), jnp.float32), {}
+    aux = losses.routing_aux_losses(router_probs, mask=weights, reduce=self.reduce)
+    loss = self.unif_weight * aux["uniformity"] + self.amb_weight * aux["ambiguity"]
+    return loss, dict(**aux, **routing_metrics(router_probs, weights))
+
+
 class MonetTask(task_lib.Task):
   """Monet causal LM; `config.model` fields are documented in projects/monet/config.py."""
 
   def __init__(self, config: ml_collections.ConfigDict):
     super().__init__(config)
     self.model_config = config_lib.from_config(config.model)
-    m = config.model
-    self.unif_weight = float(m.get("unif_weight", losses.AUX_LOSS_WEIGHT))
-    self.amb_weight = float(m.get("amb_weight", losses.AUX_LOSS_WEIGHT))
-    self.aux_reduce = m.get("aux_reduce", "mean")
-    for name, value in (("unif_weight", self.unif_weight), ("amb_weight", self.amb_weight)):
-      if value < 0:
-        raise ValueError(f"config.model.{name}={value!r}: must be >= 0 (0 switches it off).")
-    if self.aux_reduce not in ("mean", "sum"):
-      raise ValueError(f"config.model.aux_reduce={self.aux_reduce!r}: allowed 'mean', 'sum'.")
+    self.routing_loss = RoutingLoss.from_config(config.model)
 
   def validate(self, config: ml_collections.ConfigDict) -> None:
     config_lib.from_config(config.model)  # unknown fields and bad values, before any compile
@@ -80,11 +102,8 @@ class MonetTask(task_lib.Task):
     out = model(batch["inputs"], output_router_probs=True, train=train, rngs=rngs)
     ce, accuracy = lm.cross_entropy(out.logits, batch["targets"], weights)
     metrics = dict(ce=ce, ppl=jnp.exp(ce), accuracy=accuracy)
-    if not any(out.router_probs):   # the 'dense' baseline: no router, no auxiliary loss
-      return ce, metrics
-    aux = losses.routing_aux_losses(out.router_probs, mask=weights, reduce=self.aux_reduce)
-    loss = ce + self.unif_weight * aux["uniformity"] + self.amb_weight * aux["ambiguity"]
-    return loss, dict(metrics, **aux, **routing_metrics(out.router_probs, weights))
+    aux, aux_metrics = self.routing_loss(out.router_probs, weights)
+    return ce + aux, dict(metrics, **aux_metrics)
 
   def sample(self, model, prompt: str, *, num_tokens: int, temperature: float, seed: int) -> str:
     """`main.py --mode=sample`: greedy decoding with the KV cache (generate.greedy_generate)."""
@@ -100,4 +119,8 @@ class MonetTask(task_lib.Task):
 
 
 def get_task(config: ml_collections.ConfigDict) -> task_lib.Task:
+  if config.data.get("name") == "superposition":   # the ground-truth features task
+    # Imported here: projects/monet/superposition.py uses this module's RoutingLoss.
+    from projects.monet import superposition  # pylint: disable=g-import-not-at-top
+    return superposition.get_task(config)
   return MonetTask(config)

@@ -7,10 +7,10 @@ Command (TPU/GPU; the data must be prepared as TFDS array_record, see common/dat
   python -m common.eval --workdir /mnt/runs/moex_s    # perplexity on the held-out split
 
 Variants: size small (default; 12 layers, 12 heads, d 768) | medium (24 / 16 / 1024); FFN kind
-moex (default) | switch | dense_gelu | dense_relu | dense_geglu | dense_solu | moex_relu_only |
-moex_router_only; data fineweb (default) | openwebtext; tokenizer tok=gpt2 (default; with
-bpe=<folder>) | tok=sp; manual=<folder> (config.data.manual_dir: files TFDS reads instead of
-downloading); steps=<int>.
+moex (default) | switch | dense_gelu | dense_relu | dense_geglu | dense_solu | dense_relu2 |
+moex_relu_only | moex_router_only; data fineweb (default) | openwebtext; tokenizer tok=gpt2
+(default; with bpe=<folder>) | tok=sp; manual=<folder> (config.data.manual_dir: files TFDS
+reads instead of downloading); steps=<int>.
 
 Settings (spec 2.3): 8 experts, top-2; AdamW 3e-4 -> 3e-5 cosine, warm-up 5000, clip 1.0,
 dropout 0, batch 320 x 1024 tokens, 100k steps. Guesses: expert width = dense width / 2 (equal

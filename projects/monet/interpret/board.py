@@ -3,21 +3,9 @@
   python -m projects.monet.interpret.board --workdir /tmp/monet_chess_hd [--layer 2]
 
 The features ("MLP hidden units") are what the layer's down projections read: the
-routing-weighted expert hidden activations, over ALL experts. Monet computes every expert's
-hidden units densely and applies the routing weights g1, g2 before the down projection, so this
-code is exact, costs no extra expert compute, and is zero where the router sends no mass. It is
-the analogue of MoE-X's routing-weighted M*D expert units, and the layer's output is linear in it:
-
-  HD: q[j] = sum_h g2_hj sum_i g1_hi relu2(U_i u + c_i)              F = E * m
-      moe(u) = q @ V + sum_h g2_h @ b
-  VD: a1 = relu2(U1 u + c1), a2 = relu2(U2 u + c2) (each E x m/2); s1 = sum_h g1_h, s2 = sum_h g2_h
-      code = [a1 * s1, cross(a2; g2 -> g1), cross(a1; g1 -> g2), a2 * s2]   F = 2 * E * m
-      moe(u) = [code[:2] @ [V11; V12] + s1 @ b1,  code[2:] @ [V21; V22] + s2 @ b2]
-  (`down_projection`, `output_bias`; projects/monet/experts.py has the same contractions.)
-
-VD has twice HD's features because each half of its hidden units feeds two down projections
-(its own half of the output and, routed to the other sub-router's experts, the other half);
-coverage takes the best feature per property, so VD gets more candidates at equal width.
+routing-weighted expert hidden activations over all experts, `experts.hidden_code` (defined and
+derived there; the layer's output is linear in it: `experts.down_projection`, `output_bias`).
+HD has E * m features, VD 2 * E * m.
 
 Protocol, as projects/moex/board_eval.py (both score through common.eval.board_state.score_games):
 layer -1 = num_layers // 2 (layer 2 of the 4-layer demo); the first 160 games of the config's
@@ -38,7 +26,7 @@ import numpy as np
 from flax import nnx
 
 from common.eval import board_state
-from projects.monet.experts import MonetMoHDE, MonetMoVDE, _cross, _up
+from projects.monet.experts import down_projection, hidden_code, output_bias  # noqa: F401
 from projects.monet.model import MonetForCausalLM
 
 NUM_GAMES = 160   # projects/moex/configs/chess.py: c.eval.board_games (demo)
@@ -52,45 +40,6 @@ def resolve_layer(layer: int, num_layers: int) -> int:
   if not 0 <= layer < num_layers:
     raise ValueError(f"layer={layer}: allowed -1 (the middle layer) or 0..{num_layers - 1}.")
   return layer
-
-
-def hidden_code(experts: nnx.Module, u: jax.Array, g1: jax.Array, g2: jax.Array) -> jax.Array:
-  """(B, T, F) routing-weighted hidden code of a MonetMoHDE / MonetMoVDE (module docstring)."""
-  dt = experts.dtype
-  u, g1, g2 = u.astype(dt), g1.astype(dt), g2.astype(dt)
-  flat = lambda h: h.reshape(*h.shape[:2], -1)  # (B, T, E, m) -> (B, T, E*m), expert-major
-  if isinstance(experts, MonetMoHDE):
-    return flat(_cross(_up(u, experts.u, experts.u_bias, experts.act, dt), g1, g2))
-  if isinstance(experts, MonetMoVDE):
-    a1 = _up(u, experts.u1, experts.u1_bias, experts.act, dt)
-    a2 = _up(u, experts.u2, experts.u2_bias, experts.act, dt)
-    s1, s2 = jnp.sum(g1, axis=2)[..., None], jnp.sum(g2, axis=2)[..., None]
-    return jnp.concatenate([flat(a1 * s1), flat(_cross(a2, g2, g1)),
-                            flat(_cross(a1, g1, g2)), flat(a2 * s2)], axis=-1)
-  raise ValueError(f"experts={type(experts).__name__}: expected MonetMoHDE or MonetMoVDE.")
-
-
-def down_projection(experts: nnx.Module) -> jax.Array:
-  """(F, d) matrix W with moe(u) = hidden_code @ W + output_bias (float32)."""
-  if isinstance(experts, MonetMoHDE):
-    v = experts.v[...]
-    return v.reshape(-1, v.shape[-1]).astype(jnp.float32)
-  if isinstance(experts, MonetMoVDE):
-    rows = lambda *vs: jnp.concatenate([v[...].reshape(-1, v.shape[-1]) for v in vs])
-    top, bottom = rows(experts.v11, experts.v12), rows(experts.v21, experts.v22)
-    zeros = jnp.zeros_like(top)
-    return jnp.block([[top, zeros], [zeros, bottom]]).astype(jnp.float32)
-  raise ValueError(f"experts={type(experts).__name__}: expected MonetMoHDE or MonetMoVDE.")
-
-
-def output_bias(experts: nnx.Module, g1: jax.Array, g2: jax.Array) -> jax.Array:
-  """(B, T, d) routed expert output biases: the part of moe(u) not linear in the code."""
-  if isinstance(experts, MonetMoHDE):
-    return jnp.einsum("bthj,jd->btd", g2, experts.b[...])
-  if isinstance(experts, MonetMoVDE):
-    return jnp.concatenate([jnp.einsum("bthi,id->btd", g1, experts.b1[...]),
-                            jnp.einsum("bthj,jd->btd", g2, experts.b2[...])], axis=-1)
-  raise ValueError(f"experts={type(experts).__name__}: expected MonetMoHDE or MonetMoVDE.")
 
 
 def num_features(model: MonetForCausalLM) -> int:

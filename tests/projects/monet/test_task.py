@@ -63,7 +63,7 @@ def test_loss_metrics_padding_and_aux_weights(tiny):
 
   no_aux = task.get_task(config_io.load_config(
       f"{CONFIGS}/stdlib_demo.py:tiny", **{"model.unif_weight": 0.0, "model.amb_weight": 0.0}))
-  assert (no_aux.unif_weight, no_aux.amb_weight) == (0.0, 0.0)
+  assert (no_aux.routing_loss.unif_weight, no_aux.routing_loss.amb_weight) == (0.0, 0.0)
 
 
 @pytest.fixture(scope="module")
