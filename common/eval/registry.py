@@ -17,7 +17,10 @@ Shared evaluators (registered here):
                     config.eval.split_for_train_stats (training data; '' to skip) and on
                     config.eval.splits.
   'recall'          answer accuracy and cross-entropy near vs far from the store, on the
-                    recall stream (common.data.recall; recall.RecallEvaluator).
+                    recall stream (common.data.recall; recall.DistanceEvaluator).
+  'repeat_distance' the same per distance bucket on text: how far back the target's k-gram
+                    last occurred in its sequence (config.eval.repeat_k, repeat_edges;
+                    common/eval/recall.py).
   'robustness'      accuracy under input corruptions (common/eval/robustness.py): Gaussian
                     noise, impulse noise, Gaussian blur, contrast, with the levels of
                     config.eval.corruptions (name -> levels; noise in input units after the
@@ -126,3 +129,4 @@ register("robustness", lambda c: robustness.CorruptionEvaluator(
     c.config.eval.splits, corruptions=_corruptions(c.config), seed=c.config.seed,
     forward=image_forward(c, "robustness")))
 register("recall", recall.build)
+register("repeat_distance", recall.build_repeat)

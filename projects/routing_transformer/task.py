@@ -108,6 +108,10 @@ class RoutingTransformerTask(task_lib.Task):
       metrics["bits_per_byte"] = bits
     return ce + clustering, metrics
 
+  def eval_forward(self, model, batch) -> jax.Array:
+    """The logits [B, n, V] on an evaluation batch (the distance evaluators read them)."""
+    return model(batch["inputs"])[0]
+
   def sample(self, model, prompt: str, *, num_tokens: int, temperature: float, seed: int) -> str:
     """`main.py --mode=sample`: incremental decoding with the q/k/v cache (decoding.sample)."""
     from projects.routing_transformer import decoding  # pylint: disable=g-import-not-at-top

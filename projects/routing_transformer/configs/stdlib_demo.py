@@ -27,7 +27,9 @@ jit step incl. Adafactor): routing 0.75 s, local_only 0.40 s, dense 1.5 s, so th
 demo needs ~8 minutes on an idle machine (estimated from those; one measured run on a VM shared
 at load average 8-10 took 22.5 min wall, 373 s user CPU). With 'relative' on the windowed jnp
 path (before the kernel took the Shaw terms) the dense step took ~30 s (a 4-layer batch-4 version).
-Result: see README.md ("CPU demo").
+Result: see README.md ("Stdlib text by repeat distance": evaluated by the 'loss' and
+'repeat_distance' evaluators, the latter bucketing the loss by how far back each byte's 8-gram
+last occurred).
 
 tiny: seq_len 64, 2 layers of width 32, 2 + 2 heads of 8, K = 4, w = 16, batch 8 (a multiple of
 the 8 CPU devices the test suite forces), 3 steps.
@@ -70,7 +72,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                       checkpoint_every=150))
   c.optimizer.update(dict(name="adafactor", learning_rate=0.01, schedule="rsqrt",
                           warmup_steps=20, weight_decay=0.0, grad_clip_norm=0.0))
-  c.eval.update(dict(batch_size=2, splits=("validation",), max_batches=16))
+  # repeat_distance: the loss by how far back each byte's 8-gram last occurred (within a local
+  # block's reach of 128 + 128 flange, or beyond; common/eval/recall.py).
+  c.eval.update(dict(batch_size=2, splits=("validation",), max_batches=16,
+                     evaluators=("loss", "repeat_distance"), repeat_k=8,
+                     repeat_edges=(128, 256, 1024)))
 
   if "tiny" in flags:
     c.data.seq_len = 64

@@ -37,6 +37,16 @@ def test_loss_is_finite(tiny_run):
   assert all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
 
 
+def test_the_loss_is_also_scored_by_repeat_distance(tiny_run):
+  """The config's 'repeat_distance' evaluator: every scored byte falls in exactly one bucket."""
+  final = tiny_run[1]
+  key = "eval/repeat_distance/validation/repeat_"
+  fractions = [v for k, v in final.items() if k.startswith(key) and k.endswith("_fraction")]
+  assert len(fractions) == 5 and sum(fractions) == pytest.approx(1.0)
+  assert final[key + "none_count"] > 0 and final[key + "le128_count"] > 0
+  assert np.isfinite(final[key + "le128_ce"])
+
+
 def test_centroids_changed_inside_the_train_step(tiny_run):
   _, _, flat = tiny_run
   layers = sorted({k.split("['means']")[0] for k in flat if k.endswith("['means']")})
