@@ -29,6 +29,7 @@ import ml_collections
 from flax import nnx
 
 from common.tasks import lm
+from common.tasks import superposition as toy
 from common.train import task as task_lib
 from projects.monet import config as config_lib
 from projects.monet import losses
@@ -119,7 +120,7 @@ class MonetTask(task_lib.Task):
 
 
 def get_task(config: ml_collections.ConfigDict) -> task_lib.Task:
-  if config.data.get("name") == "superposition":   # the ground-truth features task
+  if config.data.get("name") == toy.NAME:   # the ground-truth features task
     # Imported here: projects/monet/superposition.py uses this module's RoutingLoss.
     from projects.monet import superposition  # pylint: disable=g-import-not-at-top
     return superposition.get_task(config)
