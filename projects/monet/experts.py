@@ -148,7 +148,7 @@ class DenseBaseline(nnx.Module):
 
 
 def hidden_code(experts: nnx.Module, u: jax.Array, g1: jax.Array, g2: jax.Array) -> jax.Array:
-  """(B, T, F) routing-weighted hidden code of a MonetMoHDE / MonetMoVDE (module docstring)."""
+  """(B, T, F) routing-weighted hidden code of a MonetMoHDE / MonetMoVDE (the comment above)."""
   dt = experts.dtype
   u, g1, g2 = u.astype(dt), g1.astype(dt), g2.astype(dt)
   flat = lambda h: h.reshape(*h.shape[:2], -1)  # (B, T, E, m) -> (B, T, E*m), expert-major

@@ -16,8 +16,8 @@ from flax import nnx
 
 from common.tasks import superposition as toy
 from projects.monet import config as config_lib
-from projects.monet import task as task_lib
 from projects.monet import experts as experts_lib
+from projects.monet import task as task_lib
 from projects.monet.router import MonetRouter
 
 
