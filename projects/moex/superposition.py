@@ -31,8 +31,9 @@ class ToyFFN(nnx.Module):
     return y, aux, metrics
 
   def hidden_code(self, h):
-    name = ffn_lib.set_capture(self.ffn, True)   # on the evaluator's copy (toy.hidden_code)
+    name = ffn_lib.set_capture(self.ffn, True)   # toy.hidden_code runs this on a copy
     self.ffn(h)
+    ffn_lib.set_capture(self.ffn, False)          # so a direct call leaves the model as it was
     stats = nnx.pop(self.ffn, nnx.Intermediate)
     return next(iter(intermediates.layer_stats(stats, name).values())).reshape(len(h), -1)
 

@@ -13,13 +13,17 @@ per-token g is zero off the selected experts, so its log would be -inf, and the 
 uniformity values (6.26-6.43 >= log 512, paper Tab. 7) only make sense for the batch mean. For
 uniform usage L_unif = log E. L_amb is averaged over tokens. How the paper combines the routing
 groups is not stated; `routing_aux_losses` averages over router layers (`reduce="mean"`) or sums.
+`RoutingLoss` weighs them by the config.model fields and adds the routing metrics; the LM task and
+the superposition task both use it.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 IGNORE_INDEX = -100  # torch CrossEntropyLoss default, used by HF for padded labels
 AUX_LOSS_WEIGHT = 1e-3  # lambda of paper eq. 18 (App. B.1)
@@ -97,3 +101,51 @@ def routing_aux_losses(router_probs: Sequence[tuple[jax.Array, jax.Array] | None
   amb = jnp.stack([ambiguity_loss(g1, g2, mask) for g1, g2 in pairs])
   agg = jnp.mean if reduce == "mean" else jnp.sum
   return {"uniformity": agg(unif), "ambiguity": agg(amb)}
+
+
+def routing_metrics(router_probs, weights: jax.Array) -> dict[str, jax.Array]:
+  """Usage/token entropies, selected count and utilisation (see the module docstring)."""
+  total = jnp.maximum(jnp.sum(weights), 1.0)
+  out = {"usage_entropy": [], "token_entropy": [], "selected": [], "utilisation": []}
+  for pair in router_probs:
+    if pair is None:
+      continue
+    for g in pair:
+      g = g.astype(jnp.float32)
+      mean = jnp.einsum("bthe,bt->he", g, weights) / total
+      out["usage_entropy"].append(jnp.mean(-jnp.sum(mean * jnp.log(mean + 1e-9), axis=-1)))
+      tok = -jnp.sum(jnp.where(g > 0, g * jnp.log(jnp.where(g > 0, g, 1.0)), 0.0), axis=-1)
+      out["token_entropy"].append(jnp.sum(jnp.mean(tok, -1) * weights) / total)
+      chosen = (g > 0).astype(jnp.float32)
+      out["selected"].append(jnp.sum(jnp.mean(jnp.sum(chosen, -1), -1) * weights) / total)
+      used = jnp.einsum("bthe,bt->he", chosen, weights) > 0
+      out["utilisation"].append(jnp.mean(used.astype(jnp.float32)))
+  return {f"routing/{k}": jnp.mean(jnp.stack(v)) for k, v in out.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class RoutingLoss:
+  """unif_weight * L_unif + amb_weight * L_amb over the router layers, with their metrics; the
+  weights and the reduction over router layers are config.model fields (checked here)."""
+  unif_weight: float = AUX_LOSS_WEIGHT
+  amb_weight: float = AUX_LOSS_WEIGHT
+  reduce: str = "mean"
+
+  @classmethod
+  def from_config(cls, m: ml_collections.ConfigDict) -> "RoutingLoss":
+    out = cls(float(m.get("unif_weight", AUX_LOSS_WEIGHT)),
+              float(m.get("amb_weight", AUX_LOSS_WEIGHT)), m.get("aux_reduce", "mean"))
+    for name, value in (("unif_weight", out.unif_weight), ("amb_weight", out.amb_weight)):
+      if value < 0:
+        raise ValueError(f"config.model.{name}={value!r}: must be >= 0 (0 switches it off).")
+    if out.reduce not in ("mean", "sum"):
+      raise ValueError(f"config.model.aux_reduce={out.reduce!r}: allowed 'mean', 'sum'.")
+    return out
+
+  def __call__(self, router_probs, weights: jax.Array) -> tuple[jax.Array, dict]:
+    """(loss, metrics); (0, {}) when no layer routes (the 'dense' baseline)."""
+    if not any(router_probs):
+      return jnp.zeros((), jnp.float32), {}
+    aux = routing_aux_losses(router_probs, mask=weights, reduce=self.reduce)
+    loss = self.unif_weight * aux["uniformity"] + self.amb_weight * aux["ambiguity"]
+    return loss, dict(**aux, **routing_metrics(router_probs, weights))

@@ -21,9 +21,6 @@ Metrics (all scalars; routing ones averaged over sub-routers and router layers):
 """
 from __future__ import annotations
 
-import dataclasses
-
-import jax
 import jax.numpy as jnp
 import ml_collections
 from flax import nnx
@@ -32,56 +29,8 @@ from common.tasks import lm
 from common.tasks import superposition as toy
 from common.train import task as task_lib
 from projects.monet import config as config_lib
-from projects.monet import losses
+from projects.monet import losses, superposition
 from projects.monet.model import MonetForCausalLM
-
-
-def routing_metrics(router_probs, weights: jax.Array) -> dict[str, jax.Array]:
-  """Usage/token entropies, selected count and utilisation (see the module docstring)."""
-  total = jnp.maximum(jnp.sum(weights), 1.0)
-  out = {"usage_entropy": [], "token_entropy": [], "selected": [], "utilisation": []}
-  for pair in router_probs:
-    if pair is None:
-      continue
-    for g in pair:
-      g = g.astype(jnp.float32)
-      mean = jnp.einsum("bthe,bt->he", g, weights) / total
-      out["usage_entropy"].append(jnp.mean(-jnp.sum(mean * jnp.log(mean + 1e-9), axis=-1)))
-      tok = -jnp.sum(jnp.where(g > 0, g * jnp.log(jnp.where(g > 0, g, 1.0)), 0.0), axis=-1)
-      out["token_entropy"].append(jnp.sum(jnp.mean(tok, -1) * weights) / total)
-      chosen = (g > 0).astype(jnp.float32)
-      out["selected"].append(jnp.sum(jnp.mean(jnp.sum(chosen, -1), -1) * weights) / total)
-      used = jnp.einsum("bthe,bt->he", chosen, weights) > 0
-      out["utilisation"].append(jnp.mean(used.astype(jnp.float32)))
-  return {f"routing/{k}": jnp.mean(jnp.stack(v)) for k, v in out.items()}
-
-
-@dataclasses.dataclass(frozen=True)
-class RoutingLoss:
-  """unif_weight * L_unif + amb_weight * L_amb over the router layers, with their metrics; the
-  weights and the reduction over router layers are config.model fields (checked here)."""
-  unif_weight: float = losses.AUX_LOSS_WEIGHT
-  amb_weight: float = losses.AUX_LOSS_WEIGHT
-  reduce: str = "mean"
-
-  @classmethod
-  def from_config(cls, m: ml_collections.ConfigDict) -> "RoutingLoss":
-    out = cls(float(m.get("unif_weight", losses.AUX_LOSS_WEIGHT)),
-              float(m.get("amb_weight", losses.AUX_LOSS_WEIGHT)), m.get("aux_reduce", "mean"))
-    for name, value in (("unif_weight", out.unif_weight), ("amb_weight", out.amb_weight)):
-      if value < 0:
-        raise ValueError(f"config.model.{name}={value!r}: must be >= 0 (0 switches it off).")
-    if out.reduce not in ("mean", "sum"):
-      raise ValueError(f"config.model.aux_reduce={out.reduce!r}: allowed 'mean', 'sum'.")
-    return out
-
-  def __call__(self, router_probs, weights: jax.Array) -> tuple[jax.Array, dict]:
-    """(loss, metrics); (0, {}) when no layer routes (the 'dense' baseline)."""
-    if not any(router_probs):
-      return jnp.zeros((), jnp.float32), {}
-    aux = losses.routing_aux_losses(router_probs, mask=weights, reduce=self.reduce)
-    loss = self.unif_weight * aux["uniformity"] + self.amb_weight * aux["ambiguity"]
-    return loss, dict(**aux, **routing_metrics(router_probs, weights))
 
 
 class MonetTask(task_lib.Task):
@@ -90,7 +39,7 @@ class MonetTask(task_lib.Task):
   def __init__(self, config: ml_collections.ConfigDict):
     super().__init__(config)
     self.model_config = config_lib.from_config(config.model)
-    self.routing_loss = RoutingLoss.from_config(config.model)
+    self.routing_loss = losses.RoutingLoss.from_config(config.model)
 
   def validate(self, config: ml_collections.ConfigDict) -> None:
     config_lib.from_config(config.model)  # unknown fields and bad values, before any compile
@@ -121,7 +70,5 @@ class MonetTask(task_lib.Task):
 
 def get_task(config: ml_collections.ConfigDict) -> task_lib.Task:
   if config.data.get("name") == toy.NAME:   # the ground-truth features task
-    # Imported here: projects/monet/superposition.py uses this module's RoutingLoss.
-    from projects.monet import superposition  # pylint: disable=g-import-not-at-top
     return superposition.get_task(config)
   return MonetTask(config)
