@@ -1,6 +1,9 @@
 """The one rule of the repo's name registries (mixers, evaluators): a name has one meaning."""
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import pkgutil
 from typing import Any, Callable
 
 
@@ -13,3 +16,16 @@ def claim(table: dict[str, Callable[..., Any]], kind: str, name: str, factory):
                      f"{factory.__module__} must pick another name.")
   table[name] = factory
   return factory
+
+
+def import_project_modules(module: str) -> None:
+  """Imports every `projects.<name>.<module>` that exists, so that the names it registers are
+  known. By name, as the trainer finds a project's task: common never imports a project."""
+  try:
+    projects = importlib.import_module("projects")
+  except ImportError:  # common used without the projects tree
+    return
+  for info in pkgutil.iter_modules(projects.__path__):
+    name = f"projects.{info.name}.{module}"
+    if info.ispkg and importlib.util.find_spec(name) is not None:
+      importlib.import_module(name)

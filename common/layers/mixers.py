@@ -26,9 +26,6 @@ biformer 'region' (bi-level routing in 1-D).
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
-import pkgutil
 from typing import Any, Callable, Mapping
 
 import jax
@@ -68,14 +65,7 @@ def register(name: str, factory: Factory) -> Factory:
 
 def _discover() -> None:
   """Imports every `projects.<name>.mixers`, which register their mixers."""
-  try:  # by name, as the trainer finds a project's task: common never imports projects
-    projects = importlib.import_module("projects")
-  except ImportError:  # common used without the projects tree
-    return
-  for module in pkgutil.iter_modules(projects.__path__):
-    name = f"projects.{module.name}.mixers"
-    if module.ispkg and importlib.util.find_spec(name) is not None:
-      importlib.import_module(name)
+  registry.import_project_modules("mixers")
 
 
 def names() -> tuple[str, ...]:

@@ -97,7 +97,8 @@ def train_step_cost(config) -> dict[str, float]:
   def loss(params, rest, batch):
     # Pure dicts in, as the trainer's step: stateful layers (k-means) may update inside.
     model = spec.merge(params, rest)
-    return task.loss(model, batch, train=True, rngs=nnx.Rngs(dropout=0))[0]
+    # The train step's streams (common/train/step.py): dropout, and default for the rest (mixup).
+    return task.loss(model, batch, train=True, rngs=nnx.Rngs(dropout=0, default=0))[0]
 
   compiled = jax.jit(jax.grad(loss)).lower(params, rest, batch).compile()
   cost = compiled.cost_analysis()

@@ -24,6 +24,9 @@ from flax import nnx
 from common.layers.linear import Linear
 from projects.biformer.attention import LINEAR_INIT, depthwise_conv
 
+# How BRA picks each region's key regions: the official top-k router, or the region itself.
+ROUTINGS = ("topk", "local")
+
 
 def to_regions(x: jax.Array, n_win: int) -> jax.Array:
   """(N, H, W, C) -> (N, n_win**2, (H/n_win)*(W/n_win), C), region-major, row-major inside.
@@ -145,12 +148,24 @@ class BiLevelRoutingAttention(nnx.Module):
   * auto_pad zero-pads the (normed) input at the bottom/right **before** qkv, so padded
     tokens carry the qkv bias, take part unmasked in region means, routing, attention and
     LePE; the output is cropped after `wo` [BRA:L212-221, L278-279].
+
+  `routing="local"` (not official; the token-mixer ablation's local-window row) replaces the
+  router by the identity: every region attends to itself only (Swin's windows, unshifted),
+  with the same projections and LePE. With topk = n_win**2 every region reads every region:
+  that is global attention, computed as one block (the same values as gathering all regions,
+  up to summation order) instead of copying k and v n_win**2 times.
   """
 
   def __init__(self, dim: int, *, num_heads: int, n_win: int, topk: int,
                qk_dim: int | None = None, qk_scale: float | None = None,
                side_dwconv: int = 5, auto_pad: bool = False, attention_impl: str = "official",
-               dtype: Any = None, param_dtype: Any = jnp.float32, rngs: Any):
+               routing: str = "topk", dtype: Any = None, param_dtype: Any = jnp.float32,
+               rngs: Any):
+    if routing not in ROUTINGS:
+      raise ValueError(f"routing={routing!r}: allowed are {ROUTINGS}.")
+    if routing == "local" and topk != 1:
+      raise ValueError(f"routing='local' reads one region (its own), so topk must be 1, not "
+                       f"{topk}.")
     self.dim = dim
     self.qk_dim = qk_dim or dim
     if self.qk_dim % num_heads or dim % num_heads:
@@ -160,6 +175,7 @@ class BiLevelRoutingAttention(nnx.Module):
     self.num_heads = num_heads
     self.n_win = n_win
     self.topk = topk
+    self.routing = routing
     self.scale = qk_scale or self.qk_dim**-0.5
     self.auto_pad = auto_pad
     self.attention_impl = attention_impl
@@ -190,14 +206,20 @@ class BiLevelRoutingAttention(nnx.Module):
     lepe = self.lepe(v) if self.lepe is not None else jnp.zeros_like(v)
 
     q_reg, k_reg, v_reg = (to_regions(t, s) for t in (q, k, v))  # (N, R, w2, c)
-    r_idx = topk_routing(q_reg.mean(axis=2), k_reg.mean(axis=2), self.topk, self.scale)
+    if self.routing == "local":
+      r_idx = jnp.broadcast_to(jnp.arange(s * s, dtype=jnp.int32)[None, :, None], (n, s * s, 1))
+    else:
+      r_idx = topk_routing(q_reg.mean(axis=2), k_reg.mean(axis=2), self.topk, self.scale)
 
     def heads(t):  # (N, R, w2, m*c) -> (N, m, R*w2, c); channels are head-major [BRA:L261]
       return t.reshape(n, s * s * w2, m, -1).transpose(0, 2, 1, 3)
 
-    idx = jnp.broadcast_to(r_idx[:, None], (n, m, s * s, self.topk))
-    out = routed_attention(heads(q_reg), heads(k_reg), heads(v_reg), idx, block_q=w2,
-                           block_k=w2, scale=self.scale, impl=self.attention_impl)
+    if self.topk == s * s and self.attention_impl == "official":
+      idx, block = jnp.zeros((n, m, 1, 1), jnp.int32), s * s * w2  # all regions: one block
+    else:
+      idx, block = jnp.broadcast_to(r_idx[:, None], (n, m, s * s, self.topk)), w2
+    out = routed_attention(heads(q_reg), heads(k_reg), heads(v_reg), idx, block_q=block,
+                           block_k=block, scale=self.scale, impl=self.attention_impl)
     out = out.transpose(0, 2, 1, 3).reshape(n, s * s, w2, self.dim)
     out = self.wo(from_regions(out, s, h, w) + lepe)
     return out[:, :h_in, :w_in], r_idx

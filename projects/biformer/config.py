@@ -29,6 +29,7 @@ from typing import Sequence
 import ml_collections
 
 from common.kernels import dispatch
+from common.layers import spatial_mixers
 from common.tasks import dense_features, image_configs
 
 # `layout` picks the macro layout: "legacy" is `models/biformer.py` (released T/S/B: two-conv
@@ -39,6 +40,10 @@ LAYOUTS = ("legacy", "stl")
 # over them, as the official KVGather (bra.py); every other value is the `impl` of the shared
 # kernel `common.kernels.block_sparse_attention`, passed unchanged.
 ATTENTION_IMPLS = ("official",) + dispatch.IMPLS
+# The token mixer of the routed stages (topks[i] > 0), for the token-mixer ablation
+# (configs/mixer_ablation.py): "bra" (official), "local" (each region attends to itself only),
+# or any common.layers.spatial_mixers name (svit's "stoken": one super token per region).
+BUILTIN_MIXERS = ("bra", "local")
 
 
 def _four(name: str, value: Sequence) -> tuple:
@@ -77,6 +82,10 @@ class BiFormerConfig(image_configs.ImageModelFields):
     qk_scale: overrides the attention scale (None: qk_dim**-0.5 in BRA, (C/8)**-0.5 in
       stage-4 attention).
     layout: "legacy" (released T/S/B) or "stl" (the Swin-T-layout ablation model).
+    mixer: the token mixer of the routed stages (topks[i] > 0; no official counterpart):
+      "bra" (official), "local" (topks[i] is then ignored: each region reads itself), or a
+      common.layers.spatial_mixers name (e.g. "stoken"), built over the n_win x n_win
+      regions with the stage's heads and LePE.
     attention_impl: the routed attention, one of ATTENTION_IMPLS.
   """
   depth: tuple[int, ...] = (2, 2, 8, 2)
@@ -95,6 +104,7 @@ class BiFormerConfig(image_configs.ImageModelFields):
   layout: str = "legacy"
   out_indices: tuple[int, ...] = (0, 1, 2, 3)
   out_norm: bool = False
+  mixer: str = "bra"
   attention_impl: str = "official"
 
   def __post_init__(self):
@@ -150,10 +160,23 @@ class BiFormerConfig(image_configs.ImageModelFields):
           raise ValueError(f"attention_impl={self.attention_impl!r} (the shared kernel) needs "
                            f"qk_dims == embed_dim in routed stages; stage {i} has qk_dims="
                            f"{self.qk_dims[i]}, embed_dim={self.embed_dim[i]}.")
+    self._check_mixer()
     super().__post_init__()
     set_("out_indices", dense_features.check_out_indices(self.out_indices, 4))
     if not isinstance(self.out_norm, bool):
       raise ValueError(f"out_norm={self.out_norm!r}: must be a bool.")
+
+  def _check_mixer(self):
+    if self.mixer in BUILTIN_MIXERS:
+      return
+    if self.mixer not in spatial_mixers.names():
+      raise ValueError(f"mixer={self.mixer!r}: allowed are "
+                       f"{BUILTIN_MIXERS + spatial_mixers.names()}.")
+    for i, k in enumerate(self.topks):
+      if k > 0 and self.qk_dims[i] != self.embed_dim[i]:
+        raise ValueError(f"mixer={self.mixer!r} projects q, k and v at the stage width, so "
+                         f"qk_dims must equal embed_dim in routed stages; stage {i} has qk_dims="
+                         f"{self.qk_dims[i]}, embed_dim={self.embed_dim[i]}.")
 
   def feature_info(self) -> tuple[dense_features.FeatureInfo, ...]:
     """Per map of `BiFormer.features`: stage, channels embed_dim[i], reduction 4 * 2**i (the

@@ -113,7 +113,7 @@ class BiFormer(nnx.Module):
                                         if cfg.layout == "legacy" else -1.0),
                 pre_norm=cfg.pre_norm or cfg.layout == "stl",
                 auto_pad=cfg.auto_pad, drop_path=rates[i][j],
-                attention_impl=cfg.attention_impl, **kw)
+                attention_impl=cfg.attention_impl, mixer=cfg.mixer, **kw)
             for j in range(cfg.depth[i])
         ]) for i in range(4)
     ])

@@ -88,16 +88,26 @@ def associate(pixels: jax.Array, stokens: jax.Array, *, n_iter: int,
 
 
 class StokenAttention(nnx.Module):
-  """Super-token attention of one block; global MHSA when stoken_size is (1, 1)."""
+  """Super-token attention of one block; global MHSA when stoken_size is (1, 1).
 
-  def __init__(self, dim: int, stoken_size: tuple[int, int], *, n_iter: int = 1,
+  `grid` (not an official option; the BiFormer token-mixer ablation's 'stoken' mixer) sets
+  the number of super tokens per side instead of their size: each call then uses
+  stoken_size = ceil(H / grid) x ceil(W / grid), one super token per region of a grid x grid
+  partition when grid divides the map (fewer, padded as usual, when it does not).
+  """
+
+  def __init__(self, dim: int, stoken_size: tuple[int, int] = (1, 1), *, n_iter: int = 1,
+               grid: int | None = None,
                num_heads: int = 8, qkv_bias: bool = False, qk_scale: float | None = None,
                attn_drop: float = 0.0, proj_drop: float = 0.0, dtype: Any = None,
                param_dtype: Any = jnp.float32, rngs: Any):
     if n_iter < 1:
       # The official loop must run once to define the association (L206-224).
       raise ValueError(f"n_iter={n_iter} must be >= 1.")
+    if grid is not None and grid < 1:
+      raise ValueError(f"grid={grid} must be >= 1 super tokens per side.")
     self.stoken_size = tuple(stoken_size)
+    self.grid = grid
     self.n_iter = n_iter
     # The association scale uses the full channel dim, not the head dim (L164).
     self.scale = dim ** -0.5
@@ -108,16 +118,21 @@ class StokenAttention(nnx.Module):
   def __call__(self, x: jax.Array, *, train: bool = False,
                rngs: nnx.Rngs | None = None) -> jax.Array:
     """Maps a normalised map (B, H, W, C) to (B, H, W, C)."""
-    h, w = self.stoken_size
+    h, w = self._size(x.shape[1], x.shape[2])
     if h == 1 and w == 1:
       b, hgt, wid, c = x.shape  # official direct_forward (L260-270)
       out = self.stoken_refine(x.reshape(b, hgt * wid, c), train=train, rngs=rngs)
       return out.reshape(b, hgt, wid, c)
     return self._stoken_forward(x, train=train, rngs=rngs)
 
+  def _size(self, h0: int, w0: int) -> tuple[int, int]:
+    if self.grid is None:
+      return self.stoken_size
+    return -(-h0 // self.grid), -(-w0 // self.grid)
+
   def _stoken_forward(self, x, *, train, rngs):
     b, h0, w0, c = x.shape
-    h, w = self.stoken_size
+    h, w = self._size(h0, w0)
     # Zero-pad right/bottom to whole blocks (L187-193); padded pixels take part in everything.
     pad_b, pad_r = (-h0) % h, (-w0) % w
     if pad_b or pad_r:

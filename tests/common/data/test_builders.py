@@ -26,6 +26,17 @@ def test_image_builders_split_sizes_and_strata(data_dir, name, sizes):
   assert example["image"].max() > 128  # scaled to 0..255 (digits were 0..16)
 
 
+def test_mnist_pairs_builds_from_mnist5k(data_dir):
+  builder = base.load_builder(builders.get("mnist_pairs"), data_dir)
+  assert {s: builder.info.splits[s].num_examples for s in ("train", "test")} == \
+      {"train": 8000, "test": 2000}
+  test = builder.as_data_source("test")
+  for i in (0, 1, 1999):
+    e = test[i]
+    assert e["image"].shape == (112, 112, 1) and e["image"].dtype == np.uint8
+    assert e["label"] == max(e["label_a"], e["label_b"])
+
+
 def test_image_splits_are_disjoint_and_reproducible(data_dir):
   builder = base.load_builder(builders.get("digits"), data_dir)
   def keys(split):

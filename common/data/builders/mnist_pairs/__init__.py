@@ -1,0 +1,1 @@
+"""Pairs of MNIST-5k digits composed far apart on a 112x112 canvas."""
