@@ -96,6 +96,26 @@ def causal_attention(query: jax.Array, key: jax.Array, value: jax.Array, *, scal
   return jnp.concatenate(outs, axis=1)
 
 
+# Query rows per chunk of chunked_attention. A chunk's [chunk, Tk] logits stay in cache through
+# the softmax and both products: on XLA:CPU at B 32, T 784, H 2, Dh 16, forward+backward took
+# 186 ms in 56-row chunks against 344 ms in one pass (112 rows 228, 28 rows 210; 2026-12-05).
+# At T ~ 200 chunking neither helps nor hurts.
+QUERY_CHUNK = 64
+
+
+def chunked_attention(query: jax.Array, key: jax.Array, value: jax.Array, *, scale: float,
+                      chunk: int = QUERY_CHUNK) -> jax.Array:
+  """Full (non-causal) attention, query chunk by query chunk, no mask or bias.
+
+  The same values as `dot_product_attention` (each query row's softmax is its own), faster on
+  CPU for long sequences (QUERY_CHUNK). Shapes [B, Tq, H, Dh] and [B, Tk, H, Dh];
+  returns [B, Tq, H, Dh].
+  """
+  t = query.shape[1]
+  return jnp.concatenate([dot_product_attention(query[:, i:i + chunk], key, value, scale=scale)
+                          for i in range(0, t, chunk)], axis=1)
+
+
 class MultiHeadAttention(nnx.Module):
   """q/k/v projections [D -> H x Dh] ('embed', 'heads', 'kv'), attention, output [H x Dh -> D].
 

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from common.layers.attention import chunked_attention
 from common.layers.linear import Linear
 from projects.biformer.attention import LINEAR_INIT, depthwise_conv
 
@@ -152,8 +153,9 @@ class BiLevelRoutingAttention(nnx.Module):
   `routing="local"` (not official; the token-mixer ablation's local-window row) replaces the
   router by the identity: every region attends to itself only (Swin's windows, unshifted),
   with the same projections and LePE. With topk = n_win**2 every region reads every region:
-  that is global attention, computed as one block (the same values as gathering all regions,
-  up to summation order) instead of copying k and v n_win**2 times.
+  that is global attention, computed as such (`common.layers.attention.chunked_attention`:
+  the same values as gathering all regions, up to rounding) instead of copying k and v
+  n_win**2 times.
   """
 
   def __init__(self, dim: int, *, num_heads: int, n_win: int, topk: int,
@@ -215,11 +217,14 @@ class BiLevelRoutingAttention(nnx.Module):
       return t.reshape(n, s * s * w2, m, -1).transpose(0, 2, 1, 3)
 
     if self.topk == s * s and self.attention_impl == "official":
-      idx, block = jnp.zeros((n, m, 1, 1), jnp.int32), s * s * w2  # all regions: one block
+      # Every region reads every region: plain global attention, in query chunks.
+      tokens = lambda t: t.reshape(n, s * s * w2, m, -1)  # noqa: E731  [N, L, m, c]
+      out = chunked_attention(tokens(q_reg), tokens(k_reg), tokens(v_reg), scale=self.scale)
     else:
-      idx, block = jnp.broadcast_to(r_idx[:, None], (n, m, s * s, self.topk)), w2
-    out = routed_attention(heads(q_reg), heads(k_reg), heads(v_reg), idx, block_q=block,
-                           block_k=block, scale=self.scale, impl=self.attention_impl)
-    out = out.transpose(0, 2, 1, 3).reshape(n, s * s, w2, self.dim)
+      idx = jnp.broadcast_to(r_idx[:, None], (n, m, s * s, self.topk))
+      out = routed_attention(heads(q_reg), heads(k_reg), heads(v_reg), idx, block_q=w2,
+                             block_k=w2, scale=self.scale, impl=self.attention_impl)
+      out = out.transpose(0, 2, 1, 3)
+    out = out.reshape(n, s * s, w2, self.dim)
     out = self.wo(from_regions(out, s, h, w) + lepe)
     return out[:, :h_in, :w_in], r_idx

@@ -5,7 +5,7 @@ ablation (outside the main job).
 projects/svit, whose demo trains the same ViT baseline: configs/mnist_demo.py:biformer and
 :vit, then the paper presets' parameter counts against the official ones.
 
-`ablation` (`python -m projects.biformer.demo ablation OUT`, ~38 min on 2 CPU cores; the main
+`ablation` (`python -m projects.biformer.demo ablation OUT`, ~34 min on 2 CPU cores; the main
 job has no time left for it): configs/mixer_ablation.py, one BiFormer-STL backbone whose
 routed stages take each token mixer in turn (BRA top-4, top-1, all regions = global, local
 windows, SViT's super tokens), 3 seeds each, on two far-apart digits labelled by the larger.

@@ -1,6 +1,6 @@
 r"""The token-mixer ablation: one BiFormer-STL backbone, only the token mixer changes.
 
-Command (2 CPU cores; one run per mixer and seed: ~1.5-2 min, `all` ~5.5 min):
+Command (2 CPU cores; one run per mixer and seed: ~1.5-2 min, `all` ~4 min):
 
   python projects/biformer/main.py \
     --config projects/biformer/configs/mixer_ablation.py:top4 --config.seed=0 \

@@ -88,6 +88,19 @@ def test_causal_attention_by_chunks_equals_one_masked_pass():
     np.testing.assert_allclose(g_c, g_f, rtol=1e-5, atol=1e-6)
 
 
+def test_full_attention_by_query_chunks_equals_one_pass():
+  # Tq = 10 over chunks of 4 (a partial last chunk), Tk = 7; values and gradients.
+  q = jax.random.normal(jax.random.key(0), (2, 10, 3, 4))
+  k, v = (jax.random.normal(jax.random.key(i), (2, 7, 3, 4)) for i in (1, 2))
+  full = lambda q, k, v: attention.dot_product_attention(q, k, v, scale=0.5)
+  chunked = lambda q, k, v: attention.chunked_attention(q, k, v, scale=0.5, chunk=4)
+  np.testing.assert_allclose(chunked(q, k, v), full(q, k, v), rtol=1e-6, atol=1e-6)
+  loss = lambda f: lambda *a: jnp.sum(jnp.sin(f(*a)))
+  for g_c, g_f in zip(jax.grad(loss(chunked), argnums=(0, 1, 2))(q, k, v),
+                      jax.grad(loss(full), argnums=(0, 1, 2))(q, k, v)):
+    np.testing.assert_allclose(g_c, g_f, rtol=1e-5, atol=1e-6)
+
+
 def test_long_causal_self_attention_takes_the_chunked_path_with_the_same_values(att):
   # T > CAUSAL_CHUNK: MultiHeadAttention(causal=True) runs causal_attention; compare with an
   # explicit causal mask (which keeps the one-pass path).
