@@ -18,6 +18,14 @@ def claim(table: dict[str, Callable[..., Any]], kind: str, name: str, factory):
   return factory
 
 
+def find(table: dict[str, Callable[..., Any]], name: str, module: str):
+  """table[name], importing every `projects.<name>.<module>` first if it is not there yet;
+  None if no project registers it either."""
+  if name not in table:
+    import_project_modules(module)
+  return table.get(name)
+
+
 def import_project_modules(module: str) -> None:
   """Imports every `projects.<name>.<module>` that exists, so that the names it registers are
   known. By name, as the trainer finds a project's task: common never imports a project."""

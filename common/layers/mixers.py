@@ -63,26 +63,20 @@ def register(name: str, factory: Factory) -> Factory:
   return registry.claim(_FACTORIES, "mixer", name, factory)
 
 
-def _discover() -> None:
-  """Imports every `projects.<name>.mixers`, which register their mixers."""
-  registry.import_project_modules("mixers")
-
-
 def names() -> tuple[str, ...]:
-  _discover()
+  registry.import_project_modules("mixers")   # the projects' mixers register on import
   return tuple(sorted(_FACTORIES))
 
 
 def build(name: str, spec: MixerSpec, options: Mapping[str, Any] | None, rngs: nnx.Rngs):
-  if name not in _FACTORIES:
-    _discover()
-  if name not in _FACTORIES:
+  factory = registry.find(_FACTORIES, name, "mixers")
+  if factory is None:
     raise ValueError(f"config.model.mixer={name!r} is not a registered mixer; choose one of "
                      f"{names()}.")
   if spec.hidden % spec.num_heads:
     raise ValueError(f"config.model.hidden={spec.hidden} is not divisible by num_heads="
                      f"{spec.num_heads}.")
-  return _FACTORIES[name](spec, dict(options or {}), rngs)
+  return factory(spec, dict(options or {}), rngs)
 
 
 def take_options(name: str, options: dict, defaults: Mapping[str, Any]) -> dict:

@@ -56,11 +56,10 @@ def names() -> tuple[str, ...]:
 
 
 def build(name: str, spec: SpatialSpec, rngs: Any) -> nnx.Module:
-  if name not in _FACTORIES:
-    registry.import_project_modules("mixers")
-  if name not in _FACTORIES:
+  factory = registry.find(_FACTORIES, name, "mixers")
+  if factory is None:
     raise ValueError(f"spatial mixer {name!r} is not registered; choose one of {names()}.")
   if spec.dim % spec.num_heads:
     raise ValueError(f"spatial mixer {name!r}: dim={spec.dim} is not divisible by num_heads="
                      f"{spec.num_heads}.")
-  return _FACTORIES[name](spec, rngs)
+  return factory(spec, rngs)

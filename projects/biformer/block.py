@@ -17,6 +17,7 @@ from common.layers.mlp import Mlp
 from common.layers.norms import LayerNorm
 from projects.biformer import attention as attention_lib
 from projects.biformer import bra as bra_lib
+from projects.biformer import config as config_lib
 
 
 class Block(nnx.Module):
@@ -27,7 +28,7 @@ class Block(nnx.Module):
   (post-norm, [B:L122-128]); with layer_scale_init_value > 0 the branches are scaled per
   channel by learnable gamma1 / gamma2.
 
-  `mixer` (config.py BUILTIN_MIXERS or a spatial mixer's name; the token-mixer ablation)
+  `mixer` (config_lib.BUILTIN_MIXERS or a spatial mixer's name; the token-mixer ablation)
   replaces BRA in a `topk > 0` block: 'local' is BRA reading its own region only; any other
   name is a common.layers.spatial_mixers mixer over the same n_win x n_win regions, plus a
   LePE of the same kernel (a side_dwconv depthwise conv of the block's normed input, added to
@@ -45,7 +46,7 @@ class Block(nnx.Module):
     self.pos_embed = (attention_lib.depthwise_conv(dim, before_attn_dwconv, **kw)
                       if before_attn_dwconv > 0 else None)
     self.norm1 = LayerNorm(dim, epsilon=1e-6, **kw)
-    self.routed = topk > 0 and mixer in ("bra", "local")
+    self.routed = topk > 0 and mixer in config_lib.BUILTIN_MIXERS
     lepe = None
     if self.routed:
       local = mixer == "local"
