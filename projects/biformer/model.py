@@ -25,7 +25,7 @@ import dataclasses
 import jax
 from flax import nnx
 
-from common.layers import keys, remat
+from common.layers import activations, keys, remat
 from common.layers.conv import Conv2d, ConvBN
 from common.layers.linear import Linear
 from common.layers.norms import BatchNorm, LayerNorm
@@ -65,7 +65,7 @@ class ConvStem(nnx.Module):
     self.bn2 = BatchNorm(dim, **kw)
 
   def __call__(self, x, *, train=False):
-    x = jax.nn.gelu(self.bn1(self.conv1(x), train=train), approximate=False)
+    x = activations.gelu(self.bn1(self.conv1(x), train=train))
     return self.bn2(self.conv2(x), train=train)
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 from flax.nnx.nn import dtypes as nnx_dtypes
 
+from common.layers import activations
 from common.layers.conv import Conv2d
 from common.layers.linear import Linear
 from common.layers.norms import LayerNorm
@@ -96,7 +97,7 @@ class AttentionEncoder(nnx.Module):
                           param_dtype=param_dtype)
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    return jax.nn.gelu(self.norm(self.linear(x)), approximate=False)  # nn.GELU(): erf form
+    return activations.gelu(self.norm(self.linear(x)))  # nn.GELU(): erf form
 
 
 class CompressedScoreDecoder(nnx.Module):

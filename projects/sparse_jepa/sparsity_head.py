@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 import common  # noqa: F401  (no eager sharding: params carry logical names without a mesh)
+from common.layers import activations
 from common.layers.initializers import trunc_normal
 from common.layers.keys import param
 from common.layers.linear import Linear
@@ -219,7 +220,7 @@ class SparsityHead(nnx.Module):
     out = jnp.einsum("...k,pkh->...ph", z.astype(dt), self.decoder[...].astype(dt))
     out = out + self.decoder_bias[...].reshape(out.shape[-2:]).astype(dt)
     if self.config.decoder_hidden_dim:
-      out = jnp.einsum("...ph,phc->...pc", jax.nn.gelu(out, approximate=False),
+      out = jnp.einsum("...ph,phc->...pc", activations.gelu(out),
                        self.decoder_out[...].astype(dt))
       out = out + self.decoder_out_bias[...].reshape(out.shape[-2:]).astype(dt)
     return out.reshape(*z.shape[:-1], self.embed_dim)

@@ -23,18 +23,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from common.layers import initializers, keys, remat
+from common.layers import activations, initializers, keys, remat
 from common.layers.conv import Conv2d, ConvBN
 from common.layers.dropout import drop_path, dropout
 from common.layers.linear import Linear
 from common.layers.norms import BatchNorm, LayerNorm
 from projects.svit import stoken
 from projects.svit.config import STViTConfig
-
-
-def _gelu(x: jax.Array) -> jax.Array:
-  """Exact (erf) GELU, torch nn.GELU's default."""
-  return jax.nn.gelu(x, approximate=False)
 
 
 class ConvFFN(nnx.Module):
@@ -51,7 +46,7 @@ class ConvFFN(nnx.Module):
     self.fc2 = Linear(hidden, dim, kernel_axes=("mlp", "embed"), **kw)
 
   def __call__(self, x, *, train=False, rngs=None):
-    x = _gelu(self.fc1(x))
+    x = activations.gelu(self.fc1(x))
     x = dropout(x, self.drop, train=train, rngs=rngs)
     x = x + self.dwconv(x)
     x = self.fc2(x)
