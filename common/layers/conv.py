@@ -119,9 +119,10 @@ def _row_chunks(rows: int, taps: int) -> int:
   """How many chunks the weight gradient's reduce splits its `rows` (batch x output rows) into.
 
   Measured on 2 CPU threads (XLA:CPU, jax 0.10.2; interleaved, median of 15), SViT-S / BiFormer-T
-  / ablation shapes: for 3x3 kernels, chunks of ~8 rows beat 8 chunks everywhere, e.g.
-  [8, 28, 28, 512] 9.1 -> 5.5 ms, [8, 14, 14, 1280] 5.2 -> 2.4 ms, [8, 56, 56, 256] 23 -> 20 ms;
-  for 5x5 (25 outputs) 8 chunks stayed as fast or faster, so they keep it.
+  / ablation shapes: for 3x3 kernels, chunks of ~8 rows beat 8 chunks at every shape but the
+  7x7 maps (equal within noise there), e.g. [8, 28, 28, 512] 9.1 -> 5.5 ms, [8, 14, 14, 1280]
+  5.2 -> 2.4 ms, [8, 56, 56, 256] 23 -> 20 ms; for 5x5 (25 outputs) 8 chunks stayed as fast or
+  faster, so they keep it.
   """
   if taps > 9:
     return math.gcd(rows, 8)
