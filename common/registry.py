@@ -26,14 +26,20 @@ def find(table: dict[str, Callable[..., Any]], name: str, module: str):
   return table.get(name)
 
 
-def import_project_modules(module: str) -> None:
-  """Imports every `projects.<name>.<module>` that exists, so that the names it registers are
-  known. By name, as the trainer finds a project's task: common never imports a project."""
+def project_modules(module: str) -> list[str]:
+  """The names `projects.<name>.<module>` that exist, sorted, without importing them. By name,
+  as the trainer finds a project's task: common never imports a project."""
   try:
     projects = importlib.import_module("projects")
   except ImportError:  # common used without the projects tree
-    return
-  for info in pkgutil.iter_modules(projects.__path__):
-    name = f"projects.{info.name}.{module}"
-    if info.ispkg and importlib.util.find_spec(name) is not None:
-      importlib.import_module(name)
+    return []
+  names = (f"projects.{info.name}.{module}" for info in pkgutil.iter_modules(projects.__path__)
+           if info.ispkg)
+  return sorted(name for name in names if importlib.util.find_spec(name) is not None)
+
+
+def import_project_modules(module: str) -> None:
+  """Imports every `projects.<name>.<module>` that exists, so that the names it registers are
+  known."""
+  for name in project_modules(module):
+    importlib.import_module(name)

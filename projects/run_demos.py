@@ -21,17 +21,17 @@ import argparse
 import importlib
 import json
 import os
-import pkgutil
 import time
 import traceback
+
+from common import registry
 
 COLUMNS = ("project", "experiment", "metric", "paper", "measured")
 
 
 def discover() -> list[str]:
-  import projects
-  return sorted(m.name for m in pkgutil.iter_modules(projects.__path__) if m.ispkg and
-                importlib.util.find_spec(f"projects.{m.name}.demo") is not None)
+  """The projects that have a demo.py."""
+  return [name.split(".")[1] for name in registry.project_modules("demo")]
 
 
 def in_main_job(name: str) -> bool:
