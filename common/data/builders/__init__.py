@@ -3,7 +3,8 @@
 A small registry: name -> where its builder class lives, what kind of data it holds and
 which splits it has. Builder modules are imported only when that dataset is used.
 To add one: create `builders/<name>/<name>.py` with a `base.LocalBuilder` subclass whose
-snake-cased class name is `<name>`, and add an entry here.
+snake-cased class name is `<name>`, and add an entry here. A builder config other than the
+class's first is an entry of its own, named by `config` (then `<name>` is free).
 """
 from __future__ import annotations
 
@@ -20,9 +21,18 @@ class DemoDataset:
   splits: tuple[str, ...]
   # Split sizes fixed by the builder's definition; None where they depend on the machine.
   expected_sizes: dict[str, int] | None = None
+  # The module attribute holding the builder config to build; '': the class's first (default).
+  config: str = ""
 
   def builder_class(self):
     return getattr(importlib.import_module(self.module), self.class_name)
+
+  def builder_config(self):
+    """The builder config this entry builds, or None for a class without configs."""
+    if self.config:
+      return getattr(importlib.import_module(self.module), self.config)
+    configs = getattr(self.builder_class(), "BUILDER_CONFIGS", None)
+    return configs[0] if configs else None
 
 
 REGISTRY: dict[str, DemoDataset] = {
@@ -42,6 +52,10 @@ REGISTRY: dict[str, DemoDataset] = {
         # Stdlib code, pydoc prose and Stockfish games (generated: needs `stockfish`).
         DemoDataset("text_domains", "common.data.builders.text_domains.text_domains",
                     "TextDomains", "text", ("train", "validation")),
+        # text_domains' COLAB config: MBs of each domain, the prose from Wikitext-103 and the
+        # chess from Lichess, both read from manual_dir (projects/monet/colab.ipynb fetches them).
+        DemoDataset("text_domains_colab", "common.data.builders.text_domains.text_domains",
+                    "TextDomains", "text", ("train", "validation"), config="COLAB"),
         # Lichess games read from manual_dir (<data_dir>/downloads/manual); see lichess.py.
         DemoDataset("chess_lichess", "common.data.builders.chess_games.lichess",
                     "ChessLichess", "text", ("train", "validation")),

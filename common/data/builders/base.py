@@ -132,18 +132,19 @@ def _verify(builder: tfds.core.DatasetBuilder, spec: DemoDataset) -> None:
 
 
 def _version_dir(spec: DemoDataset, root: str) -> str:
+  # The builder's name, not the entry's: an entry for a second config shares its builder's folder.
   cls = spec.builder_class()
-  parts = [root, spec.name]
-  if getattr(cls, "BUILDER_CONFIGS", None):
-    parts.append(cls.BUILDER_CONFIGS[0].name)
+  parts = [root, cls.name]
+  if (config := spec.builder_config()) is not None:
+    parts.append(config.name)
   parts.append(str(cls.VERSION))
   return os.path.join(*parts)
 
 
 def _remove_version_dir(spec: DemoDataset, root: str) -> None:
   target = os.path.abspath(_version_dir(spec, root))
-  # Guard: only ever delete <root>/<name>/.../<version> of this dataset.
-  if not target.startswith(os.path.join(os.path.abspath(root), spec.name) + os.sep):
+  # Guard: only ever delete <root>/<builder name>/.../<version> of this dataset.
+  if not target.startswith(os.path.join(os.path.abspath(root), spec.builder_class().name) + os.sep):
     raise AssertionError(f"refusing to delete {target}")
   shutil.rmtree(target, ignore_errors=True)
 
@@ -162,17 +163,24 @@ def load_builder(spec: DemoDataset, root: str | None = None, *,
       return _VERIFIED[key]
     with _file_lock(paths.lock_path(root, spec.name)):
       for attempt in range(2):
+        building = False
         try:
-          builder = spec.builder_class()(data_dir=root)
+          builder = spec.builder_class()(data_dir=root, config=spec.builder_config())
           if not builder.is_prepared():
             log.info("Building demo dataset %r into %s (first use).", spec.name, root)
             download_config = (tfds.download.DownloadConfig(manual_dir=manual_dir)
                                if manual_dir else None)
+            building = True
             builder.download_and_prepare(file_format="array_record",
                                          download_config=download_config)
+            building = False
           _verify(builder, spec)
           break
         except Exception as e:  # pylint: disable=broad-except
+          # A build that lacks an input (no Stockfish, an empty manual_dir) is no damage to
+          # delete and rebuild; the builder's message already says what to do.
+          if building and isinstance(e, FileNotFoundError):
+            raise
           if attempt:
             raise RuntimeError(f"Demo dataset {spec.name!r} in {root} could not be built "
                                f"and verified: {e}") from e

@@ -106,24 +106,27 @@ class ChessLichess(base.LocalBuilder, skip_registration=True):
   def _generate_examples(self, manual_dir, split):
     cfg = self.builder_config
     cut = round(cfg.validation_fraction * 1000)
-    for n, text in enumerate(self._valid_texts(read_transcripts(manual_dir))):
+    texts = valid_transcripts(read_transcripts(manual_dir), cfg.max_chars, cfg.max_games)
+    for n, text in enumerate(texts):
       if ("validation" if splits.hash_bucket(f"lichess:{n}") < cut else "train") == split:
         yield n, {"text": text}
 
-  def _valid_texts(self, texts):
-    cfg = self.builder_config
-    tok, kept, skipped = tokenizers.ChessTokenizer(), 0, 0
-    for text in texts:
-      if cfg.max_games and kept >= cfg.max_games:
-        break
-      text = transcript.truncate(text, cfg.max_chars)
-      try:
-        tok.encode(text)
-      except ValueError:
-        skipped += 1
-        continue
-      kept += 1
-      yield text
-    if skipped:
-      log.warning("chess_lichess: skipped %d transcripts with characters outside the chess "
-                  "vocabulary.", skipped)
+
+def valid_transcripts(texts, max_chars: int, max_games: int = 0):
+  """The transcripts cut at a move boundary to max_chars, without those holding characters
+  outside chess-GPT's 32 (counted in the log); at most max_games of them (0: all)."""
+  tok, kept, skipped = tokenizers.ChessTokenizer(), 0, 0
+  for text in texts:
+    if max_games and kept >= max_games:
+      break
+    text = transcript.truncate(text, max_chars)
+    try:
+      tok.encode(text)
+    except ValueError:
+      skipped += 1
+      continue
+    kept += 1
+    yield text
+  if skipped:
+    log.warning("Lichess: skipped %d transcripts with characters outside the chess "
+                "vocabulary.", skipped)

@@ -3,8 +3,9 @@
 TFDS has no catalog builder for Wikitext-103 (see projects/routing_transformer/configs/paper.py). Importing this module registers
 one under that name, so `config.data.name='tfds:wikitext103'` with `config.data.prepare=True`
 builds it in-process (array_record, no TensorFlow) through common.data.sources, the same path
-as any other 'tfds:' dataset. projects/routing_transformer/configs/stdlib_demo.py:colab imports it;
-nothing else does yet (it is not in the demo REGISTRY: it downloads).
+as any other 'tfds:' dataset. projects/routing_transformer/configs/stdlib_demo.py:colab imports it
+(it is not in the demo REGISTRY: it downloads); text_domains' colab config reads the same parquet
+files from a folder (`parquet_rows`, `articles`).
 
 Source: the Hugging Face Hub dataset `Salesforce/wikitext`, config `wikitext-103-raw-v1` (its
 parquet files; one row per line of wiki.{train,valid,test}.raw, blank lines as ''). Building
@@ -54,17 +55,22 @@ def hub_rows(split: str, config: str = HF_CONFIG) -> list[str]:
   notebook reads wikitext-2-raw-v1), downloaded from the Hub (huggingface_hub, pyarrow: Colab
   has both). One row per line of the raw file, newline kept, blank lines as ''."""
   from huggingface_hub import snapshot_download  # pylint: disable=g-import-not-at-top
-  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
   name = SPLITS.get(split, split)
   root = snapshot_download(HF_REPO, repo_type="dataset",
                            allow_patterns=[f"{config}/{name}-*.parquet"])
   files = sorted(glob.glob(os.path.join(root, config, f"{name}-*.parquet")))
   if not files:
     raise FileNotFoundError(f"no {config}/{name}-*.parquet in {HF_REPO} ({root}).")
-  rows: list[str] = []
+  return list(parquet_rows(files))
+
+
+def parquet_rows(files: Iterable[str]) -> Iterator[str]:
+  """The rows of the 'text' column of these parquet files, in order. Read a batch at a time, so
+  a reader that stops early (text_domains' Wikitext prose) never loads a whole split."""
+  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
   for path in files:
-    rows += pq.read_table(path, columns=["text"]).column("text").to_pylist()
-  return rows
+    for batch in pq.ParquetFile(path).iter_batches(columns=["text"]):
+      yield from batch.column(0).to_pylist()
 
 
 class Wikitext103(base.LocalBuilder):
