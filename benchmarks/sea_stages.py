@@ -17,7 +17,9 @@ row), float32, random q, k, v. Stages, in the layer's order (projects/sea/attent
   attention   sparse_attention.grouped_list_attention (xla) or
               common.kernels.row_sparse_attention (the other impls)
   layer       the whole SEAAttention forward (about the sum of the above)
-  dense       jax.nn.dot_product_attention(is_causal=True) on the same q, k, v (XLA), for scale
+  dense       the house's causal dense attention on the same q, k, v, for scale
+              (common.layers.attention.causal_attention: MultiHeadAttention's causal path,
+              the dense row of long_context.py)
 
 Time: median of --repeats runs after a warm-up, block_until_ready. Measure on an idle machine;
 the 1-minute load average is printed with the table.
@@ -34,6 +36,7 @@ from flax import nnx
 
 from benchmarks import harness
 from common.kernels import dispatch
+from common.layers import attention as attention_layers
 from common.kernels import row_sparse_attention as kernels_row_sparse
 from projects.sea import masks, sparse_attention
 from projects.sea.attention import SEAAttention
@@ -76,7 +79,7 @@ def stage_times(t: int, repeats: int, impl: str) -> dict[str, float]:
 
   def dense(q, k, v):
     swap = lambda x: jnp.swapaxes(x, 1, 2)
-    return jax.nn.dot_product_attention(swap(q), swap(k), swap(v), is_causal=True, scale=1.0)
+    return swap(attention_layers.causal_attention(swap(q), swap(k), swap(v), scale=1.0))
 
   steps = [("performer", performer, lambda: (state, q, k, v)),
            ("encoder", encoder, lambda: (state, out["performer"], v)),

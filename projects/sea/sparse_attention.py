@@ -110,7 +110,11 @@ def grouped_list_attention(q: jax.Array, k: jax.Array, v: jax.Array,
     e = jnp.exp(jnp.where(valid_c, scores - own_max, -jnp.inf))
     denom = jnp.einsum("ncl,nclh->nch", e, mine.astype(e.dtype))
     probs = e / jnp.take_along_axis(jnp.where(denom > 0, denom, 1.0), head_c, axis=-1)
-    return jnp.einsum("nclh,ncld->nhcd", mine * probs[..., None].astype(v.dtype), v_g)
+    # [N, c, H, L] @ [N, c, L, D]: with the contraction on the weights' minor axis XLA:CPU
+    # runs its fast batched matmul. The einsum "nclh,ncld->nhcd" made v_g the left operand
+    # and fell back to the generic dot: ~6 GFLOP/s, half of the layer's forward time at 4k.
+    weights = jnp.swapaxes(mine * probs[..., None].astype(v.dtype), -1, -2)
+    return jnp.swapaxes(jnp.matmul(weights, v_g), 1, 2)
 
   out, start = [], 0
   for head, key, valid in groups:
