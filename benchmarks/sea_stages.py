@@ -36,8 +36,8 @@ from flax import nnx
 
 from benchmarks import harness
 from common.kernels import dispatch
-from common.layers import attention as attention_layers
 from common.kernels import row_sparse_attention as kernels_row_sparse
+from common.layers import attention as attention_layers
 from projects.sea import masks, sparse_attention
 from projects.sea.attention import SEAAttention
 

@@ -7,9 +7,10 @@ infers `kind` (every entry point resolves first). Fields use '' and 0 for "unset
 instead of None, so command-line overrides keep a type.
 
 Common fields
-  name            'mnist5k' | 'digits' | 'pystdlib_text' | 'chess_games' (demo datasets, built
-                  on first use; chess_games needs Debian's stockfish) | 'chess_lichess' (Lichess
-                  games from manual_dir), or
+  name            a demo dataset of common/data/builders (REGISTRY), built on first use:
+                  'mnist5k' | 'digits' | 'mnist_pairs' | 'pystdlib_text' | 'chess_games' |
+                  'text_domains' (the last two need Debian's stockfish) | 'chess_lichess' and
+                  'text_domains_colab' (downloaded files in manual_dir), or
                   'tfds:<tfds name>' for a prepared TFDS dataset, e.g. 'tfds:imagenet2012',
                   'tfds:cifar100', 'tfds:c4/en:3.1.0', 'tfds:openwebtext'.
   kind            'image' | 'text' | 'recall' (set by the helper; must match a demo dataset's

@@ -94,27 +94,13 @@ def grouped_list_attention(q: jax.Array, k: jax.Array, v: jax.Array,
   n, h, t, d = q.shape
   k_rows = k.reshape(n, h * t, d)  # pair (head, key) -> row head * T + key
   v_rows = v.reshape(n, h * t, d)
-  heads = jnp.arange(h, dtype=jnp.int32)
 
   @jax.checkpoint
   def chunk(q_c, head_c, key_c, valid_c):  # [N, H, c, D], [N, c, L] x 3
     rows = (head_c * t + key_c).reshape(n, -1, 1)
     k_g = jnp.take_along_axis(k_rows, rows, axis=1).reshape(*head_c.shape, d)
     v_g = jnp.take_along_axis(v_rows, rows, axis=1).reshape(*head_c.shape, d)
-    mine = (head_c[..., None] == heads) & valid_c[..., None]  # [N, c, L, H]
-    # Every head's query against every pair (H x the needed products, but no gather of q).
-    scores = jnp.sum(jnp.where(mine, jnp.einsum("nhcd,ncld->nclh", q_c, k_g), 0.0), axis=-1)
-    row_max = jnp.max(jnp.where(mine, scores[..., None], -jnp.inf), axis=2)  # [N, c, H]
-    row_max = jax.lax.stop_gradient(jnp.where(jnp.isfinite(row_max), row_max, 0.0))
-    own_max = jnp.take_along_axis(row_max, head_c, axis=-1)
-    e = jnp.exp(jnp.where(valid_c, scores - own_max, -jnp.inf))
-    denom = jnp.einsum("ncl,nclh->nch", e, mine.astype(e.dtype))
-    probs = e / jnp.take_along_axis(jnp.where(denom > 0, denom, 1.0), head_c, axis=-1)
-    # [N, c, H, L] @ [N, c, L, D]: with the contraction on the weights' minor axis XLA:CPU
-    # runs its fast batched matmul. The einsum "nclh,ncld->nhcd" made v_g the left operand
-    # and fell back to the generic dot: ~6 GFLOP/s, half of the layer's forward time at 4k.
-    weights = jnp.swapaxes(mine * probs[..., None].astype(v.dtype), -1, -2)
-    return jnp.swapaxes(jnp.matmul(weights, v_g), 1, 2)
+    return _pair_attention(q_c, k_g, v_g, head_c, valid_c)
 
   out, start = [], 0
   for head, key, valid in groups:
@@ -133,3 +119,66 @@ def grouped_list_attention(q: jax.Array, k: jax.Array, v: jax.Array,
     out.append(jnp.moveaxis(o, 0, 2).reshape(n, h, chunks * size, d)[:, :, :rows])
     start += rows
   return jnp.concatenate(out, axis=2)
+
+
+# The products below are written so that XLA:CPU runs each as its fast batched matmul: the
+# contraction on the left operand's minor axis, or [L, D] x [H, D]^T. A contraction over the
+# pairs axis L of a [.., L, H] or [.., L, D] left operand fell back to XLA:CPU's generic dot
+# (~6 GFLOP/s): the einsum "nclh,ncld->nhcd" alone was half of the layer's forward at 4k, and
+# autodiff's transposes of the forward products put three more there in the backward. Hence
+# the weights are built directly in the [N, c, H, L] layout and the backward is written out.
+
+
+def _owners(head_c, valid_c, h: int):
+  """Which head owns each valid pair: bool [N, c, L, H] and the same as [N, c, H, L]."""
+  heads = jnp.arange(h, dtype=jnp.int32)
+  mine = (head_c[..., None] == heads) & valid_c[..., None]
+  mine_t = (head_c[:, :, None, :] == heads[:, None]) & valid_c[:, :, None, :]
+  return mine, mine_t
+
+
+def _pair_forward(q_c, k_g, v_g, head_c, valid_c):
+  """Context [N, H, c, D] and each pair's probability under its head's softmax [N, c, L]."""
+  mine, mine_t = _owners(head_c, valid_c, q_c.shape[1])
+  # Every head's query against every pair (H x the needed products, but no gather of q).
+  scores = jnp.sum(jnp.where(mine, jnp.einsum("nhcd,ncld->nclh", q_c, k_g), 0.0), axis=-1)
+  row_max = jnp.max(jnp.where(mine, scores[..., None], -jnp.inf), axis=2)  # [N, c, H]
+  row_max = jnp.where(jnp.isfinite(row_max), row_max, 0.0)
+  own_max = jnp.take_along_axis(row_max, head_c, axis=-1)
+  e = jnp.exp(jnp.where(valid_c, scores - own_max, -jnp.inf))
+  denom = jnp.einsum("ncl,nclh->nch", e, mine.astype(e.dtype))
+  probs = e / jnp.take_along_axis(jnp.where(denom > 0, denom, 1.0), head_c, axis=-1)
+  weights = jnp.where(mine_t, probs[:, :, None, :], 0.0).astype(v_g.dtype)  # [N, c, H, L]
+  return jnp.swapaxes(jnp.matmul(weights, v_g), 1, 2), probs
+
+
+@jax.custom_vjp
+def _pair_attention(q_c, k_g, v_g, head_c, valid_c):
+  """One chunk's attention over its gathered pairs: q_c [N, H, c, D]; k_g, v_g [N, c, L, D];
+  head_c int32 and valid_c bool [N, c, L]. Returns [N, H, c, D]."""
+  return _pair_forward(q_c, k_g, v_g, head_c, valid_c)[0]
+
+
+def _pair_attention_fwd(q_c, k_g, v_g, head_c, valid_c):
+  out, probs = _pair_forward(q_c, k_g, v_g, head_c, valid_c)
+  return out, (q_c, k_g, v_g, head_c, valid_c, probs)
+
+
+def _pair_attention_bwd(res, g):
+  q_c, k_g, v_g, head_c, valid_c, probs = res
+  mine, mine_t = _owners(head_c, valid_c, q_c.shape[1])
+  g_t = jnp.swapaxes(g, 1, 2)  # [N, c, H, D]
+  d_probs = jnp.sum(jnp.where(mine, jnp.einsum("ncld,nchd->nclh", v_g, g_t), 0.0), axis=-1)
+  # Softmax over each head's own pairs: ds = p (dp - sum over the head's pairs of p dp).
+  pdp = probs * d_probs
+  per_head = jnp.einsum("ncl,nclh->nch", pdp, mine.astype(pdp.dtype))
+  d_scores = pdp - probs * jnp.take_along_axis(per_head, head_c, axis=-1)  # 0 off the lists
+  dv_g = jnp.matmul(jnp.where(mine, probs[..., None], 0.0).astype(g.dtype), g_t)
+  dk_g = jnp.matmul(jnp.where(mine, d_scores[..., None], 0.0).astype(q_c.dtype),
+                    jnp.swapaxes(q_c, 1, 2))
+  dq_t = jnp.matmul(jnp.where(mine_t, d_scores[:, :, None, :], 0.0).astype(k_g.dtype), k_g)
+  return (jnp.swapaxes(dq_t, 1, 2).astype(q_c.dtype), dk_g.astype(k_g.dtype),
+          dv_g.astype(v_g.dtype), None, None)
+
+
+_pair_attention.defvjp(_pair_attention_fwd, _pair_attention_bwd)
