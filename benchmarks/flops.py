@@ -10,7 +10,8 @@ The count is XLA's HLO cost analysis of the jitted eval forward (`jit(...).lower
 1000 classes. The papers' numbers are fvcore counts, which count one multiply-add as ONE FLOP and
 skip softmax, top-k and means; XLA counts a multiply-add as two and counts every elementwise op.
 So XLA / 2 should sit slightly above the paper's figure; the 'XLA / 2 - paper' column is that
-excess (within 0.03 G for every preset since the erf GELU; RESULTS.md says why it was 3.5-6%). The paper column and the fvcore re-run of the official code come from
+excess (within 0.03 G for every preset since the erf GELU; RESULTS.md says why it was 3.5-6%).
+The paper column and the fvcore re-run of the official code come from
 ../shared/specs/vision.md (reported: the papers and READMEs; fvcore [RUN]: a run of the
 official code with fvcore, same file).
 
