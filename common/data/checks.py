@@ -155,6 +155,7 @@ def _validate_image(cfg) -> None:
             "projects add ops with common.data.augment.register)")
   _int(cfg, "crop_padding", lambda v: v >= 0, "an integer >= 0 (0: image_size // 8)")
   _float(cfg, "noise_std", lambda v: v >= 0, "a number >= 0")
+  _int(cfg, "repeated_aug", lambda v: v == 0 or v >= 2, "0 (off) or the number of copies >= 2")
   _float(cfg, "label_noise", lambda v: 0 <= v <= 1, "a fraction in [0, 1]")
   _int(cfg, "label_noise_seed", lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
   _int(cfg, "num_classes", lambda v: v >= 0, "an integer >= 0 (0: from the dataset)")

@@ -38,6 +38,10 @@ Image fields (batches: 'image' float32 [B,H,W,C], 'label' int32 [B])
                   common.data.augment.register. ImageNet default: ('inception_crop', 'flip').
   crop_padding    0 -> image_size // 8 (4 for 32x32, as in the CIFAR recipe).
   noise_std       0.1 (in [0, 1] pixel units).
+  repeated_aug    0: off; r >= 2: DeiT's repeated augmentation (RASampler; the svit and biformer
+                  ImageNet recipes use r = 3, their official default): each epoch takes the
+                  first third (1 / r) of a fresh permutation and shows every example r times
+                  in a row, each copy augmented apart, in (n // 256) * 256 positions.
   label_noise     0.0; fraction of TRAIN labels replaced by a uniformly random other class.
   label_noise_seed 0; which examples and which wrong labels (fixed across training seeds, so
                   several runs see the same corrupted dataset).
@@ -109,6 +113,7 @@ IMAGE_DEFAULTS: dict[str, Any] = {
     "augment": (),
     "crop_padding": 0,
     "noise_std": 0.1,
+    "repeated_aug": 0,
     "label_noise": 0.0,
     "label_noise_seed": 0,
     "num_classes": 0,

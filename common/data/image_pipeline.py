@@ -97,13 +97,48 @@ class _NoisyLabels:
     return dict(element, **{self.key: self.noise(index, element[self.key])})
 
 
+class RepeatedAugmentation(grain.MapDataset):
+  """DeiT's repeated augmentation (its RASampler) on the global stream of a shuffled, repeated
+  `parent` of `n` examples per epoch.
+
+  Epoch e of this stream is the parent's epoch e (a fresh permutation) cut to its first
+  ceil(m / r) examples, each repeated r times in a row and the whole cut to m = (n // 256) * 256
+  positions, the epoch length DeiT keeps. Augmentation keyed by stream position then differs
+  between the copies. DeiT deals the copies to r different replicas of one step; in the
+  process-independent order (common.data.process_order) they are consecutive rows of the same
+  global batch, so every step trains on the same examples as DeiT's.
+  """
+
+  def __init__(self, parent: grain.MapDataset, *, n: int, repeats: int):
+    super().__init__(parent)
+    self._n, self._repeats, self._epoch = n, repeats, (n // 256) * 256
+    if not self._epoch:
+      raise ValueError(f"config.data.repeated_aug={repeats} needs at least 256 training "
+                       f"examples (DeiT's epoch is a multiple of 256); the split has {n}. "
+                       "Set repeated_aug=0.")
+    self._length = (len(parent) // n) * self._epoch
+
+  def __len__(self) -> int:
+    return self._length
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    epoch, position = divmod(index, self._epoch)
+    return self._parent[epoch * self._n + position // self._repeats]
+
+  def __str__(self) -> str:
+    return f"RepeatedAugmentation(repeats={self._repeats}, epoch={self._epoch} of {self._n})"
+
+
 def _read_options(cfg) -> grain.ReadOptions:
   return grain.ReadOptions(num_threads=cfg.read_threads, prefetch_buffer_size=cfg.prefetch)
 
 
 def train_dataset(cfg, *, seed: int, process_index: int, process_count: int,
                   batch_size: int) -> grain.IterDataset:
-  """Shuffle (reseeded each epoch) -> repeat -> augment -> this process's share -> batch.
+  """Shuffle (reseeded each epoch) -> repeat [-> repeated augmentation] -> augment -> this
+  process's share -> batch.
 
   One global stream, shuffled with the run seed and augmented with randomness keyed by the
   global position, of which each process takes its block of every global batch
@@ -121,6 +156,8 @@ def train_dataset(cfg, *, seed: int, process_index: int, process_count: int,
                                    num_classes(cfg, info))
     ds = ds.map_with_index(_NoisyLabels(cfg, noise))
   ds = ds.shuffle(seed=rng_lib.derive_seed(seed, "shuffle")).repeat()
+  if cfg.get("repeated_aug", 0):
+    ds = RepeatedAugmentation(ds, n=len(source), repeats=cfg.repeated_aug)
   ds = ds.random_map(ImageTransform(cfg, info, train=True),
                      seed=rng_lib.derive_seed(seed, "augment"))
   ds = process_order.local_share(ds, process_index=process_index, process_count=process_count,

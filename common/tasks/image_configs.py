@@ -252,8 +252,8 @@ def imagenet_config(project: str, preset: str, *, drop_path_rate: float, image_s
                     pretrain: bool = True) -> ml_collections.ConfigDict:
   """The svit / biformer ImageNet-1k recipe: the official DeiT-style training of paper `preset`.
 
-  ImageNet-1k ('tfds:imagenet2012'), Inception crop (bicubic) + flip + RandAugment + random
-  erasing, eval resize and centre crop `crop_fraction`; Mixup 0.8 / CutMix 1.0 / label smoothing
+  ImageNet-1k ('tfds:imagenet2012'), repeated augmentation (3 copies), Inception crop (bicubic) +
+  flip + RandAugment + random erasing, eval resize and centre crop `crop_fraction`; Mixup 0.8 / CutMix 1.0 / label smoothing
   0.1; AdamW (eps 1e-8, weight decay on matrices only, no clipping), EMA 0.99996 per step;
   bfloat16 compute; data parallel. `pretrain` sets the DeiT schedule: lr 5e-4 x batch / 512,
   5 warm-up epochs, cosine to 1e-5, weight decay 0.05; a fine-tune (pretrain=False) sets its
@@ -265,7 +265,8 @@ def imagenet_config(project: str, preset: str, *, drop_path_rate: float, image_s
       "tfds:imagenet2012", train_split="train", eval_split="validation", image_size=image_size,
       channels=3, num_classes=1000, crop_fraction=crop_fraction,
       interpolation="bicubic",  # official timm transforms
-      augment=("inception_crop", "flip", "randaugment", "random_erasing"), num_workers=16)
+      augment=("inception_crop", "flip", "randaugment", "random_erasing"), num_workers=16,
+      repeated_aug=3)  # DeiT's RASampler, on by default in both official main.py files
   c.model.update(dict(name=project, preset=preset,
                       arch=ml_collections.ConfigDict(),  # the project's ARCH_FIELDS overrides
                       drop_path_rate=drop_path_rate, train_mode=True, mixup=mixup_config(1.0),

@@ -31,8 +31,8 @@ common.tasks.image_configs.imagenet_config, shared with SViT):
   - Augmentation: Inception crop (bicubic, as official) + flip + RandAugment
     rand-m9-mstd0.5-inc1 + random erasing 0.25 (common/data/augment_imagenet.py), Mixup 0.8 /
     CutMix 1.0 / switch 0.5 / label smoothing 0.1 (common/data/mixup.py, on device). Colour
-    jitter is inactive in timm when RandAugment is on. Repeated augmentation is NOT implemented
-    (needs a sampler in common/data/image_pipeline): this is DeiT's no-repeat setting.
+    jitter is inactive in timm when RandAugment is on. Repeated augmentation, 3 copies (DeiT's
+    RASampler; config.data.repeated_aug), as in the official main.py.
   - EMA 0.99996 per step; eval reports raw and EMA parameters.
   - Stochastic depth: T 0.1 (issue #32, accepted by the author), S 0.15 (README/train.sh),
     STL 0.1 (train.sh); B is not stated anywhere: 0.3 here is an assumption.

@@ -30,9 +30,9 @@ common.tasks.image_configs.imagenet_config, shared with BiFormer):
     rand-m9-mstd0.5-inc1 + random erasing 0.25 ('pixel') (common/data/augment_imagenet.py),
     Mixup 0.8 / CutMix 1.0 / switch 0.5 / label smoothing 0.1 (common/data/mixup.py, on
     device). Colour jitter 0.4 is inactive in timm when RandAugment is on, so it is absent.
-  - Repeated augmentation (RASampler, 3 repeats) is NOT implemented: it needs a sampler in
-    common/data/image_pipeline (repeat each index 3x before process sharding); without it the
-    recipe is DeiT's "no repeated aug" setting.
+  - Repeated augmentation (DeiT's RASampler, 3 copies; config.data.repeated_aug,
+    common.data.image_pipeline.RepeatedAugmentation): the copies are consecutive rows of one
+    global batch rather than one row on each of 3 GPUs, the same examples per step.
   - EMA of parameters, decay 0.99996 per step (timm ModelEma); eval reports both.
   - Stochastic depth per variant: S 0.1 (README; run.sh uses 0.3), B 0.4, L 0.6 (README; it
     ran 0.4 until epoch 260).

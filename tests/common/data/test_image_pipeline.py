@@ -225,3 +225,32 @@ def test_worker_processes_do_not_change_batches(digits_config):
   finally:
     it.close()
   assert _same(a, b)
+
+
+def test_repeated_augmentation_stream_follows_deit():
+  import grain
+  from common.data import image_pipeline
+  n, r = 600, 3
+  parent = grain.MapDataset.range(n).shuffle(seed=5).repeat()
+  ra = image_pipeline.RepeatedAugmentation(parent, n=n, repeats=r)
+  m = 512  # (600 // 256) * 256 positions an epoch
+  epoch0, epoch1 = [ra[i] for i in range(m)], [ra[m + i] for i in range(m)]
+  # The first ceil(512 / 3) = 171 examples of the parent's epoch-0 permutation, each 3 times in a
+  # row (the last one cut to 2 copies); epoch 1 does the same with the parent's next permutation.
+  assert epoch0 == [parent[i // r] for i in range(m)]
+  assert epoch1 == [parent[n + i // r] for i in range(m)]
+  assert len(set(epoch0)) == 171 and set(epoch0) != set(epoch1)
+  with pytest.raises(ValueError, match="at least 256 training examples.*repeated_aug=0"):
+    image_pipeline.RepeatedAugmentation(grain.MapDataset.range(100).repeat(), n=100, repeats=3)
+
+
+def test_repeated_augmentation_copies_share_the_example_not_the_augmentation(digits_config):
+  cfg = digits_config(augment=("random_crop", "noise"), repeated_aug=3)
+  batch = next(_train(cfg, batch=12))
+  labels, images = batch["label"].reshape(4, 3), batch["image"].reshape(4, 3, -1)
+  assert (labels == labels[:, :1]).all()          # each example three times in a row
+  assert not np.array_equal(images[:, 0], images[:, 1])   # each copy augmented apart
+  plain = next(_train(digits_config(augment=("random_crop", "noise")), batch=12))
+  assert len(set(map(int, plain["label"]))) > 4   # without it, 12 different examples
+  with pytest.raises(ValueError, match="repeated_aug"):
+    next(_train(digits_config(repeated_aug=1), batch=12))

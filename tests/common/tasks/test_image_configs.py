@@ -47,6 +47,7 @@ def test_imagenet_config_deit_recipe_and_finetune():
   assert c.optimizer.end_lr_fraction == pytest.approx(1e-2)  # cosine to 1e-5
   assert c.optimizer.warmup_steps == 5 * steps_per_epoch
   assert c.train.num_steps == 300 * steps_per_epoch and c.model.mixup.prob == 1.0
+  assert c.data.repeated_aug == 3  # DeiT's RASampler: an epoch is still ~N images, so steps too
   ft = image_configs.imagenet_config("proj", "P-S", drop_path_rate=0.2, batch_size=512,
                                      epochs=30, pretrain=False)
   base = image_configs.defaults.base_config().optimizer
