@@ -58,6 +58,22 @@ def timing_markdown(seconds: dict[str, float]) -> str:
   return "\n".join(lines)
 
 
+def run_mode(description: str, modes: dict, *, steps: bool = False, argv=None) -> None:
+  """The command line of a demo's experiments outside the main job, one per mode:
+  `python -m projects.<name>.demo MODE OUT [--quick] [--steps N]`. Each mode is
+  `fn(out_dir, *, quick[, steps]) -> rows`, printed as the main job's table; `steps=True` offers
+  --steps (passed only when given, so each mode keeps its own default)."""
+  parser = argparse.ArgumentParser(description=description)
+  parser.add_argument("mode", choices=tuple(modes))
+  parser.add_argument("out", help="output folder (a demo's own reuses its finished runs)")
+  parser.add_argument("--quick", action="store_true", help="tiny models, one seed, seconds")
+  if steps:
+    parser.add_argument("--steps", type=int, default=None, help="train steps of every run")
+  args = parser.parse_args(argv)
+  extra = {"steps": args.steps} if steps and args.steps is not None else {}
+  print(to_markdown(modes[args.mode](args.out, quick=args.quick, **extra)))
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", default="results", help="directory for workdirs and the table")

@@ -14,7 +14,6 @@ Every run is an ordinary main.py run in OUT/mixer_<variant>_s<seed>, reused when
 """
 from __future__ import annotations
 
-import argparse
 import os
 
 from common.tasks import demo_runs, image_demo
@@ -74,10 +73,5 @@ def ablation(out_dir: str, *, quick: bool = False) -> list[dict]:
 
 if __name__ == "__main__":
   from projects import run_demos
-  parser = argparse.ArgumentParser(description="the BiFormer token-mixer ablation, outside the "
-                                               "main job (module docstring)")
-  parser.add_argument("what", choices=("ablation",))
-  parser.add_argument("out", help="output folder")
-  parser.add_argument("--quick", action="store_true", help="tiny models, one seed, seconds")
-  args = parser.parse_args()
-  print(run_demos.to_markdown(ablation(args.out, quick=args.quick)))
+  run_demos.run_mode("the BiFormer token-mixer ablation, outside the main job (module "
+                     "docstring)", {"ablation": ablation})

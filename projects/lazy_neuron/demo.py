@@ -24,7 +24,6 @@ or re-evaluated with `python -m common.eval --workdir <out>/<run>`.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 
@@ -262,12 +261,5 @@ def long_noise(out_dir: str, *, quick: bool = False) -> list[dict]:
 
 if __name__ == "__main__":
   from projects import run_demos
-  parser = argparse.ArgumentParser(description="the lazy_neuron runs outside the main job "
-                                               "(module docstring)")
-  parser.add_argument("what", choices=("size_sweep", "long_noise"))
-  parser.add_argument("out", help="output folder (the demo's own, to reuse its runs)")
-  parser.add_argument("--quick", action="store_true", help="tiny models, seconds")
-  args = parser.parse_args()
-  rows = {"size_sweep": size_sweep, "long_noise": long_noise}[args.what](args.out,
-                                                                          quick=args.quick)
-  print(run_demos.to_markdown(rows))
+  run_demos.run_mode("the lazy_neuron runs outside the main job (module docstring)",
+                     {"size_sweep": size_sweep, "long_noise": long_noise})

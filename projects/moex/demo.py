@@ -35,6 +35,11 @@ Each row gives validation CE (nats/character) and the board-state coverage / rec
 the middle layer's FFN hidden units (projects/moex/board_eval.py) beside paper Tab. 1 / Tab. 4.
 The paper's models are 8x512 on 16M Lichess games for 600k steps; ours are 4x64 on a few
 hundred engine-generated games for minutes, so only the ordering can be compared.
+
+`chess_long` (`python -m projects.moex.demo chess_long OUT`, ~40 min on 2 CPU cores; the main
+job has no time left for it): Tab. 1's three from-scratch kinds (dense, Switch, MoE-X) at
+context 512 (`configs/chess.py:long`: every game whole, its positions scored across it, on all
+320 validation games), 3 seeds each, mean ± std.
 """
 from __future__ import annotations
 
@@ -147,18 +152,48 @@ def toy_rows(out_dir: str, *, quick: bool) -> list[dict]:
   return rows
 
 
+# (final-metrics key, row metric, paper column: index into RUNS' paper triple or None for n/r)
+CHESS_METRICS = (("loss/validation/ce", "validation CE (nats/char)", 0),
+                 ("board_state/coverage", "BSP coverage", 1),
+                 ("board_state/coverage_occurring", "BSP coverage, over the BSPs that occur", None),
+                 ("board_state/reconstruction", "BSP reconstruction", 2))
+LONG_RUNS = ("dense", "switch", "moex")   # Tab. 1's from-scratch kinds (RUNS names)
+
+
+def _chess_rows(experiment: str, name: str, finals: list[dict]) -> list[dict]:
+  """One row per CHESS_METRICS entry for RUNS[name], mean ± std over the runs in `finals`."""
+  _, label, paper = RUNS[name]
+  return [dict(project="moex", experiment=f"{experiment}, {label}", metric=metric,
+               paper="n/r" if col is None else paper[col],
+               measured=demo_runs.mean_std([f.get(f"eval/{key}", float("nan")) for f in finals]))
+          for key, metric, col in CHESS_METRICS]
+
+
 def run(out_dir: str, *, quick: bool = False) -> list[dict]:
   os.makedirs(out_dir, exist_ok=True)
   rows = toy_rows(out_dir, quick=quick)
   finals = train_all(out_dir, quick=quick)
-  for name, (_, label, paper) in RUNS.items():
-    f = finals[name]
-    get = lambda k: f.get(f"eval/{k}", float("nan"))
-    measured = (get("loss/validation/ce"), get("board_state/coverage"),
-                get("board_state/coverage_occurring"), get("board_state/reconstruction"))
-    for metric, p, v in zip(("validation CE (nats/char)", "BSP coverage",
-                             "BSP coverage, over the BSPs that occur", "BSP reconstruction"),
-                            (paper[0], paper[1], "n/r", paper[2]), measured):
-      rows.append(dict(project="moex", experiment=f"chess, {label}", metric=metric, paper=p,
-                       measured=f"{v:.3f}"))
+  for name in RUNS:
+    rows += _chess_rows("chess", name, [finals[name]])
   return rows
+
+
+def chess_long(out_dir: str, *, quick: bool = False) -> list[dict]:
+  """LONG_RUNS at context 512, 3 seeds each (module docstring; 'tiny', one seed, when quick)."""
+  size, seeds = ("tiny", SEEDS[:1]) if quick else ("long", SEEDS)
+  rows = []
+  for name in LONG_RUNS:
+    finals = []
+    for seed in seeds:
+      config = config_io.load_config(f"{CONFIG}:{size},{RUNS[name][0]}")
+      config.seed = seed
+      finals.append(demo_runs.train_or_reuse(config, os.path.join(out_dir, f"{name}_seed{seed}")))
+    rows += _chess_rows(f"chess, context {config.data.seq_len}, {len(seeds)} seed(s)", name,
+                        finals)
+  return rows
+
+
+if __name__ == "__main__":
+  from projects import run_demos
+  run_demos.run_mode("MoE-X chess at context 512, outside the main job (module docstring)",
+                     {"chess_long": chess_long})

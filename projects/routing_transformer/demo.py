@@ -19,6 +19,10 @@ seeds); for each routing run, how many far queries share a routing window with t
 top-w leaves tokens out); the median train step time (logged intervals after the first, which holds the
 compile; wall-clock on whatever machine runs the main job); XLA's count of one train step's
 FLOPs and its compiled temp memory (both from the compiled step, independent of the load).
+
+`recall_long` (`python -m projects.routing_transformer.demo recall_long OUT [--steps 1000]`,
+~30 min on 2 CPU cores; the main job has no time left for it): the same runs and rows at 5x the
+steps, to see whether routing learns to reach the far stores given time.
 """
 from __future__ import annotations
 
@@ -43,28 +47,29 @@ SEEDS = (0, 1, 2)
 EVAL = "eval/recall/validation/"
 
 
-def _config(mixer: str, seed: int, quick: bool):
-  return config_io.load_config(f"{CONFIG}:{'tiny' if quick else 'demo'},mixer={mixer},seed={seed}")
+def _config(mixer: str, seed: int, quick: bool, steps: int | None = None):
+  return config_io.load_config(f"{CONFIG}:{'tiny' if quick else 'demo'},mixer={mixer},seed={seed}"
+                               + (f",steps={steps}" if steps else ""))
 
 
-def _runs(out_dir: str, quick: bool) -> dict[str, list[dict]]:
+def _runs(out_dir: str, quick: bool, steps: int | None = None) -> dict[str, list[dict]]:
   """{mixer: [final metrics + step time, one per seed]}."""
   results = {m: [] for m in SEEDED + SINGLE}
   # Seed-major, so that an interrupted main job already holds every mixer at seed 0.
   for seed in SEEDS[:1] if quick else SEEDS:
     for mixer in SEEDED + (SINGLE if seed == SEEDS[0] else ()):
       workdir = os.path.join(out_dir, f"{mixer}_seed{seed}")
-      final = demo_runs.train_or_reuse(_config(mixer, seed, quick), workdir)
+      final = demo_runs.train_or_reuse(_config(mixer, seed, quick, steps), workdir)
       results[mixer].append(dict(final, step_time=demo_runs.median_step_time(workdir)))
       if mixer == "routing":
-        results[mixer][-1].update(far_store_windows(workdir, quick))
+        results[mixer][-1].update(far_store_windows(workdir, quick, steps))
   return results
 
 
-def far_store_windows(workdir: str, quick: bool = False) -> dict:
+def far_store_windows(workdir: str, quick: bool = False, steps: int | None = None) -> dict:
   """A finished 'routing' run, on one validation batch: routing_probe.shared_windows of every
   far query (input position q, answer next) and its store (q - distance)."""
-  config = _config("routing", 0, quick)
+  config = _config("routing", 0, quick, steps)
   run, state, _ = trainer.restore_for_eval(config, workdir)
   model = run.model(state)
   batch = next(iter(run.task.eval_data("validation", process_index=0, process_count=1,
@@ -79,11 +84,12 @@ def far_store_windows(workdir: str, quick: bool = False) -> dict:
   return routing_probe.shared_windows(idx, [(r, q, q - dist[r, q]) for r, q in far])
 
 
-def run(out_dir: str, *, quick: bool = False) -> list[dict]:
+def run(out_dir: str, *, quick: bool = False, steps: int | None = None) -> list[dict]:
+  """The demo's rows; `steps` trains every run longer than the config's 200 (`recall_long`)."""
   os.makedirs(out_dir, exist_ok=True)
-  results = _runs(out_dir, quick)
+  results = _runs(out_dir, quick, steps)
   mixers = SEEDED + SINGLE
-  cfg = _config("routing", 0, quick)
+  cfg = _config("routing", 0, quick, steps)
   exp = (f"recall, n={cfg.data.seq_len}, {cfg.train.num_steps} steps, far >= {cfg.data.far_min},"
          f" 256-key budget" if not quick else "smoke (n=256)")
   names = " / ".join(mixers)
@@ -119,7 +125,12 @@ def run(out_dir: str, *, quick: bool = False) -> list[dict]:
   ]
 
 
+def recall_long(out_dir: str, *, quick: bool = False, steps: int = 1000) -> list[dict]:
+  """`run` with every run trained `steps` steps (module docstring)."""
+  return run(out_dir, quick=quick, steps=steps)
+
+
 if __name__ == "__main__":
-  import sys
-  for r in run(sys.argv[1] if len(sys.argv) > 1 else "/tmp/rt_demo", quick="--quick" in sys.argv):
-    print(r)
+  from projects import run_demos
+  run_demos.run_mode("the recall demo trained longer, outside the main job (module docstring)",
+                     {"recall_long": recall_long}, steps=True)

@@ -24,6 +24,10 @@ below Performer (so Performer ~49.8). Dynamic k (§4.3, Fig. 6; medium-high): OP
 with k = 32, 64, 128 all beat vanilla's 29.2 when k is raised after training.
 
 `quick=True`: the tiny settings (T = 128, k = 16), one seed, 2 steps per run.
+`distill_long` (`python -m projects.sea.demo distill_long OUT [--steps 1000]`, ~40 min on 2 CPU
+cores; the main job has no time left for it): the same teacher and rows with the students
+distilled 10x longer, to see whether SEA closes its gap to the teacher where Performer and the
+local window do not.
 `train_both` / `stdlib_rows`: the former byte-level demo (configs/stdlib_demo.py), which the
 notebook uses.
 """
@@ -66,14 +70,16 @@ def train_teacher(out_dir: str, *, quick: bool) -> dict:
   return demo_runs.train_or_reuse(cfg, os.path.join(out_dir, "teacher"))
 
 
-def student_config(kind: str, seed: int, *, quick: bool):
-  return config_io.load_config(
-      f"{CONFIG}:student,{_size(quick)},student_attention={kind},seed={seed}")
+def student_config(kind: str, seed: int, *, quick: bool, steps: int | None = None):
+  """configs/recall.py's student; `steps` overrides its distillation steps."""
+  return config_io.load_config(f"{CONFIG}:student,{_size(quick)},student_attention={kind},"
+                               f"seed={seed}" + (f",steps={steps}" if steps else ""))
 
 
-def train_student(out_dir: str, kind: str, seed: int, *, quick: bool) -> tuple[dict, object, str]:
+def train_student(out_dir: str, kind: str, seed: int, *, quick: bool, steps: int | None = None
+                  ) -> tuple[dict, object, str]:
   """Export the teacher into step 0, then distil; (final metrics, config, workdir)."""
-  cfg = student_config(kind, seed, quick=quick)
+  cfg = student_config(kind, seed, quick=quick, steps=steps)
   name = f"{kind}_s{seed}"
   workdir = os.path.join(out_dir, name)
   init = os.path.join(out_dir, f"init_{name}")
@@ -101,7 +107,8 @@ def _pm(values, digits: int = 3, scale: float = 1.0) -> str:
   return demo_runs.mean_std(values, f".{digits}f", scale)
 
 
-def run(out_dir: str, *, quick: bool = False) -> list[dict]:
+def run(out_dir: str, *, quick: bool = False, student_steps: int | None = None) -> list[dict]:
+  """The demo's rows; `student_steps` distils longer than the config's 100 (`distill_long`)."""
   os.makedirs(out_dir, exist_ok=True)
   size = _size(quick)
   seeds = SEEDS[:1] if quick else SEEDS
@@ -110,12 +117,12 @@ def run(out_dir: str, *, quick: bool = False) -> list[dict]:
   students = {kind: [] for kind in KINDS}
   for s in seeds:
     for kind in KINDS:
-      students[kind].append(train_student(out_dir, kind, s, quick=quick))
+      students[kind].append(train_student(out_dir, kind, s, quick=quick, steps=student_steps))
   ks = DYNAMIC_K[size]
   dyn = [dynamic_k_or_reuse(out_dir, s, cfg, wd, ks)
          for s, (_, cfg, wd) in zip(seeds, students["sea"])]
 
-  m = config_io.load_config(f"{CONFIG}:student,{size}")
+  m = students["sea"][0][1]
   d = m.data
   chance = math.log(d.num_values)
   exp = (f"recall T={d.seq_len}, 1-layer OPT d{m.model.hidden_size}, k={m.model.sea_k}, "
@@ -164,6 +171,11 @@ def run(out_dir: str, *, quick: bool = False) -> list[dict]:
   return rows
 
 
+def distill_long(out_dir: str, *, quick: bool = False, steps: int = 1000) -> list[dict]:
+  """`run` with every student distilled `steps` steps (module docstring)."""
+  return run(out_dir, quick=quick, student_steps=steps)
+
+
 # The former demo (byte-level pystdlib text, strided bits/byte); the notebook still runs it.
 
 def train_both(out_dir: str, *, quick: bool, teacher_steps: int | None = None,
@@ -204,3 +216,9 @@ def stdlib_rows(out_dir: str, *, quick: bool = False) -> list[dict]:
       row("fraction of causal keys kept by the SEA mask", f"~k/(i+1) per query (k={m.sea_k})",
           f"{100 * get(student, ev + 'sea/kept_key_fraction'):.1f}%"),
   ]
+
+
+if __name__ == "__main__":
+  from projects import run_demos
+  run_demos.run_mode("the SEA demo with longer distillation, outside the main job (module "
+                     "docstring)", {"distill_long": distill_long}, steps=True)

@@ -12,7 +12,7 @@ Commands:
   python projects/moex/main.py --config projects/moex/configs/chess.py:demo,moex \
     --config.train.init_from=/tmp/moex/upcycled_init --workdir /tmp/moex/moex_up
 
-Variants (comma-separated): size demo (default) | tiny | colab | paper; FFN kind moex (default) |
+Variants (comma-separated): size demo (default) | long | tiny | colab | paper; FFN kind moex (default) |
 dense_gelu | dense_relu | switch | moex_relu_only | moex_router_only (projects/moex/config.py;
 Tab. 3: switch = neither, moex_router_only = sparsity router only, moex_relu_only = ReLU only,
 moex = both); data chess (default, 'chess_games' with the 'chess' tokenizer) | stdlib (the
@@ -34,6 +34,12 @@ dispatch); batch 16, AdamW 3e-3 cosine, warm-up 30, 400 steps; board-state eval 
 over 160 games.
 Hardware: 2 CPU cores. Time and result: see projects/moex/README.md (demo table).
 
+long: the demo model and schedule at context 512, so every generated game (<= ~335 characters)
+is whole and the BSP protocol scores positions across it (the demo's 128 characters see only
+the first ~10 moves); board-state eval on all 320 validation games (160 fit + 160 scored, ~4,500
+positions). ~0.45-0.6 s a step on 2 CPU cores, ~4 min a run: `python -m projects.moex.demo
+chess_long OUT` runs dense / Switch / MoE-X x 3 seeds outside the main job.
+
 tiny: 2 layers, d 32, 8 experts x 16 top-2 vs dense 32, context 64, batch 8, 3 steps (tests).
 
 colab (colab.ipynb on a Colab GPU; the only size whose data is downloaded): the paper's data,
@@ -52,12 +58,12 @@ from common.train import config_variants as variants
 from common.train import defaults
 from projects.moex import config as config_lib
 
-TEST_ARGS = ("tiny", "demo,dense_gelu", "paper,moex", "paper,switch", "tiny,moex_relu_only,stdlib",
+TEST_ARGS = ("tiny", "demo,dense_gelu", "long,switch", "paper,moex", "paper,switch", "tiny,moex_relu_only,stdlib",
              "colab,moex", "colab,dense_gelu")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  flags, values = variants.parse(arg, groups=(("demo", "tiny", "colab", "paper"),
+  flags, values = variants.parse(arg, groups=(("demo", "long", "tiny", "colab", "paper"),
                                               ("moex",) + tuple(k for k in config_lib.KINDS
                                                                 if k != "moex"),
                                               ("chess", "stdlib")),
@@ -103,6 +109,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.optimizer.update(dict(learning_rate=3e-3, warmup_steps=30, end_lr_fraction=0.1))
     c.train.update(dict(log_every=50, checkpoint_every=400, progress_bar=False))
     c.eval.update(dict(batch_size=32, max_batches=8))
+    if "long" in flags:
+      m.max_len = seq_len = 512
+      c.train.checkpoint_every = 100     # ~1 min of steps between saves
+      c.eval.update(dict(batch_size=8, board_games=320))
   c.optimizer.update(dict(name="adamw", schedule="cosine", grad_clip_norm=1.0))
   c.train.update(dict(batch_size=batch, num_steps=steps, keep_checkpoints=2))
 

@@ -45,3 +45,10 @@ def test_misspelled_model_field_and_mixer_are_named():
   task = mixer_lm.get_task(config)
   with pytest.raises(ValueError, match="densee.*choose one of"):
     task.build_model(__import__("flax").nnx.Rngs(0))
+
+
+def test_recall_long_changes_only_the_steps():
+  base, long = demo._config("routing", 1, False), demo._config("routing", 1, False, 1000)
+  assert (base.train.num_steps, long.train.num_steps) == (200, 1000)
+  assert long.seed == base.seed == 1
+  assert long.model.to_dict() == base.model.to_dict() and long.data == base.data
