@@ -253,11 +253,11 @@ def imagenet_config(project: str, preset: str, *, drop_path_rate: float, image_s
   """The svit / biformer ImageNet-1k recipe: the official DeiT-style training of paper `preset`.
 
   ImageNet-1k ('tfds:imagenet2012'), repeated augmentation (3 copies), Inception crop (bicubic) +
-  flip + RandAugment + random erasing, eval resize and centre crop `crop_fraction`; Mixup 0.8 / CutMix 1.0 / label smoothing
-  0.1; AdamW (eps 1e-8, weight decay on matrices only, no clipping), EMA 0.99996 per step;
-  bfloat16 compute; data parallel. `pretrain` sets the DeiT schedule: lr 5e-4 x batch / 512,
-  5 warm-up epochs, cosine to 1e-5, weight decay 0.05; a fine-tune (pretrain=False) sets its
-  own learning rate, schedule and weight decay.
+  flip + RandAugment + random erasing, eval resize and centre crop `crop_fraction`; Mixup 0.8 /
+  CutMix 1.0 / label smoothing 0.1; AdamW (eps 1e-8, weight decay on matrices only, no
+  clipping), EMA 0.99996 per step; bfloat16 compute; data parallel. `pretrain` sets the DeiT
+  schedule: lr 5e-4 x batch / 512, 5 warm-up epochs, cosine to 1e-5, weight decay 0.05; a
+  fine-tune (pretrain=False) sets its own learning rate, schedule and weight decay.
   """
   c = defaults.base_config()
   c.project = project

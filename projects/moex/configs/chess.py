@@ -12,10 +12,10 @@ Commands:
   python projects/moex/main.py --config projects/moex/configs/chess.py:demo,moex \
     --config.train.init_from=/tmp/moex/upcycled_init --workdir /tmp/moex/moex_up
 
-Variants (comma-separated): size demo (default) | long | tiny | colab | paper; FFN kind moex (default) |
-dense_gelu | dense_relu | switch | moex_relu_only | moex_router_only (projects/moex/config.py;
-Tab. 3: switch = neither, moex_router_only = sparsity router only, moex_relu_only = ReLU only,
-moex = both); data chess (default, 'chess_games' with the 'chess' tokenizer) | stdlib (the
+Variants (comma-separated): size demo (default) | long | tiny | colab | paper; FFN kind moex
+(default) | dense_gelu | dense_relu | switch | moex_relu_only | moex_router_only
+(projects/moex/config.py; Tab. 3: switch = neither, moex_router_only = sparsity router only,
+moex_relu_only = ReLU only, moex = both); data chess (default, 'chess_games' with the 'chess' tokenizer) | stdlib (the
 Python stdlib as bytes: a fallback for machines without python-chess); steps=<int>.
 
 paper (Tab. 6/7 as far as recovered, spec 2.3): 8 layers, 8 heads, d 512, context 1023, dense
@@ -58,8 +58,8 @@ from common.train import config_variants as variants
 from common.train import defaults
 from projects.moex import config as config_lib
 
-TEST_ARGS = ("tiny", "demo,dense_gelu", "long,switch", "paper,moex", "paper,switch", "tiny,moex_relu_only,stdlib",
-             "colab,moex", "colab,dense_gelu")
+TEST_ARGS = ("tiny", "demo,dense_gelu", "long,switch", "paper,moex", "paper,switch",
+             "tiny,moex_relu_only,stdlib", "colab,moex", "colab,dense_gelu")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
