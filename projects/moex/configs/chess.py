@@ -15,8 +15,9 @@ Commands:
 Variants (comma-separated): size demo (default) | long | tiny | colab | paper; FFN kind moex
 (default) | dense_gelu | dense_relu | switch | moex_relu_only | moex_router_only
 (projects/moex/config.py; Tab. 3: switch = neither, moex_router_only = sparsity router only,
-moex_relu_only = ReLU only, moex = both); data chess (default, 'chess_games' with the 'chess' tokenizer) | stdlib (the
-Python stdlib as bytes: a fallback for machines without python-chess); steps=<int>.
+moex_relu_only = ReLU only, moex = both); data chess (default, 'chess_games' with the 'chess'
+tokenizer) | stdlib (the Python stdlib as bytes: a fallback for machines without python-chess);
+steps=<int>.
 
 paper (Tab. 6/7 as far as recovered, spec 2.3): 8 layers, 8 heads, d 512, context 1023, dense
 MLP 4096 vs 8 experts x 2048 top-2 (equal active parameters), AdamW lr 3e-4 -> 3e-5 cosine,
