@@ -16,8 +16,8 @@ Each run is an ordinary trainer run in its own workdir (reused when finished, re
 Rows: far and near answer accuracy and the answers' cross-entropy (mean and spread over
 seeds); for each routing run, how many far queries share a routing window with their store
 (without that, no routing head can read it) and how many sit in any window at all (balanced
-top-w leaves tokens out); the median train step time (logged intervals after the first, which holds the
-compile; wall-clock on whatever machine runs the main job); XLA's count of one train step's
+top-w leaves tokens out); the median train step time (logged intervals after the first, which
+holds the compile; wall-clock on whatever machine runs the main job); XLA's count of one train step's
 FLOPs and its compiled temp memory (both from the compiled step, independent of the load).
 
 `recall_long` (`python -m projects.routing_transformer.demo recall_long OUT [--steps 1000]`,
