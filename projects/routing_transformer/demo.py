@@ -59,17 +59,18 @@ def _runs(out_dir: str, quick: bool, steps: int | None = None) -> dict[str, list
   for seed in SEEDS[:1] if quick else SEEDS:
     for mixer in SEEDED + (SINGLE if seed == SEEDS[0] else ()):
       workdir = os.path.join(out_dir, f"{mixer}_seed{seed}")
-      final = demo_runs.train_or_reuse(_config(mixer, seed, quick, steps), workdir)
+      config = _config(mixer, seed, quick, steps)
+      final = demo_runs.train_or_reuse(config, workdir)
       results[mixer].append(dict(final, step_time=demo_runs.median_step_time(workdir)))
       if mixer == "routing":
-        results[mixer][-1].update(far_store_windows(workdir, quick, steps))
+        results[mixer][-1].update(far_store_windows(config, workdir))
   return results
 
 
-def far_store_windows(workdir: str, quick: bool = False, steps: int | None = None) -> dict:
-  """A finished 'routing' run, on one validation batch: routing_probe.shared_windows of every
-  far query (input position q, answer next) and its store (q - distance)."""
-  config = _config("routing", 0, quick, steps)
+def far_store_windows(config, workdir: str) -> dict:
+  """The finished 'routing' run of `config` in `workdir`, on one validation batch:
+  routing_probe.shared_windows of every far query (input position q, answer next) and its store
+  (q - distance)."""
   run, state, _ = trainer.restore_for_eval(config, workdir)
   model = run.model(state)
   batch = next(iter(run.task.eval_data("validation", process_index=0, process_count=1,
