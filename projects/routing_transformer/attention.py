@@ -35,10 +35,13 @@ class RoutingSelfAttention(nnx.Module):
                head_dim: int, num_clusters: int, window: int, query_block: int,
                memory_flange: int, local_relative: bool, routing_relative: bool,
                max_relative_position: int, attention_dropout: float, decay: float, beta: float,
+               routing_mask_self: bool = False, routing_scale_logits: bool = False,
                attention_impl: str = "auto", kernel_init, dtype: Any = None,
                param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
     """`attention_impl`: config.model.attention_impl, handed to the heads unchanged
-    ('official' or a common.kernels impl; see window_attention.runs_official)."""
+    ('official' or a common.kernels impl; see window_attention.runs_official).
+    `routing_mask_self`, `routing_scale_logits`: the routing heads' numerics (False: official;
+    routing_attention.py)."""
     num_heads = num_local_heads + num_routing_heads
     if num_heads <= 0:
       raise ValueError(f"num_local_heads + num_routing_heads must be >= 1; got "
@@ -47,6 +50,7 @@ class RoutingSelfAttention(nnx.Module):
     self.head_dim, self.num_clusters, self.window = head_dim, num_clusters, window
     self.query_block, self.memory_flange = query_block, memory_flange
     self.max_relative_position = max_relative_position
+    self.routing_mask_self, self.routing_scale_logits = routing_mask_self, routing_scale_logits
     self.decay, self.beta = decay, beta
     self.attention_dropout = attention_dropout
     self.attention_impl = attention_impl
@@ -147,4 +151,5 @@ class RoutingSelfAttention(nnx.Module):
         x, v, idx, causal=True, impl=self.attention_impl,
         rel_keys=self.routing_rel_k[...] if rel else None,
         rel_values=self.routing_rel_v[...] if rel else None,
-        max_relative_position=self.max_relative_position, dropout=dropout)
+        max_relative_position=self.max_relative_position, dropout=dropout,
+        mask_self=self.routing_mask_self, scale_logits=self.routing_scale_logits)

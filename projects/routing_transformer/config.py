@@ -15,6 +15,11 @@ config.model fields (every field of `RoutingTransformerConfig`):
   num_clusters, window                      K centroids per routing head; w tokens per cluster
   query_block, memory_flange                local heads: block size, look-back (multiple of it)
   local_relative, routing_relative, max_relative_position   Shaw relative positions (513)
+  routing_mask_self, routing_scale_logits   routing heads: a query does not attend to itself
+                                            (unless first in its window) / logits * d^-1/2;
+                                            both False = the official TF numerics; both True =
+                                            lucidrains' (routing_attention.py; the README's
+                                            recall result needs both)
   attention_dropout, relu_dropout, embedding_dropout, residual_dropout, target_dropout
   kmeans_decay (0.999), beta (1e-4)         k-means EMA decay; commitment loss weight
   initializer_gain                          uniform_unit_scaling gain (0.2)
@@ -71,6 +76,8 @@ class RoutingTransformerConfig(config_contract.ModelFields):
   local_relative: bool = True
   routing_relative: bool = True
   max_relative_position: int = 513
+  routing_mask_self: bool = False
+  routing_scale_logits: bool = False
   attention_dropout: float = 0.0
   relu_dropout: float = 0.0
   embedding_dropout: float = 0.0
@@ -112,6 +119,11 @@ class RoutingTransformerConfig(config_contract.ModelFields):
                        f"(attention_dropout={self.attention_dropout}; the kernel has none); use "
                        "'auto' (the kernel where it can, 'official' in train steps with dropout) "
                        "or 'official', or attention_dropout=0.")
+    if (self.attention_impl not in ("auto", OFFICIAL) and self.routing_mask_self
+        and self.routing_relative and self.uses_routing):
+      raise ValueError(f"attention_impl={self.attention_impl!r} cannot express routing_mask_self "
+                       "with routing_relative (the kernel's self mask shifts the relative "
+                       "distance); use 'auto' or 'official', or routing_relative=False.")
 
   def _check_inputs(self):
     validation.check_choice("positions", self.positions, POSITIONS)

@@ -7,10 +7,17 @@ are scored: chance is ln 8 = 2.08 nats, finding the store gives 0.
 
 One small LM (common/tasks/mixer_lm.py) is trained per attention, everything else equal (width,
 depth, data, optimiser, steps; parameters differ only by what a mixer adds):
-  dense, local, routing   3 seeds each (the paper's comparison: routing vs local vs dense)
-  performer, region       1 seed each (the same table for other sparse attentions in the repo:
-                          SEA's Performer backbone trained from scratch, BiFormer's region
-                          routing in 1-D; 'sea' itself is left out, see SINGLE)
+  dense, local, routing_lucidrains
+                          3 seeds each (the paper's comparison: routing vs local vs dense).
+                          'routing_lucidrains' is the routing mixer with the self-match masked
+                          and logits / sqrt(d), as lucidrains' port (config.model.
+                          routing_mask_self / routing_scale_logits); with the official TF
+                          numerics the head attends to itself (README, "Routing claim")
+  routing, performer, region
+                          1 seed each: the routing heads with the official numerics, and the
+                          same table for other sparse attentions in the repo (SEA's Performer
+                          backbone trained from scratch, BiFormer's region routing in 1-D;
+                          'sea' itself is left out, see SINGLE)
 Each run is an ordinary trainer run in its own workdir (reused when finished, resumable).
 
 Rows: far and near answer accuracy and the answers' cross-entropy (mean and spread over
@@ -37,8 +44,9 @@ from common.train import config_io, trainer
 from projects.routing_transformer import routing_probe
 
 CONFIG = "projects/routing_transformer/configs/recall.py"
-SEEDED = ("dense", "local", "routing")   # 3 seeds each
-SINGLE = ("performer", "region")  # 1 seed each
+ROUTING = ("routing_lucidrains", "routing")  # rows with a window read-out
+SEEDED = ("dense", "local", "routing_lucidrains")  # 3 seeds each
+SINGLE = ("routing", "performer", "region")  # 1 seed each
 # 'sea' (SEA trained from scratch here, its estimator distilled from the layer's own dense scores)
 # runs in the same harness (configs/recall.py:demo,mixer=sea) but took 10.8 s per step on the
 # 2-core CPU (the [T, T] estimator targets and CNN), ~36 min for 200 steps: beyond the main
@@ -62,13 +70,13 @@ def _runs(out_dir: str, quick: bool, steps: int | None = None) -> dict[str, list
       config = _config(mixer, seed, quick, steps)
       final = demo_runs.train_or_reuse(config, workdir)
       results[mixer].append(dict(final, step_time=demo_runs.median_step_time(workdir)))
-      if mixer == "routing":
+      if mixer in ROUTING:
         results[mixer][-1].update(far_store_windows(config, workdir))
   return results
 
 
 def far_store_windows(config, workdir: str) -> dict:
-  """The finished 'routing' run of `config` in `workdir`, on one validation batch:
+  """The finished routing run of `config` in `workdir`, on one validation batch:
   routing_probe.shared_windows of every far query (input position q, answer next) and its store
   (q - distance)."""
   run, state, _ = trainer.restore_for_eval(config, workdir)
@@ -94,7 +102,8 @@ def run(out_dir: str, *, quick: bool = False, steps: int | None = None) -> list[
   exp = (f"recall, n={cfg.data.seq_len}, {cfg.train.num_steps} steps, far >= {cfg.data.far_min},"
          f" 256-key budget" if not quick else "smoke (n=256)")
   names = " / ".join(mixers)
-  seeds = f"seeds: {len(SEEDS) if not quick else 1} for dense/local/routing, 1 for the others"
+  seeds = (f"seeds: {len(SEEDS) if not quick else 1} for {'/'.join(SEEDED)}, 1 for the "
+           "others")
   col = lambda key, fmt, scale=1.0: " / ".join(  # noqa: E731
       demo_runs.mean_std([r[key] for r in results[m]], fmt, scale) for m in mixers)
   costs = {m: demo_runs.train_step_cost(_config(m, 0, quick)) for m in mixers}
@@ -119,10 +128,10 @@ def run(out_dir: str, *, quick: bool = False, steps: int | None = None) -> list[
           + " / ".join(f"{costs[m]['temp_bytes'] / 2**20:.0f}" for m in mixers)),
       row(f"parameters {names}", "equal except what the mixer adds",
           " / ".join(f"{params[m]:,}" for m in mixers)),
-      row("routing: far queries sharing a routing window with their store / far queries in any "
-          "window, % per seed", "a far store is reachable only inside a shared window",
-          " ; ".join(f"{100 * r['shared']:.0f} / {100 * r['query_in']:.0f}"
-                     for r in results["routing"])),
+      *(row(f"{m}: far queries sharing a routing window with their store / far queries in "
+            "any window, % per seed", "a far store is reachable only inside a shared window",
+            " ; ".join(f"{100 * r['shared']:.0f} / {100 * r['query_in']:.0f}"
+                       for r in results[m])) for m in ROUTING),
   ]
 
 

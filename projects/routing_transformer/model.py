@@ -52,6 +52,8 @@ def attention_kwargs(cfg: RoutingTransformerConfig) -> dict:
               query_block=cfg.query_block, memory_flange=cfg.memory_flange,
               local_relative=cfg.local_relative, routing_relative=cfg.routing_relative,
               max_relative_position=cfg.max_relative_position,
+              routing_mask_self=cfg.routing_mask_self,
+              routing_scale_logits=cfg.routing_scale_logits,
               attention_dropout=cfg.attention_dropout, decay=cfg.kmeans_decay, beta=cfg.beta,
               attention_impl=cfg.attention_impl)
 

@@ -11,6 +11,17 @@ Port of TF `clustered_local_attention_helper` (google-research routing_transform
      the window is sorted by position and queries and keys share the indices.
   4. scatter back: out_i = sum of the window outputs at i / (count_i + 1e-2)   (TF constant)
 
+Two choices of step 3 are config fields (RoutingTransformerConfig.routing_mask_self /
+routing_scale_logits; both off by default, i.e. the official TF numerics that the golden tests
+pin). With LN'd shared QK and no scale, every token's logit on itself is d, the largest possible,
+so an official head tends to attend to itself alone (README, "Routing claim"). lucidrains'
+routing-transformer masks the self-match (a query attends to itself only when it has no earlier
+key in its window) and divides the logits by sqrt(d):
+  mask_self     window mask strictly lower-triangular, except [0, 0] (the first token of a
+                window keeps itself, as lucidrains' finite self-mask value gives a row with no
+                other key).
+  scale_logits  logits * d^-1/2 (the Shaw key term too, as the kernel's `scale`).
+
 Two implementations of step 3, equal up to float rounding (tests/.../test_attention_heads.py),
 chosen by impl (config.model.attention_impl; window_attention.runs_official picks the path):
   a kernel impl  common.kernels.block_sparse_attention(impl=impl) over the cluster-sorted
@@ -59,40 +70,62 @@ def scatter_windows(o: jax.Array, idx: jax.Array, seq_len: int) -> jax.Array:
   return (sums / (counts[..., None] + SCATTER_EPS)).astype(o.dtype)
 
 
-def window_causal_mask(window: int) -> np.ndarray:
-  return np.tril(np.ones((window, window), bool))
+def window_causal_mask(window: int, mask_self: bool = False) -> np.ndarray:
+  """[w, w] bool: key rank <= query rank, or < with `mask_self` (row 0 keeps itself)."""
+  mask = np.tril(np.ones((window, window), bool), k=-1 if mask_self else 0)
+  mask[0, 0] = True
+  return mask
+
+
+def logit_scale(head_dim: int, scale_logits: bool) -> float:
+  """1 (official: the LayerNorm stands in for the 1/sqrt(d)), or d^-1/2 with `scale_logits`."""
+  return head_dim ** -0.5 if scale_logits else 1.0
 
 
 def routed_attention(x: jax.Array, v: jax.Array, idx: jax.Array, *, causal: bool = True,
                      impl: str = "auto", rel_keys=None, rel_values=None,
-                     max_relative_position: int = 0, dropout=None) -> jax.Array:
+                     max_relative_position: int = 0, dropout=None, mask_self: bool = False,
+                     scale_logits: bool = False) -> jax.Array:
   """Attention of the routed windows; x is the layer-normed shared q/k [B, H, n, d].
 
   idx: [B, H, K, w] windows from `select_windows` (distinct positions, sorted ascending).
+  mask_self / scale_logits: the two non-official numerics (module docstring); mask_self needs
+  causal=True.
   Returns the scattered output [B, H, n, d].
   """
   x, v = jnp.asarray(x), jnp.asarray(v)
   b, h, n, d = x.shape
   num_clusters, window = idx.shape[2], idx.shape[3]
+  if mask_self and not causal:
+    raise ValueError("routed_attention(mask_self=True) needs causal=True.")
+  scale = logit_scale(d, scale_logits)
+  # The kernel masks on positions only, so the self mask is a shift of the query positions by
+  # one rank, which also shifts the relative distance: with Shaw terms it takes the windowed path.
+  shifted_rel = mask_self and rel_keys is not None
   if not window_attention.runs_official(impl, dropout=dropout is not None,
-                                        op="routed_attention"):
+                                        op="routed_attention", self_masked_relative=shifted_rel):
     xs = gather_windows(x, idx).reshape(b, h, num_clusters * window, d)
     vs = gather_windows(v, idx).reshape(b, h, num_clusters * window, d)
     own_block = jnp.broadcast_to(jnp.arange(num_clusters, dtype=jnp.int32)[:, None],
                                  (b, h, num_clusters, 1))
     window_attention.check_tables(rel_keys, max_relative_position)
+    q_positions = None
+    if mask_self:  # rank r >= 1 reads ranks < r; rank 0 keeps itself (window_causal_mask)
+      rank = np.arange(num_clusters * window)
+      q_positions = jnp.broadcast_to(jnp.asarray(rank - (rank % window > 0), jnp.int32),
+                                     (b, h, num_clusters * window))
     o = bsa.block_sparse_attention(xs, xs, vs, own_block, block_q=window, block_k=window,
-                                   causal=causal, rel_keys=rel_keys, rel_values=rel_values,
-                                   scale=1.0, impl=impl)
+                                   causal=causal, q_positions=q_positions, rel_keys=rel_keys,
+                                   rel_values=rel_values, scale=scale, impl=impl)
     o = o.reshape(b, h, num_clusters, window, d)
   else:
     xw = gather_windows(x, idx)
     vw = gather_windows(v, idx)
-    mask = window_causal_mask(window) if causal else np.ones((window, window), bool)
+    mask = window_causal_mask(window, mask_self) if causal else np.ones((window, window), bool)
     rel_index = None
     if rel_keys is not None:
       ar = np.arange(window)
       rel_index = window_attention.relative_index(ar, ar, max_relative_position)
-    o = window_attention.attend(xw, xw, vw, mask, rel_index=rel_index, rel_keys=rel_keys,
-                                rel_values=rel_values, dropout=dropout)
+    o = window_attention.attend(xw * scale, xw, vw, mask, rel_index=rel_index,
+                                rel_keys=rel_keys, rel_values=rel_values, dropout=dropout)
   return scatter_windows(o, idx, n)

@@ -100,12 +100,13 @@ def attention_maps(model, tokens, layer: int, example: int = 0) -> np.ndarray:
   maps = np.zeros((q.shape[0], n, n), np.float32)
   if hr:
     x, idx = inputs["x"], inputs["idx"].astype(np.int64)
-    causal = np.tril(np.ones((attn.window, attn.window), bool))
+    causal = routing_attention.window_causal_mask(attn.window, attn.routing_mask_self)
+    scale = routing_attention.logit_scale(x.shape[-1], attn.routing_scale_logits)
     for h in range(hr):
       counts = np.zeros(n)
       for window in idx[h]:
         xw = x[h, window]
-        p = _softmax(np.where(causal, xw @ xw.T, -1e9))  # unscaled LN logits, as TF
+        p = _softmax(np.where(causal, scale * (xw @ xw.T), -1e9))
         maps[h][np.ix_(window, window)] += p
         counts[window] += 1
       maps[h] /= (counts + routing_attention.SCATTER_EPS)[:, None]

@@ -23,20 +23,25 @@ from projects.routing_transformer.config import OFFICIAL
 NEG_INF = -1e9  # T2T's attention bias constant
 
 
-def runs_official(impl: str, *, dropout: bool, op: str) -> bool:
+def runs_official(impl: str, *, dropout: bool, op: str,
+                  self_masked_relative: bool = False) -> bool:
   """Whether attention_impl `impl` runs this windowed path (else the kernel, with impl=`impl`).
 
-  'official' always does; 'auto' does when the head applies attention dropout (train mode with
-  attention_dropout > 0), which common.kernels.block_sparse_attention cannot express; an explicit
-  kernel impl with dropout is an error. Relative positions run in the kernel.
+  'official' always does; 'auto' does when the head needs what
+  common.kernels.block_sparse_attention cannot express: attention dropout (train mode with
+  attention_dropout > 0), or a routing head's self mask together with Shaw terms
+  (`self_masked_relative`; routing_attention.routed_attention). An explicit kernel impl then
+  is an error. Relative positions alone run in the kernel.
   """
   if impl == OFFICIAL:
     return True
-  if dropout:
+  needs = ("attention dropout" if dropout else
+           "a self-masked routing head with relative positions" if self_masked_relative else None)
+  if needs:
     if impl == "auto":
       return True
-    raise ValueError(f"{op}(impl={impl!r}) does not support attention dropout; use "
-                     "impl='auto' or 'official'.")
+    raise ValueError(f"{op}(impl={impl!r}) does not support {needs}; use impl='auto' or "
+                     "'official'.")
   return False
 
 

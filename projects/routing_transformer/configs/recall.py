@@ -6,8 +6,8 @@ Command (the routing demo, projects/routing_transformer/demo.py, runs every mixe
     --config projects/routing_transformer/configs/recall.py:demo,mixer=routing --workdir /tmp/rc
 
 Variants (comma-separated): demo (default) | tiny (CI: seconds); mixer=<name> (a name from
-common.layers.mixers: dense, local, routing, sea, performer, region; default routing);
-steps=<int>; seed=<int>.
+common.layers.mixers: dense, local, routing, sea, performer, region; or a name of VARIANTS:
+routing_lucidrains; default routing); steps=<int>; seed=<int>.
 
 Task (common.data.recall): 2048 tokens, 32 keys with 8 values each stored once per sequence
 among 16 filler tokens; a quarter of the keys are queried 2..64 tokens after their store, the
@@ -41,6 +41,9 @@ DEMO_OPTIONS = {
     "sea": {"k": 256, "predictor_length": 128},
     "performer": {},
 }
+# Rows that run a registered mixer with options added to its own: the routing heads with
+# lucidrains' numerics instead of the official TF ones (projects/routing_transformer/mixers.py).
+VARIANTS = {"routing_lucidrains": ("routing", {"mask_self": True, "scale_logits": True})}
 TINY_OPTIONS = {
     "dense": {},
     "local": {"window": 64, "block": 32},
@@ -55,14 +58,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = config_variants.parse(arg, groups=(("demo", "tiny"),),
                                         keys={"mixer": str, "steps": int, "seed": int})
   tiny = "tiny" in flags
-  mixer = values.get("mixer", "routing")
+  name = values.get("mixer", "routing")
+  mixer, extra = VARIANTS.get(name, (name, {}))
   c = defaults.base_config()
   c.project = "mixer_lm"
   c.seed = values.get("seed", 0)
   c.data = recall_data_config(seq_len=2048, num_keys=32, num_values=8, num_fillers=16,
                               near_max=64, far_min=512, near_fraction=0.25, eval_examples=256)
   config_contract.write_fields(c.model, mixer_lm.MixerLMConfig())
-  options = (TINY_OPTIONS if tiny else DEMO_OPTIONS).get(mixer, {})
+  options = dict((TINY_OPTIONS if tiny else DEMO_OPTIONS).get(mixer, {}), **extra)
   c.model.update(dict(mixer=mixer, mixer_options=ml_collections.ConfigDict(options), hidden=64,
                       num_layers=1, num_heads=2, mlp_ratio=4))
   c.train.update(dict(batch_size=4, num_steps=200, log_every=25, eval_every=0,

@@ -28,27 +28,31 @@ def layer_norm(x, eps=1e-6):
   return (x - mu) / np.sqrt(var + eps)
 
 
-def routing_head(x, v, means, window, max_rel=0, rel_k=None, rel_v=None):
+def routing_head(x, v, means, window, max_rel=0, rel_k=None, rel_v=None, mask_self=False,
+                 scale=1.0):
   """One routing head. x = LN(q) [n, d] (shared q/k), v [n, d], means [K, d] -> [n, d].
 
   Cluster c holds its `window` highest-scoring positions; inside it a query attends causally to
-  members; with relative positions the distance is the rank difference inside the cluster.
-  Outputs are summed over the clusters a token belongs to and divided by (count + 1e-2).
+  members (with `mask_self`, to earlier members only, unless it is the cluster's earliest);
+  with relative positions the distance is the rank difference inside the cluster. Logits are
+  scaled by `scale`. Outputs are summed over the clusters a token belongs to and divided by
+  (count + 1e-2).
   """
   n, d = x.shape
   scores = x @ means.T
   out = np.zeros((n, d))
   count = np.zeros(n)
-  causal = np.tril(np.ones((n, n), bool))
+  causal = np.tril(np.ones((n, n), bool), k=-1 if mask_self else 0)
   for c in range(means.shape[0]):
     member = np.zeros(n, bool)
     member[np.argsort(-scores[:, c], kind="stable")[:window]] = True
-    mask = member[:, None] & member[None, :] & causal
+    first = np.eye(n, dtype=bool) & (member & (np.cumsum(member) == 1))[:, None]
+    mask = member[:, None] & member[None, :] & (causal | first)
     rel = None
     if rel_k is not None:
       rank = np.cumsum(member) - 1
       rel = np.clip(rank[None, :] - rank[:, None], -max_rel, max_rel) + max_rel
-    o = softmax_attend(x, x, v, mask, rel, rel_k, rel_v)
+    o = softmax_attend(x * scale, x, v, mask, rel, rel_k, rel_v)
     out += o * member[:, None]
     count += member
   return out / (count[:, None] + 1e-2)

@@ -25,14 +25,16 @@ def routed_inputs():
 
 
 # Jitted: op-by-op dispatch of the kernel's scan costs more on a shared CPU than one compile.
-@functools.partial(jax.jit, static_argnames=("window", "impl", "max_relative_position"))
+@functools.partial(jax.jit, static_argnames=("window", "impl", "max_relative_position",
+                                             "mask_self", "scale_logits"))
 def _routed_jit(x, v, means, window, impl, rel_keys=None, rel_values=None,
-                max_relative_position=0):
+                max_relative_position=0, mask_self=False, scale_logits=False):
   scores, _ = kmeans.assign(x, means)
   idx = routing_attention.select_windows(scores, window)
   return routing_attention.routed_attention(
       x, v, idx, causal=True, impl=impl, rel_keys=rel_keys, rel_values=rel_values,
-      max_relative_position=max_relative_position)
+      max_relative_position=max_relative_position, mask_self=mask_self,
+      scale_logits=scale_logits)
 
 
 def _routed(x, v, means, window, **kw):
@@ -64,6 +66,43 @@ def test_routing_heads_relative_positions_use_rank_in_window(routed_inputs):
     for h in range(H):
       want = reference.routing_head(x[b, h], v[b, h], means[h], 8, max_rel, rel_k, rel_v)
       np.testing.assert_allclose(got[b, h], want, atol=2e-5, rtol=1e-4)
+
+
+# lucidrains' numerics (config.model.routing_mask_self / routing_scale_logits), each alone and
+# both; 'auto' runs the kernel, whose self mask is a shift of the query positions.
+@pytest.mark.parametrize("impl", ["auto", "official"])
+@pytest.mark.parametrize("mask_self,scale_logits", [(True, False), (False, True), (True, True)])
+def test_routing_heads_self_mask_and_scale_match_reference(routed_inputs, impl, mask_self,
+                                                           scale_logits):
+  x, v, means = routed_inputs
+  got = _routed(x, v, means, 12, impl=impl, mask_self=mask_self, scale_logits=scale_logits)
+  scale = D ** -0.5 if scale_logits else 1.0
+  for b in range(B):
+    for h in range(H):
+      want = reference.routing_head(x[b, h], v[b, h], means[h], 12, mask_self=mask_self,
+                                    scale=scale)
+      np.testing.assert_allclose(got[b, h], want, atol=2e-5, rtol=1e-4)
+  if mask_self:  # the self mask changed something: not the official output
+    assert not np.allclose(got, _routed(x, v, means, 12, impl=impl, scale_logits=scale_logits),
+                           atol=1e-3)
+
+
+def test_routing_self_mask_with_relative_positions_takes_the_windowed_path(routed_inputs):
+  """The kernel cannot shift positions without shifting Shaw distances: 'auto' falls back to the
+  windowed path, which matches the reference; an explicit kernel impl is refused."""
+  x, v, means = routed_inputs
+  max_rel = 3
+  rel_k, rel_v = _normal(3, (2 * max_rel + 1, D)), _normal(4, (2 * max_rel + 1, D))
+  kw = dict(rel_keys=rel_k, rel_values=rel_v, max_relative_position=max_rel, mask_self=True,
+            scale_logits=True)
+  got = _routed(x, v, means, 8, impl="auto", **kw)
+  for b in range(B):
+    for h in range(H):
+      want = reference.routing_head(x[b, h], v[b, h], means[h], 8, max_rel, rel_k, rel_v,
+                                    mask_self=True, scale=D ** -0.5)
+      np.testing.assert_allclose(got[b, h], want, atol=2e-5, rtol=1e-4)
+  with pytest.raises(ValueError, match="self-masked routing head with relative positions"):
+    _routed(x, v, means, 8, impl="xla", **kw)
 
 
 def test_scatter_normalisation():

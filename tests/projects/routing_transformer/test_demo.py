@@ -17,7 +17,8 @@ def rows(tmp_path_factory):
 def test_demo_rows_cover_every_mixer(rows):
   assert all(set(r) == {"project", "experiment", "metric", "paper", "measured"} for r in rows)
   mixers = demo.SEEDED + demo.SINGLE
-  for r in rows[:-1]:
+  readouts = rows[-len(demo.ROUTING):]
+  for r in rows[:-len(demo.ROUTING)]:
     assert " / ".join(mixers) in r["metric"]
   assert all("nan" not in r["measured"].lower() for r in rows)
   far = [float(v) for v in rows[0]["measured"].split(" / ")]
@@ -25,10 +26,20 @@ def test_demo_rows_cover_every_mixer(rows):
   flops, memory = rows[4]["measured"].split(" ; ")
   flops = dict(zip(mixers, map(float, flops.split(" / "))))
   assert flops["dense"] > flops["local"] > 0  # the cost column measures the mixer
-  # The routing runs' window read-out: shared <= in any window, as percentages.
-  assert "routing window" in rows[-1]["metric"]
-  shared, query_in = map(float, rows[-1]["measured"].split(" / "))
-  assert 0 <= shared <= query_in <= 100
+  # Each routing row's window read-out: shared <= in any window, as percentages.
+  for name, r in zip(demo.ROUTING, readouts):
+    assert r["metric"].startswith(f"{name}: far queries sharing a routing window")
+    shared, query_in = map(float, r["measured"].split(" / "))
+    assert 0 <= shared <= query_in <= 100
+
+
+def test_lucidrains_row_is_the_routing_row_with_two_options():
+  official, lucid = (demo._config(m, 0, False) for m in ("routing", "routing_lucidrains"))
+  assert lucid.model.mixer == official.model.mixer == "routing"
+  options = official.model.mixer_options.to_dict()
+  assert lucid.model.mixer_options.to_dict() == dict(options, mask_self=True, scale_logits=True)
+  lucid.model.mixer_options = official.model.mixer_options
+  assert lucid.to_dict() == official.to_dict()
 
 
 def test_chance_is_the_answers_unigram_entropy(rows):

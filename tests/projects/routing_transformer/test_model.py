@@ -103,6 +103,10 @@ def test_local_only_model_is_causal(tiny_config):
     # An explicit kernel impl cannot express attention dropout (relative positions it can).
     ({"model.attention_impl": "xla", "model.attention_dropout": 0.1},
      "attention_impl='xla' cannot express attention dropout"),
+    # ... nor a routing self mask with relative positions (the shift would move the distances).
+    ({"model.attention_impl": "xla", "model.routing_mask_self": True,
+      "model.routing_relative": True, "model.max_relative_position": 4},
+     "attention_impl='xla' cannot express routing_mask_self with routing_relative"),
 ])
 def test_bad_config_raises_naming_the_field(tiny_config, override, match):
   config = tiny_config.copy_and_resolve_references()

@@ -61,6 +61,24 @@ def test_routing_heads_kernel_equals_official():
   _assert_same(_routing(*args, impl="xla"), _routing(*args, impl="official"))
 
 
+@functools.partial(jax.jit, static_argnames=("impl",))
+def _routing_lucidrains(x, v, means, w, *, impl):
+  def fn(x, v):
+    idx = routing_attention.select_windows(kmeans.assign(x, means)[0], 12)
+    return routing_attention.routed_attention(x, v, idx, causal=True, impl=impl, mask_self=True,
+                                              scale_logits=True)
+  return _value_and_grads(fn, (x, v), w)
+
+
+def test_routing_heads_self_mask_and_scale_kernel_equals_official():
+  """Gradients too, for the self mask (shifted query positions in the kernel) and the scale."""
+  x = kmeans.layer_norm_no_params(_normal(0, (B, H, N, D)))
+  means = kmeans.init_means(jax.random.key(2), H, 4, D)
+  args = (x, _normal(1, (B, H, N, D)), means, _normal(5, (B, H, N, D)))
+  _assert_same(_routing_lucidrains(*args, impl="xla"),
+               _routing_lucidrains(*args, impl="official"))
+
+
 def test_local_heads_kernel_equals_official():
   args = (*(_normal(s, (B, H, N, D)) for s in (6, 7, 8)), *_tables(9),
           _normal(11, (B, H, N, D)))

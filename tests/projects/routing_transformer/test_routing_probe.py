@@ -1,5 +1,6 @@
 """routing_probe's dense attention maps reproduce the heads' outputs (what the notebook plots)."""
 import numpy as np
+import pytest
 from flax import nnx
 
 from common.train import config_io
@@ -7,9 +8,11 @@ from projects.routing_transformer import local_attention, routing_attention
 from projects.routing_transformer import routing_probe, task as task_lib
 
 
-def test_attention_maps_times_values_equal_the_head_outputs():
+@pytest.mark.parametrize("lucidrains", [False, True])
+def test_attention_maps_times_values_equal_the_head_outputs(lucidrains):
   config = config_io.load_config(
       "projects/routing_transformer/configs/stdlib_demo.py:tiny,routing,sinusoidal")
+  config.model.routing_mask_self = config.model.routing_scale_logits = lucidrains
   model = task_lib.get_task(config).build_model(nnx.Rngs(0))
   tokens = np.random.RandomState(0).randint(2, 258, (2, 64)).astype(np.int32)
   layer = 1
@@ -18,7 +21,8 @@ def test_attention_maps_times_values_equal_the_head_outputs():
   inputs = routing_probe.head_inputs(model, tokens, layer)
   q, k, v, x, idx = (inputs[name] for name in ("q", "k", "v", "x", "idx"))
   hr = attn.num_routing_heads
-  routed = routing_attention.routed_attention(x, v[:, :hr], idx, impl="official")
+  routed = routing_attention.routed_attention(x, v[:, :hr], idx, impl="official",
+                                              mask_self=lucidrains, scale_logits=lucidrains)
   local = local_attention.local_attention(q[:, hr:], k[:, hr:], v[:, hr:],
                                           block=attn.query_block, flange=attn.memory_flange,
                                           impl="official")
