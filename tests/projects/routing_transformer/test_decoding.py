@@ -10,9 +10,10 @@ from projects.routing_transformer import decoding, task as task_lib
 CONFIGS = "projects/routing_transformer/configs"
 
 
-def _model_and_tokens(variant, skip_first=0):
+def _model_and_tokens(variant, skip_first=0, **model_fields):
   config = config_io.load_config(f"{CONFIGS}/stdlib_demo.py:tiny,{variant}")
   config.model.skip_first = skip_first
+  config.model.update(model_fields)
   model = task_lib.get_task(config).build_model(nnx.Rngs(0))
   tokens = np.random.RandomState(0).randint(2, 258, (2, config.data.seq_len)).astype(np.int32)
   return model, tokens
@@ -40,6 +41,16 @@ def test_routing_decoding_equals_full_forward_on_the_prefix(routing_decoded, pre
   full = np.asarray(nnx.jit(lambda m, x: m(x)[0])(model, tokens[:, :prefix]))
   np.testing.assert_allclose(dec[:, prefix - 1], full[:, -1], atol=2e-4, rtol=2e-4)
   assert np.all(np.isfinite(dec))
+
+
+def test_routing_decoding_with_lucidrains_numerics_equals_full_forward():
+  """The self mask and 1/sqrt(d) reach decoding through the same routed attention."""
+  model, tokens = _model_and_tokens("routing", skip_first=1, routing_mask_self=True,
+                                    routing_scale_logits=True)
+  assert model.layers[1].attention.routing_mask_self
+  dec = np.asarray(nnx.jit(decoding.decode_logits)(model, tokens[:, :64]))
+  full = np.asarray(nnx.jit(lambda m, x: m(x)[0])(model, tokens[:, :64]))
+  np.testing.assert_allclose(dec[:, -1], full[:, -1], atol=2e-4, rtol=2e-4)
 
 
 def test_greedy_sample_keeps_the_prompt_and_follows_the_full_forward():
