@@ -20,9 +20,9 @@ per query (local: a 256-token window, 64-token blocks; routing: one local head w
 and a 128 flange, one routing head with K = 8 clusters of 256, k-means EMA decay 0.9 (the
 official 0.999 averages over ~1,000 steps, the length of a whole recall_long run: at 200 steps
 it left 5% of the far queries in a window with their store, 0.9 left 85%; README); region: 4
-regions of 64; SEA: k = 256 (the per-row budget in key units)), against up to 2048 for dense. AdamW 3e-3, cosine,
-warm-up 20, batch 4, 200 steps; validation on the 256 fixed sequences (8,192 answers).
-Hardware: 2 CPU cores. Result: README ("Results of the main job").
+regions of 64; SEA: k = 256 (the per-row budget in key units)), against up to 2048 for dense.
+AdamW 3e-3, cosine, warm-up 20, batch 4, 200 steps; validation on the 256 fixed sequences
+(8,192 answers). Hardware: 2 CPU cores. Result: README ("Results of the main job").
 
 tiny: n = 256, width 32, 4 keys, far_min 128, local window 64 / blocks 32, routing clusters of
 64, batch 8, 3 steps.
