@@ -70,11 +70,18 @@ def scatter_windows(o: jax.Array, idx: jax.Array, seq_len: int) -> jax.Array:
   return (sums / (counts[..., None] + SCATTER_EPS)).astype(o.dtype)
 
 
+def query_ranks(window: int, mask_self: bool = False) -> np.ndarray:
+  """The rank each window member's query compares with the keys' ranks (key rank <= it): its
+  own, or with `mask_self` one lower, except rank 0, which has no earlier key and keeps itself.
+  The one source of the causal rule of both paths: the windowed mask and the kernel's
+  q_positions."""
+  rank = np.arange(window)
+  return rank - (rank > 0) if mask_self else rank
+
+
 def window_causal_mask(window: int, mask_self: bool = False) -> np.ndarray:
-  """[w, w] bool: key rank <= query rank, or < with `mask_self` (row 0 keeps itself)."""
-  mask = np.tril(np.ones((window, window), bool), k=-1 if mask_self else 0)
-  mask[0, 0] = True
-  return mask
+  """[w, w] bool (query rank, key rank) under `query_ranks`."""
+  return query_ranks(window, mask_self)[:, None] >= np.arange(window)[None, :]
 
 
 def logit_scale(head_dim: int, scale_logits: bool) -> float:
@@ -109,10 +116,10 @@ def routed_attention(x: jax.Array, v: jax.Array, idx: jax.Array, *, causal: bool
     own_block = jnp.broadcast_to(jnp.arange(num_clusters, dtype=jnp.int32)[:, None],
                                  (b, h, num_clusters, 1))
     window_attention.check_tables(rel_keys, max_relative_position)
-    q_positions = None
-    if mask_self:  # rank r >= 1 reads ranks < r; rank 0 keeps itself (window_causal_mask)
-      rank = np.arange(num_clusters * window)
-      q_positions = jnp.broadcast_to(jnp.asarray(rank - (rank % window > 0), jnp.int32),
+    q_positions = None  # the kernel's default, arange: each block's ranks, offset by c * w
+    if mask_self:
+      ranks = np.arange(num_clusters)[:, None] * window + query_ranks(window, mask_self)
+      q_positions = jnp.broadcast_to(jnp.asarray(ranks.reshape(-1), jnp.int32),
                                      (b, h, num_clusters * window))
     o = bsa.block_sparse_attention(xs, xs, vs, own_block, block_q=window, block_k=window,
                                    causal=causal, q_positions=q_positions, rel_keys=rel_keys,
