@@ -6,6 +6,8 @@ final_metrics.json), so it resumes after an interruption and is re-evaluable wit
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import statistics
@@ -49,13 +51,28 @@ def train_shared(config, out_dir: str, shared_name: str, *, local_name: str,
   `config.model[model_key]` agree; otherwise this demo trains its own in `<out_dir>/<local_name>`.
   """
   shared = os.path.join(os.path.dirname(os.path.abspath(out_dir)), shared_name)
-  workdir = (shared if _comparable(config, shared, same_sections, model_key)
-             else os.path.join(out_dir, local_name))
-  os.makedirs(workdir, exist_ok=True)
-  # Written first, so that an interrupted shared run is resumed by either project's demo.
-  with open(os.path.join(workdir, "shared_run_config.json"), "w") as f:
-    f.write(config.to_json_best_effort())
-  return train_or_reuse(config, workdir)
+  # Demos that run at once (`run_demos --jobs`) take turns: the second waits for the first to
+  # finish the shared run, then reuses it.
+  with _turn(shared + ".lock"):
+    workdir = (shared if _comparable(config, shared, same_sections, model_key)
+               else os.path.join(out_dir, local_name))
+    os.makedirs(workdir, exist_ok=True)
+    # Written first, so that an interrupted shared run is resumed by either project's demo.
+    with open(os.path.join(workdir, "shared_run_config.json"), "w") as f:
+      f.write(config.to_json_best_effort())
+    return train_or_reuse(config, workdir)
+
+
+@contextlib.contextmanager
+def _turn(path: str):
+  """Holds an exclusive lock on the file `path`, waiting for it if another process holds it."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "a") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def mean_std(values, fmt: str = ".3f", scale: float = 1.0) -> str:

@@ -20,6 +20,10 @@ from common.tasks import demo_runs, image_demo
 from common.train import config_io
 from projects.biformer import BiFormer, preset
 
+# Wall minutes in the last serial main job (2026-12-05, Intel VM): `run_demos` starts the
+# longest demos first when several run at once.
+MAIN_JOB_MINUTES = 3.2
+
 # Trainable parameters of the official factories at 1000 classes (shared/golden/param_counts).
 OFFICIAL_PARAMS = {"BiFormer-T": 13_142_760, "BiFormer-S": 25_536_232, "BiFormer-B": 56_804_968,
                    "BiFormer-STL": 28_372_552}

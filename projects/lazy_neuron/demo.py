@@ -30,6 +30,10 @@ import statistics
 from common.tasks import demo_runs
 from common.train import config_io, metrics as metrics_lib, trainer
 
+# Wall minutes in the last serial main job (2026-12-05, Intel VM): `run_demos` starts the
+# longest demos first when several run at once.
+MAIN_JOB_MINUTES = 9.1
+
 CONFIGS = "projects/lazy_neuron/configs"
 SEEDS = (0, 1, 2)
 # ViT: 400 steps = 6.4 epochs of MNIST-5k (the config's 800 did not fit the main job with three

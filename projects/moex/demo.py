@@ -51,6 +51,10 @@ from common.tasks import demo_runs
 from common.train import config_io
 from projects.moex import upcycle
 
+# Wall minutes in the last serial main job (2026-12-05, Intel VM): `run_demos` starts the
+# longest demos first when several run at once.
+MAIN_JOB_MINUTES = 10.0
+
 CONFIG = "projects/moex/configs/chess.py"
 TOY_CONFIG = "projects/moex/configs/superposition.py"
 MONET_TOY_CONFIG = "projects/monet/configs/superposition.py"

@@ -29,6 +29,10 @@ from common.data import tokenizers
 from common.tasks import demo_runs
 from common.train import config_io, trainer
 
+# Wall minutes in the last serial main job (2026-12-05, Intel VM): `run_demos` starts the
+# longest demos first when several run at once.
+MAIN_JOB_MINUTES = 5.9
+
 CONFIG = "projects/monet/configs/domains_demo.py"
 SEEDS = (0, 1, 2)
 SWEEP_EXPERTS = (16, 64)        # E per sub-router beside the seeds' 32, one seed each

@@ -43,6 +43,10 @@ from common.tasks import demo_runs
 from common.train import config_io, trainer
 from projects.routing_transformer import routing_probe
 
+# Wall minutes in the last serial main job (2026-12-05, Intel VM): `run_demos` starts the
+# longest demos first when several run at once.
+MAIN_JOB_MINUTES = 7.6
+
 CONFIG = "projects/routing_transformer/configs/recall.py"
 ROUTING = ("routing_lucidrains", "routing")  # rows with a window read-out
 SEEDED = ("dense", "local", "routing_lucidrains")  # 3 seeds each

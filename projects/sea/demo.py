@@ -42,6 +42,10 @@ from common.tasks import demo_runs
 from common.train import config_io
 from projects.sea import dynamic_k, export_opt
 
+# Wall minutes in the last serial main job (2026-12-05, Intel VM): `run_demos` starts the
+# longest demos first when several run at once.
+MAIN_JOB_MINUTES = 7.1
+
 CONFIG = "projects/sea/configs/recall.py"
 STDLIB_CONFIG = "projects/sea/configs/stdlib_demo.py"
 KINDS = ("sea", "performer", "local")

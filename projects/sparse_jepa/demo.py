@@ -19,6 +19,10 @@ import os
 from common.tasks import demo_runs
 from common.train import config_io, trainer
 
+# Wall minutes in the last serial main job (2026-12-05, Intel VM): `run_demos` starts the
+# longest demos first when several run at once.
+MAIN_JOB_MINUTES = 5.3
+
 CONFIG = "projects/sparse_jepa/configs/mnist_demo.py"
 RUNS = {"ijepa": "ijepa", "sparse_jepa": "sparse"}
 # The group-lasso sweep (proximal steps): lambda -> run name; 1e-3 is the config's own, the

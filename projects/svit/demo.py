@@ -9,6 +9,10 @@ from __future__ import annotations
 from common.tasks import image_demo
 from projects.svit import STViT, preset
 
+# Wall minutes in the last serial main job (2026-12-05, Intel VM): `run_demos` starts the
+# longest demos first when several run at once.
+MAIN_JOB_MINUTES = 1.0
+
 # Trainable parameters of the official factories at 1000 classes (shared/golden/param_counts).
 OFFICIAL_PARAMS = {"SViT-S": 25_495_624, "SViT-B": 51_691_288, "SViT-L": 94_971_096}
 

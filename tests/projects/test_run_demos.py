@@ -1,7 +1,10 @@
 """The main job's driver: rows of every demo, a failed demo marked without hiding the others, and
-each demo's wall time with the total; the command line of the modes outside it."""
+each demo's wall time with the total; demos at once in pinned worker processes, longest first;
+the command line of the modes outside it."""
 import json
+import os
 import sys
+import textwrap
 import types
 
 import pytest
@@ -23,7 +26,8 @@ def test_rows_failures_and_wall_times(tmp_path, monkeypatch):
     raise RuntimeError("boom")
 
   monkeypatch.setitem(sys.modules, "projects.broken.demo", _demo(broken))
-  rc = run_demos.main(["--only", "fake,broken", "--out", str(tmp_path), "--xla_cache", ""])
+  rc = run_demos.main(["--only", "fake,broken", "--out", str(tmp_path), "--xla_cache", "",
+                       "--jobs", "1"])
   assert rc == 1
   md = (tmp_path / "demo_results.md").read_text()
   assert "| fake | e | m | p | 1 |" in md
@@ -32,6 +36,58 @@ def test_rows_failures_and_wall_times(tmp_path, monkeypatch):
   saved = json.loads((tmp_path / "demo_results.json").read_text())
   assert [r["project"] for r in saved["rows"]] == ["fake", "broken"]
   assert list(saved["seconds"]) == ["fake", "broken"] and min(saved["seconds"].values()) >= 0
+
+
+def test_a_lane_worker_writes_its_rows_instead_of_the_table(tmp_path, monkeypatch):
+  row = dict(project="fake", experiment="e", metric="m", paper="p", measured="1")
+  monkeypatch.setitem(sys.modules, "projects.fake.demo", _demo(lambda out, quick: [row]))
+  rows_json = tmp_path / "fake.rows.json"
+  assert run_demos.main(["--only", "fake", "--out", str(tmp_path), "--xla_cache", "",
+                         "--rows_json", str(rows_json)]) == 0
+  assert json.loads(rows_json.read_text())["rows"] == [row]
+  assert not (tmp_path / "demo_results.md").exists()
+
+
+def test_cpu_lanes_split_the_allowed_cpus(monkeypatch):
+  monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 5, 6})
+  assert run_demos.cpu_lanes(2) == [{0, 1, 2}, {5, 6}]
+  assert run_demos.cpu_lanes(9) == [{0}, {1}, {2}, {5}, {6}]
+  assert run_demos.cpu_lanes(1) == [{0, 1, 2, 5, 6}]
+
+
+# A stand-in for a lane's worker: says hello, reports the CPUs it was pinned to as its row, and
+# (demo 'broken') dies without rows.
+_WORKER = textwrap.dedent("""
+    import json, os, sys
+    name, rows_json = sys.argv[1:]
+    print("hello from", name)
+    if name == "broken":
+      sys.exit(3)
+    row = dict(project=name, experiment="e", metric="cpus", paper="",
+               measured=str(sorted(os.sched_getaffinity(0))))
+    json.dump(dict(rows=[row], seconds={name: 0.0}), open(rows_json, "w"))
+""")
+
+
+def test_demos_run_at_once_pinned_longest_first(tmp_path, monkeypatch, capsys):
+  cpu = min(os.sched_getaffinity(0))
+  monkeypatch.setattr(run_demos, "cpu_lanes", lambda jobs: [{cpu}, {cpu}][:jobs])
+  monkeypatch.setattr(run_demos, "expected_minutes", {"a": 1.0, "broken": 3.0, "c": 2.0}.get)
+  monkeypatch.setattr(run_demos, "worker_command",
+                      lambda name, out, quick, cache, rows_json: [sys.executable, "-c", _WORKER,
+                                                                  name, rows_json])
+  rc = run_demos.main(["--only", "a,broken,c", "--out", str(tmp_path), "--xla_cache", "",
+                       "--jobs", "2"])
+  assert rc == 1
+  saved = json.loads((tmp_path / "demo_results.json").read_text())
+  assert [(r["project"], r["measured"]) for r in saved["rows"]] == [
+      ("a", str([cpu])), ("broken", "FAILED (see log)"), ("c", str([cpu]))]
+  assert list(saved["seconds"]) == ["a", "broken", "c"]
+  assert "hello from broken" in (tmp_path / "broken.log").read_text()
+  out = capsys.readouterr().out
+  started = [line.split(":")[0] for line in out.splitlines() if ": demo, on CPUs" in line]
+  assert started[-1] == "=== a"   # the shortest waits for a free lane
+  assert "| sum of the demos (they ran at once) |" in (tmp_path / "demo_results.md").read_text()
 
 
 def test_run_mode_passes_quick_and_steps_only_when_given(capsys):

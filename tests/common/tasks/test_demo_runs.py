@@ -1,5 +1,11 @@
-"""Demo runs are reused once finished, exports are redone only when no checkpoint exists, and a
-checkpoint restored into another model's state says so (not "damaged")."""
+"""Demo runs are reused once finished, exports are redone only when no checkpoint exists, a
+shared run is trained once when two demos ask for it at the same time, and a checkpoint restored
+into another model's state says so (not "damaged")."""
+import json
+import os
+import threading
+import time
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -41,3 +47,28 @@ def test_restoring_into_another_model_names_the_config(finished):
   ckpt = ckpt_lib.Checkpointer(workdir, read_only=True, async_save=False)
   with pytest.raises(ckpt_lib.CheckpointError, match="holds a different model.*config the run"):
     ckpt.restore(2, target)
+
+
+def test_a_shared_run_asked_for_at_once_is_trained_once(tmp_path, monkeypatch):
+  """Two demos running at once (run_demos --jobs) take turns: the second reuses the first's run."""
+  config = toy_task.get_config()
+  trained, spans = [], []
+
+  def train(config, workdir, **kwargs):
+    start = time.time()
+    trained.append(workdir)
+    time.sleep(0.3)
+    with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
+      json.dump({"step": 7}, f)
+    spans.append((start, time.time()))
+
+  monkeypatch.setattr(trainer, "train", train)
+  results = []
+  threads = [threading.Thread(target=lambda d=d: results.append(demo_runs.train_shared(
+      config, str(tmp_path / d), "shared_baseline", local_name="own"))) for d in ("a", "b")]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  assert trained == [str(tmp_path / "shared_baseline")]
+  assert results == [{"step": 7}, {"step": 7}]
