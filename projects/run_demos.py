@@ -5,7 +5,7 @@
 A project takes part by having `projects/<name>/demo.py` with
 `run(out_dir: str, *, quick: bool) -> list[dict]`; each row has the keys of `COLUMNS`
 ("paper" is what the paper claims, "measured" what this run measured). The table is printed
-and written to `<out>/demo_results.md` (and `.json`: {rows, seconds}). A demo that sets
+and written to `<out>/demo_results.md` (and `.json`: {rows, seconds, wall_s}). A demo that sets
 `IN_MAIN_JOB = False` (with a reason in `NOT_IN_MAIN_JOB_BECAUSE`) runs only when named in
 `--only`, e.g. while its CPU cost is still far beyond the main job's budget. Each demo's wall
 time (with the datasets it builds and the programs it compiles) ends the table, beside the total,
@@ -14,10 +14,10 @@ so that a run shows where the main job's 90-minute budget goes.
 Demos run `--jobs` at a time (default: 2 where this process may use 2 or more CPUs), each in a
 process of its own pinned to its share of the CPUs, longest first (`MAIN_JOB_MINUTES` in a
 demo.py: its wall minutes in the last serial main job), its output in `<out>/<name>.log`. Why:
-on 2 cores the demos' small models keep two threads poorly busy (XLA:CPU splits a step's ops
-across both), so two pinned single-thread processes train more steps per second in total than
-one two-thread process, and their compiles overlap. `--jobs 1` runs them one after another in
-this process, as before.
+XLA:CPU keeps two threads only partly busy on the demos' small models, so two pinned
+single-thread processes train more steps per second in total than one two-thread process, and
+their compiles overlap: the main job took 45.6 min against ~53 min one demo at a time on a
+2-core VM (README, eighth run). `--jobs 1` runs them one after another in this process.
 
 Compiled programs are kept in XLA's persistent cache (`<out>/xla_cache`; `--xla_cache ''` for
 none): runs that share a model (a demo's seeds and variants) can reuse each other's compiled
@@ -130,11 +130,12 @@ def expected_minutes(name: str) -> float:
   return float(getattr(importlib.import_module(f"projects.{name}.demo"), "MAIN_JOB_MINUTES", 0.0))
 
 
-def worker_command(name: str, out: str, quick: bool, cache: str, rows_json: str) -> list[str]:
-  """The command line that runs demo `name` alone and writes its rows to `rows_json`."""
+def worker_command(name: str, out: str, quick: bool, cache: str, rows_json: str,
+                   cpus: set[int]) -> list[str]:
+  """The command line that runs demo `name` alone on `cpus` and writes its rows to `rows_json`."""
   return [sys.executable, "-m", "projects.run_demos", "--only", name, "--out", out,
-          "--xla_cache", cache, "--jobs", "1", "--rows_json", rows_json] + (
-              ["--quick"] if quick else [])
+          "--xla_cache", cache, "--jobs", "1", "--rows_json", rows_json,
+          "--cpus", ",".join(map(str, sorted(cpus)))] + (["--quick"] if quick else [])
 
 
 def run_in_lanes(names: list[str], out: str, quick: bool, cache: str, lanes: list[set[int]]):
@@ -143,7 +144,11 @@ def run_in_lanes(names: list[str], out: str, quick: bool, cache: str, lanes: lis
   todo = queue.Queue()
   for name in sorted(names, key=expected_minutes, reverse=True):
     todo.put(name)
-  done = {}
+  done, printing = {}, threading.Lock()
+
+  def say(text: str) -> None:
+    with printing:   # one lane's line at a time
+      print(text, flush=True)
 
   def lane(cpus: set[int]) -> None:
     while True:
@@ -155,12 +160,12 @@ def run_in_lanes(names: list[str], out: str, quick: bool, cache: str, lanes: lis
       rows_json = os.path.join(out, f"{name}.rows.json")
       if os.path.exists(rows_json):
         os.remove(rows_json)
-      print(f"=== {name}: demo, on CPUs {sorted(cpus)}, output in {log} ===", flush=True)
+      say(f"=== {name}: demo, on CPUs {sorted(cpus)}, output in {log} ===")
       start = time.time()
       with open(log, "w") as f:
         rc = subprocess.run(
-            worker_command(name, out, quick, cache, rows_json), stdout=f,
-            stderr=subprocess.STDOUT, preexec_fn=lambda: os.sched_setaffinity(0, cpus),
+            worker_command(name, out, quick, cache, rows_json, cpus), stdout=f,
+            stderr=subprocess.STDOUT,
             # Several processes may share one accelerator: none takes most of its memory.
             env=dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")).returncode
       seconds = time.time() - start
@@ -171,7 +176,7 @@ def run_in_lanes(names: list[str], out: str, quick: bool, cache: str, lanes: lis
         rows = [_failed_row(name)]
       failed = rc != 0 or any(r.get("measured") == _failed_row(name)["measured"] for r in rows)
       done[name] = (rows, failed, seconds)
-      print(f"=== {name}: {seconds:.0f}s{', FAILED, see ' + log if failed else ''} ===", flush=True)
+      say(f"=== {name}: {seconds:.0f}s{', FAILED, see ' + log if failed else ''} ===")
 
   threads = [threading.Thread(target=lane, args=(cpus,)) for cpus in lanes]
   for t in threads:
@@ -193,8 +198,13 @@ def main(argv=None) -> int:
   parser.add_argument("--jobs", type=int, default=2,
                       help="demos run at once, each in its own process on its share of the CPUs "
                       "(1: one after another, in this process)")
-  parser.add_argument("--rows_json", default="", help=argparse.SUPPRESS)  # a lane's worker
+  # A lane's worker: where its rows go, and its CPUs.
+  parser.add_argument("--rows_json", default="", help=argparse.SUPPRESS)
+  parser.add_argument("--cpus", default="", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
+  if args.cpus:
+    # Pinned before XLA's CPU client exists, so that its thread pool is sized to these CPUs.
+    os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
   if args.jobs < 1:
     parser.error(f"--jobs {args.jobs}: give 1 or more")
   cache = os.path.join(args.out, "xla_cache") if args.xla_cache is None else args.xla_cache

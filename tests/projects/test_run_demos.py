@@ -38,13 +38,18 @@ def test_rows_failures_and_wall_times(tmp_path, monkeypatch):
   assert list(saved["seconds"]) == ["fake", "broken"] and min(saved["seconds"].values()) >= 0
 
 
-def test_a_lane_worker_writes_its_rows_instead_of_the_table(tmp_path, monkeypatch):
+def test_a_lane_worker_pins_itself_and_writes_its_rows_instead_of_the_table(tmp_path,
+                                                                              monkeypatch):
+  pinned = []
+  monkeypatch.setattr(os, "sched_setaffinity", lambda pid, cpus: pinned.append((pid, cpus)))
   row = dict(project="fake", experiment="e", metric="m", paper="p", measured="1")
-  monkeypatch.setitem(sys.modules, "projects.fake.demo", _demo(lambda out, quick: [row]))
+  monkeypatch.setitem(sys.modules, "projects.fake.demo",
+                      _demo(lambda out, quick: [dict(row, measured=str(pinned))]))
   rows_json = tmp_path / "fake.rows.json"
-  assert run_demos.main(["--only", "fake", "--out", str(tmp_path), "--xla_cache", "",
-                         "--rows_json", str(rows_json)]) == 0
-  assert json.loads(rows_json.read_text())["rows"] == [row]
+  command = run_demos.worker_command("fake", str(tmp_path), False, "", str(rows_json), {1, 3})
+  assert command[:3] == [sys.executable, "-m", "projects.run_demos"]
+  assert run_demos.main(command[3:]) == 0
+  assert json.loads(rows_json.read_text())["rows"] == [dict(row, measured="[(0, {1, 3})]")]
   assert not (tmp_path / "demo_results.md").exists()
 
 
@@ -55,33 +60,33 @@ def test_cpu_lanes_split_the_allowed_cpus(monkeypatch):
   assert run_demos.cpu_lanes(1) == [{0, 1, 2, 5, 6}]
 
 
-# A stand-in for a lane's worker: says hello, reports the CPUs it was pinned to as its row, and
+# A stand-in for a lane's worker: says hello, reports the CPUs it was given as its row, and
 # (demo 'broken') dies without rows.
 _WORKER = textwrap.dedent("""
-    import json, os, sys
-    name, rows_json = sys.argv[1:]
+    import json, sys
+    name, rows_json, cpus = sys.argv[1:]
     print("hello from", name)
     if name == "broken":
       sys.exit(3)
-    row = dict(project=name, experiment="e", metric="cpus", paper="",
-               measured=str(sorted(os.sched_getaffinity(0))))
+    row = dict(project=name, experiment="e", metric="cpus", paper="", measured=cpus)
     json.dump(dict(rows=[row], seconds={name: 0.0}), open(rows_json, "w"))
 """)
 
 
 def test_demos_run_at_once_pinned_longest_first(tmp_path, monkeypatch, capsys):
-  cpu = min(os.sched_getaffinity(0))
-  monkeypatch.setattr(run_demos, "cpu_lanes", lambda jobs: [{cpu}, {cpu}][:jobs])
+  monkeypatch.setattr(run_demos, "cpu_lanes", lambda jobs: [{0, 1}, {2}][:jobs])
   monkeypatch.setattr(run_demos, "expected_minutes", {"a": 1.0, "broken": 3.0, "c": 2.0}.get)
-  monkeypatch.setattr(run_demos, "worker_command",
-                      lambda name, out, quick, cache, rows_json: [sys.executable, "-c", _WORKER,
-                                                                  name, rows_json])
+
+  def worker(name, out, quick, cache, rows_json, cpus):
+    return [sys.executable, "-c", _WORKER, name, rows_json, str(sorted(cpus))]
+
+  monkeypatch.setattr(run_demos, "worker_command", worker)
   rc = run_demos.main(["--only", "a,broken,c", "--out", str(tmp_path), "--xla_cache", "",
                        "--jobs", "2"])
   assert rc == 1
   saved = json.loads((tmp_path / "demo_results.json").read_text())
-  assert [(r["project"], r["measured"]) for r in saved["rows"]] == [
-      ("a", str([cpu])), ("broken", "FAILED (see log)"), ("c", str([cpu]))]
+  assert saved["rows"][1] == run_demos._failed_row("broken")
+  assert {saved["rows"][0]["measured"], saved["rows"][2]["measured"]} <= {"[0, 1]", "[2]"}
   assert list(saved["seconds"]) == ["a", "broken", "c"]
   assert "hello from broken" in (tmp_path / "broken.log").read_text()
   out = capsys.readouterr().out
