@@ -73,7 +73,7 @@ _WORKER = textwrap.dedent("""
 """)
 
 
-def test_demos_run_at_once_pinned_longest_first(tmp_path, monkeypatch, capsys):
+def test_demos_run_at_once_in_worker_processes_longest_first(tmp_path, monkeypatch, capsys):
   monkeypatch.setattr(run_demos, "cpu_lanes", lambda jobs: [{0, 1}, {2}][:jobs])
   monkeypatch.setattr(run_demos, "expected_minutes", {"a": 1.0, "broken": 3.0, "c": 2.0}.get)
 
