@@ -35,7 +35,7 @@ def tfds_name(name: str) -> str:
 def build_lock(root: str, name: str):
   """An exclusive cross-process lock for building `name` under `root`."""
   from common.data.builders import base  # pylint: disable=g-import-not-at-top
-  return base._file_lock(paths.lock_path(root, name))  # pylint: disable=protected-access
+  return base.file_lock(paths.lock_path(root, name))
 
 
 def as_text(value: Any) -> str:

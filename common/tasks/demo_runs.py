@@ -6,13 +6,12 @@ final_metrics.json), so it resumes after an interruption and is re-evaluable wit
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import statistics
 from typing import Any, Callable
 
+from common.data.builders import base as builders_base
 from common.train import metrics as metrics_lib
 from common.train import state as state_lib
 from common.train import trainer
@@ -53,7 +52,7 @@ def train_shared(config, out_dir: str, shared_name: str, *, local_name: str,
   shared = os.path.join(os.path.dirname(os.path.abspath(out_dir)), shared_name)
   # Demos that run at once (`run_demos --jobs`) take turns: the second waits for the first to
   # finish the shared run, then reuses it.
-  with _turn(shared + ".lock"):
+  with builders_base.file_lock(shared + ".lock"):
     workdir = (shared if _comparable(config, shared, same_sections, model_key)
                else os.path.join(out_dir, local_name))
     os.makedirs(workdir, exist_ok=True)
@@ -61,18 +60,6 @@ def train_shared(config, out_dir: str, shared_name: str, *, local_name: str,
     with open(os.path.join(workdir, "shared_run_config.json"), "w") as f:
       f.write(config.to_json_best_effort())
     return train_or_reuse(config, workdir)
-
-
-@contextlib.contextmanager
-def _turn(path: str):
-  """Holds an exclusive lock on the file `path`, waiting for it if another process holds it."""
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, "a") as f:
-    fcntl.flock(f, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def mean_std(values, fmt: str = ".3f", scale: float = 1.0) -> str:

@@ -98,8 +98,10 @@ _THREAD_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
-def _file_lock(path: str):
-  """Serialises builds of one dataset across processes (pytest-xdist, multi-host on a shared FS)."""
+def file_lock(path: str):
+  """Holds an exclusive lock on the file `path`, waiting while another process holds it: one
+  build of a dataset at a time across processes (pytest-xdist, multi-host on a shared FS), one
+  training of a run that demos share (`common.tasks.demo_runs.train_shared`)."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path, "a") as f:
     fcntl.flock(f, fcntl.LOCK_EX)
@@ -161,7 +163,7 @@ def load_builder(spec: DemoDataset, root: str | None = None, *,
   with _THREAD_LOCK:
     if key in _VERIFIED:
       return _VERIFIED[key]
-    with _file_lock(paths.lock_path(root, spec.name)):
+    with file_lock(paths.lock_path(root, spec.name)):
       for attempt in range(2):
         building = False
         try:
