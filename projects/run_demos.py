@@ -11,7 +11,8 @@ and written to `<out>/demo_results.md` (and `.json`: {rows, seconds, wall_s}). A
 time (with the datasets it builds and the programs it compiles) ends the table, beside the total,
 so that a run shows where the main job's 90-minute budget goes.
 
-Demos run `--jobs` at a time (default: 2 where this process may use 2 or more CPUs), each in a
+Demos run `--jobs` at a time (default: 2 where this process may use 2 or more CPUs and jax's
+backend is the CPU; one at a time on a GPU or TPU host), each in a
 process of its own pinned to its share of the CPUs, longest first (`MAIN_JOB_MINUTES` in a
 demo.py: its wall minutes in the last serial main job), its output in `<out>/<name>.log`. Why:
 XLA:CPU keeps two threads only partly busy on the demos' small models, so two pinned
@@ -126,6 +127,15 @@ def cpu_lanes(jobs: int) -> list[set[int]]:
   return lanes
 
 
+def accelerator_backend() -> str | None:
+  """jax's default backend where it is not the CPU, asked in a throwaway process, so that this
+  one holds no device (a TPU is held by one process at a time)."""
+  out = subprocess.run([sys.executable, "-c", "import jax; print(jax.default_backend())"],
+                       capture_output=True, text=True, check=False)
+  lines = out.stdout.split()
+  return lines[-1] if out.returncode == 0 and lines and lines[-1] != "cpu" else None
+
+
 def expected_minutes(name: str) -> float:
   return float(getattr(importlib.import_module(f"projects.{name}.demo"), "MAIN_JOB_MINUTES", 0.0))
 
@@ -211,6 +221,9 @@ def main(argv=None) -> int:
   names = [n for n in args.only.split(",") if n] or [n for n in discover() if in_main_job(n)]
   os.makedirs(args.out, exist_ok=True)
   lanes = cpu_lanes(min(args.jobs, len(names)))
+  if len(lanes) > 1 and (backend := accelerator_backend()):
+    print(f"=== one demo at a time: jax's backend here is {backend}, not the CPU ===", flush=True)
+    lanes = cpu_lanes(1)
   start = time.time()
   if len(lanes) > 1:
     rows, failed, seconds = run_in_lanes(names, args.out, args.quick, cache, lanes)

@@ -75,6 +75,7 @@ _WORKER = textwrap.dedent("""
 
 def test_demos_run_at_once_in_worker_processes_longest_first(tmp_path, monkeypatch, capsys):
   monkeypatch.setattr(run_demos, "cpu_lanes", lambda jobs: [{0, 1}, {2}][:jobs])
+  monkeypatch.setattr(run_demos, "accelerator_backend", lambda: None)
   monkeypatch.setattr(run_demos, "expected_minutes", {"a": 1.0, "broken": 3.0, "c": 2.0}.get)
 
   def worker(name, out, quick, cache, rows_json, cpus):
@@ -93,6 +94,20 @@ def test_demos_run_at_once_in_worker_processes_longest_first(tmp_path, monkeypat
   started = [line.split(":")[0] for line in out.splitlines() if ": demo, on CPUs" in line]
   assert started[-1] == "=== a"   # the shortest waits for a free lane
   assert "| sum of the demos (they ran at once) |" in (tmp_path / "demo_results.md").read_text()
+
+
+def test_an_accelerator_host_runs_one_demo_at_a_time(tmp_path, monkeypatch, capsys):
+  assert run_demos.accelerator_backend() is None   # this suite runs on the CPU
+  monkeypatch.setattr(run_demos, "cpu_lanes", lambda jobs: [{0}, {1}][:jobs])
+  monkeypatch.setattr(run_demos, "accelerator_backend", lambda: "tpu")
+  for name in ("x", "y"):
+    row = dict(project=name, experiment="e", metric="m", paper="p", measured="1")
+    monkeypatch.setitem(sys.modules, f"projects.{name}.demo",
+                        _demo(lambda out, quick, row=row: [row]))   # in this process only
+  assert run_demos.main(["--only", "x,y", "--out", str(tmp_path), "--xla_cache", ""]) == 0
+  assert "one demo at a time: jax's backend here is tpu" in capsys.readouterr().out
+  assert [r["project"] for r in json.loads((tmp_path / "demo_results.json").read_text())["rows"]
+          ] == ["x", "y"]
 
 
 def test_run_mode_passes_quick_and_steps_only_when_given(capsys):
