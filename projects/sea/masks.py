@@ -132,7 +132,7 @@ def grouped_topk_keep(p_hat: jax.Array, tables: SelectionTables) -> jax.Array:
   above = key > threshold
   tied = key == threshold
   room = budget[..., None] - jnp.sum(above, axis=-1, keepdims=True, dtype=jnp.int32)
-  keep = above | (tied & (jnp.cumsum(tied, axis=-1, dtype=jnp.int32) <= room))
+  keep = above | (tied & (topk.inclusive_count(tied) <= room))
   return jnp.swapaxes(keep.reshape(n, t, h, tm), 1, 2)
 
 
@@ -165,15 +165,22 @@ def _expand_cells(kept: jax.Array, first: jax.Array, width: int):
   kept: int [.., C] keys each cell contributes (0 if not kept); first: [.., C] (broadcast) the
   first key of each cell. Padded slots (past the row's total) are valid False.
   """
-  inclusive = jnp.cumsum(kept, axis=-1)
-  slots = jnp.arange(width, dtype=jnp.int32)
-  lead = inclusive.shape[:-1]
-  find = jax.vmap(lambda row: jnp.searchsorted(row, slots, side="right"))
-  cell = find(inclusive.reshape(-1, inclusive.shape[-1])).reshape(*lead, width)
-  cell = jnp.minimum(cell, kept.shape[-1] - 1).astype(jnp.int32)
-  key = (jnp.take_along_axis(jnp.broadcast_to(first, kept.shape), cell, axis=-1) + slots
+  inclusive = topk.inclusive_count(kept)
+  cell = _first_above(inclusive, width)
+  key = (jnp.take_along_axis(jnp.broadcast_to(first, kept.shape), cell, axis=-1)
+         + jnp.arange(width, dtype=jnp.int32)
          - jnp.take_along_axis(inclusive - kept, cell, axis=-1))
-  return cell, key, slots < inclusive[..., -1:]
+  return cell, key, jnp.arange(width) < inclusive[..., -1:]
+
+
+def _first_above(inclusive: jax.Array, width: int) -> jax.Array:
+  """For s < width, the first index whose inclusive count exceeds s, int32 [.., width]
+  (clipped to the last index where the row's total is at most s)."""
+  slots = jnp.arange(width, dtype=jnp.int32)
+  lead, c = inclusive.shape[:-1], inclusive.shape[-1]
+  find = jax.vmap(lambda row: jnp.searchsorted(row, slots, side="right"))
+  return jnp.minimum(find(inclusive.reshape(-1, c)).reshape(*lead, width), c - 1).astype(
+      jnp.int32)
 
 
 def row_sparse_key_indices(keep_m: jax.Array,
@@ -200,8 +207,14 @@ def grouped_key_lists(keep_m: jax.Array, tables: SelectionTables) -> list[tuple[
   must be padded to what one head could take, about H*k, while a query keeps about H*k keys
   over all its heads together. This layout holds exactly those: H times fewer slots.
 
+  Each row's kept cells are first gathered in order into the most cells any row of its group
+  keeps (the budget of its first row: ~32 of H*T_M = 1024 for the longest rows at T = 4096),
+  and only those are expanded into keys, so the search for each key's cell runs over a few
+  cells instead of the whole row.
+
   Args:
-    keep_m: bool [N, H, T, T_M] kept compressed cells.
+    keep_m: bool [N, H, T, T_M] kept compressed cells, at most the row's budget in a row
+      (grouped_topk_keep's selection).
     tables: the static tables of this shape.
 
   Returns:
@@ -213,9 +226,20 @@ def grouped_key_lists(keep_m: jax.Array, tables: SelectionTables) -> list[tuple[
   cells = jnp.swapaxes(keep_m, 1, 2).reshape(n, t, h * tm)  # head-major, as the top-k
   groups = []
   for start, stop, width in tables.row_groups:
-    count = jnp.asarray(np.tile(tables.bin_count[start:stop], (1, h)))  # [rows, H*T_M]
-    first = jnp.asarray(np.tile(tables.bin_start[start:stop], (1, h)))
-    cell, key, valid = _expand_cells(jnp.where(cells[:, start:stop], count, 0), first, width)
-    groups.append((jnp.where(valid, cell // tm, 0).astype(jnp.int32),
+    kept = cells[:, start:stop]
+    cap = int(min(tables.budget[start], h * tm))  # budgets fall with the row: its first's
+    if cap < h * tm:
+      inclusive = topk.inclusive_count(kept)
+      index = _first_above(inclusive, cap)  # [N, rows, cap], the kept cells in order
+      live = jnp.arange(cap) < inclusive[..., -1:]
+    else:
+      index = jnp.broadcast_to(jnp.arange(h * tm, dtype=jnp.int32), kept.shape)
+      live = kept
+    bins = index % tm
+    count = jnp.take_along_axis(jnp.asarray(tables.bin_count[None, start:stop]), bins, axis=-1)
+    first = jnp.take_along_axis(jnp.asarray(tables.bin_start[None, start:stop]), bins, axis=-1)
+    cell, key, valid = _expand_cells(jnp.where(live, count, 0), first, width)
+    head = jnp.take_along_axis(index, cell, axis=-1) // tm
+    groups.append((jnp.where(valid, head, 0).astype(jnp.int32),
                    jnp.where(valid, key, 0).astype(jnp.int32), valid))
   return groups
