@@ -216,7 +216,7 @@ def cpu_section(args):
           f"{harness.fmt_bytes(res['peak_rss_bytes'])} | {res['compile_s']:.1f} | |")
   lines += ["", "Log-log slope against T (1 = linear, 2 = quadratic), over "
             "the measured sizes. The sparse paths' temp memory is a scan "
-            "chunk bounded by CHUNK_BYTES (64 MiB) plus O(T * D) buffers, "
+            "chunk bounded by the XLA paths' CHUNK_BYTES (4-16 MiB) plus O(T * D) buffers, "
             "hence slopes below 1 until the O(T) part dominates:", "",
             "| method | pass | time slope | temp-memory slope |",
             "|---|---|---:|---:|"]
