@@ -33,10 +33,11 @@ from common.kernels import pallas_support
 from common.kernels import relative_positions as rel
 
 # Working-set target per scan step: chunks small enough to stay in cache, large enough that the
-# scan's steps are few. Measured on the routing layer (2 routing + 2 local heads of 64, AMD EPYC
-# with 2 MB of L2 a core), 16 MB against the earlier 64 MB: forward 40 -> 29.5 ms at n = 4096
-# without the Shaw terms, 62 -> 51 ms with them; forward+backward with them 228 -> 186 ms (4k),
-# 51 -> 40 ms (1k), 1009 -> 881 ms (16k); without them unchanged (115 ms at 4k).
+# scan's steps are few. 16 MB against the earlier 64 MB, on the routing layer of
+# benchmarks/long_context.py at n = 4096 (2 routing + 2 local heads of 64, AMD EPYC with 2 MB of
+# L2 a core; both trees alternated twice): forward 83 -> 50 ms with the Shaw terms, 46 -> 29 ms
+# without; forward+backward 257 -> 182 and 125 -> 113 ms; at 16k forward+backward 1,071 -> 926 ms
+# with them.
 CHUNK_BYTES = 16 * 2**20
 
 

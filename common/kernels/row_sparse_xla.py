@@ -24,9 +24,10 @@ from common.kernels import attention_math
 from common.kernels import pallas_support
 
 # Gathered bytes per scan step: a few MB, so that a chunk's gathered rows are still in cache
-# when its products read them. Against the earlier 64 MB, 4 MB took the op (4 heads of 64, 64
-# keys a query, AMD EPYC with 2 MB of L2 a core) from 83 to 48 ms forward and from 216 to 115 ms
-# forward+backward at Tq = 4096, and from 801 to 464 ms forward+backward at 16384 (16 MB: 592).
+# when its products read them. 4 MB against the earlier 64 MB, on the op alone (the `row` rows of
+# benchmarks/long_context.py: 4 heads of 64, 64 keys a query, AMD EPYC with 2 MB of L2 a core;
+# both trees alternated twice): forward 93 -> 46 ms and forward+backward 235 -> 109 ms at
+# Tq = 4096, forward+backward 773 -> 465 ms at 16384.
 CHUNK_BYTES = 4 * 2**20
 
 

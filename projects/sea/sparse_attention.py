@@ -73,11 +73,11 @@ def gather_row_sparse_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_in
 
 
 # Query rows per chunk of grouped_list_attention: bounds the gathered [N, c, L, D] keys and
-# values, and (rematerialised in the backward) what autodiff keeps. A few MB, so that a
-# chunk's gathered rows are still in cache when its products read them: against 32 MB, 4 MB
-# chunks took the SEA layer (4 heads of 64, k = 64, T_M = 256, AMD EPYC, 2 MB L2 a core) from
-# 69 to 47 ms forward at T = 1024, 212 to 186 ms at 4096, 614 to 495 ms forward+backward at 4096
-# (3-8 MB were all within ~10% of 4 MB).
+# values, and (rematerialised in the backward) what autodiff keeps. A few MB, so that a chunk's
+# gathered rows are still in cache when its products read them. The SEA layer at T = 4096 (4
+# heads of 64, k = 64, T_M = 256; AMD EPYC with 2 MB of L2 a core), chunk sizes compiled in one
+# process and alternated: 32 MB 212 ms forward / 614 ms forward+backward, 8 MB 187 / 543,
+# 4 MB 186 / 495, 2 MB 194 / 534.
 GROUPED_CHUNK_BYTES = 4 * 2**20
 
 
