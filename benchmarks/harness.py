@@ -18,6 +18,26 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+def _check_checkout() -> None:
+  """Stops a benchmark script that would time another checkout's code.
+
+  `python benchmarks/X.py` puts benchmarks/ on sys.path, not its checkout, so `benchmarks` (this
+  module) and `common` may come from the editable install of another checkout, e.g. the main
+  one when X.py is a git worktree's; the workers (PYTHONPATH=ROOT) would then run that code too.
+  """
+  script = getattr(sys.modules.get("__main__"), "__file__", None)
+  if not script:
+    return
+  script = pathlib.Path(script).resolve()
+  if script.parent.name == "benchmarks" and script.parents[1] != ROOT:
+    sys.exit(f"error: {script} is in the checkout {script.parents[1]}, but its imports come from "
+             f"{ROOT}; run it with PYTHONPATH={script.parents[1]} (or `python -m "
+             f"benchmarks.{script.stem}` from {script.parents[1]}).")
+
+
+_check_checkout()
+
+
 def repo_env(env: dict | None = None) -> dict:
   """A copy of `env` (default: this process's) with the repository first on PYTHONPATH, so a
   worker started under any interpreter can import `benchmarks` and `common`."""
