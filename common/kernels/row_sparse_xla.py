@@ -26,7 +26,7 @@ from common.kernels import pallas_support
 # Gathered bytes per scan step: a few MB, so that a chunk's gathered rows are still in cache
 # when its products read them. 4 MB against the earlier 64 MB, on the op alone (the `row` rows of
 # benchmarks/long_context.py: 4 heads of 64, 64 keys a query, AMD EPYC with 2 MB of L2 a core;
-# both trees alternated twice): forward 93 -> 46 ms and forward+backward 235 -> 109 ms at
+# both trees alternated twice): forward 93 -> 46 ms and forward+backward 234 -> 109 ms at
 # Tq = 4096, forward+backward 773 -> 465 ms at 16384.
 CHUNK_BYTES = 4 * 2**20
 
