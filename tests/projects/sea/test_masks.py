@@ -29,8 +29,12 @@ def test_key_bins_match_float64_formula_away_from_boundaries():
 
 
 # 3 levels: almost every cell ties with others; without the signed zeros no row has a tie.
-@pytest.mark.parametrize("levels,zeros", [(None, True), (3, True), (None, False)])
-def test_grouped_topk_is_across_heads_with_budget(levels, zeros):
+# block_bytes: 3 rows a block on CPU, which does not divide t = 20 (lax.map's remainder).
+@pytest.mark.parametrize("levels,zeros,block_bytes",
+                         [(None, True, None), (3, True, None), (None, False, None), (3, True, 576)])
+def test_grouped_topk_is_across_heads_with_budget(levels, zeros, block_bytes, monkeypatch):
+  if block_bytes:
+    monkeypatch.setattr(masks, "SELECT_BLOCK_BYTES", block_bytes)
   rng = np.random.default_rng(0)
   n, h, t, tm = 2, 3, 20, 8
   p = rng.random((n, h, t, tm)).astype(np.float32)
