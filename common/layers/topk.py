@@ -78,11 +78,31 @@ def order_preserving_bits(x: jax.Array) -> jax.Array:
   return jnp.where(bits >= _SIGN, ~bits, bits | _SIGN)
 
 
+# Bytes of keys per block of rows in `kth_largest_key` on CPU, so that its 32 passes over a
+# block read cache, not memory (AMD EPYC, 2 MB of L2 a core, 32 MB L3): [4096, 1024] keys took
+# 26-28 ms in one block of 16 MB and 12-14 ms in blocks of 4 MB.
+SEARCH_BLOCK_BYTES = 4 * 2**20
+
+
 def kth_largest_key(key: jax.Array, k) -> jax.Array:
   """The k-th largest of uint32 `key` along the last axis, [..., 1], by a bitwise binary search:
   from the top bit down, a bit stays set while at least k keys are >= the prefix (32
-  compare-and-count passes, no sort). k: an int, or ints broadcastable to key.shape[:-1]."""
-  k = jnp.asarray(k)[..., None]
+  compare-and-count passes, no sort). k: an int, or ints broadcastable to key.shape[:-1].
+  On CPU, rows beyond SEARCH_BLOCK_BYTES go in blocks of that size (elsewhere in one block:
+  each block is a sequential step)."""
+  *lead, c = key.shape
+  k = jnp.broadcast_to(jnp.asarray(k), lead)
+  rows = int(np.prod(lead))
+  block = max(1, SEARCH_BLOCK_BYTES // (4 * c))
+  if jax.default_backend() != "cpu" or rows <= block:
+    return _bit_search(key, k[..., None])
+  out = jax.lax.map(lambda row: _bit_search(*row), (key.reshape(rows, c), k.reshape(rows, 1)),
+                    batch_size=block)
+  return out.reshape(*lead, 1)
+
+
+def _bit_search(key: jax.Array, k: jax.Array) -> jax.Array:
+  """kth_largest_key's search in one pass over all of `key`; k: [..., 1]."""
 
   def next_bit(i, prefix):
     candidate = prefix | (_SIGN >> i.astype(jnp.uint32))

@@ -48,8 +48,12 @@ def test_k_equal_to_size_is_identity_and_bad_k_is_an_error():
     topk.topk_threshold(x, 2, mode="fuzzy")
 
 
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
-def test_kth_largest_radix_select_is_exact(dtype):
+# block_bytes 640: 4 rows of 40 keys a block on CPU, which does not divide the 6 rows.
+@pytest.mark.parametrize("dtype,block_bytes", [(jnp.float32, None), (jnp.bfloat16, None),
+                                               (jnp.float16, None), (jnp.float32, 640)])
+def test_kth_largest_radix_select_is_exact(dtype, block_bytes, monkeypatch):
+  if block_bytes:
+    monkeypatch.setattr(topk, "SEARCH_BLOCK_BYTES", block_bytes)
   # Signs, ties, zeros of both signs and infinities: the radix key must order them as floats do.
   rng = np.random.RandomState(3)
   x = rng.randn(6, 40).astype(np.float32)
@@ -64,6 +68,11 @@ def test_kth_largest_radix_select_is_exact(dtype):
     got = topk._radix_select(x, k)
     assert got.dtype == x.dtype
     np.testing.assert_array_equal(np.asarray(got, np.float32), np.asarray(want, np.float32))
+  # A k per row, and leading axes that kth_largest_key flattens into rows for its blocks.
+  ks = np.array([1, 7, 20, 39, 40, 3])
+  want = np.take_along_axis(np.sort(np.asarray(x, np.float32), -1), 40 - ks[:, None], -1)
+  got = topk.kth_largest_key(topk.order_preserving_bits(x).reshape(2, 3, 40), ks.reshape(2, 3))
+  np.testing.assert_array_equal(got.reshape(6, 1), topk.order_preserving_bits(want))
   # On CPU the threshold mode takes the radix path: no top_k (a sort on XLA:CPU) in its program.
   assert "top_k" not in str(jax.jit(lambda a: topk.topk_mask(a, 7)).lower(x).as_text())
 
