@@ -12,10 +12,15 @@ Depthwise convs (groups == in_features == out_features) are computed as the sum 
 of shifted inputs times a per-channel weight (`depthwise_conv2d`). XLA:CPU lowers the weight
 gradient of a grouped `conv_general_dilated` to a dense C x C convolution and keeps only its
 diagonal, C times the needed work (issue 15: 60% of an SViT-S step). The shifted sum is exact,
-and XLA fuses it on every backend. Its backward is written out (`_depthwise_bwd`): the input
+and XLA fuses it on every backend. Its backward is written out (`_shifted_conv_bwd`): the input
 gradient is one more shifted sum, the weight gradient one reduction over all taps (autodiff of the
-shifted sum took ~10x the forward on CPU). Every other conv uses `conv_general_dilated`.
-`impl='xla'` forces the latter for depthwise too.
+shifted sum took ~10x the forward on CPU). Every other conv uses `conv_general_dilated`, unless
+`impl='shifted'`: then a dense conv runs as the same shifted sums (`narrow_conv2d`, each tap
+adding every input channel's window times its row of weights). That pays only with few channels:
+SEA's decoder convs (8 -> 8 channels, 3x3, on a [4096, 64] map) take 6 / 29 ms forward /
+backward against XLA:CPU's 10 / 112 ms, whose weight gradient alone is ~100 ms there; at 16
+channels the forward is already 2.7x slower than XLA's, and at the vision stems' 3 -> 32 the
+backward 4x. `impl='xla'` forces `conv_general_dilated` for depthwise too.
 
 `ConvBN` is the conv + BatchNorm unit (optionally with an activation between them) of the vision
 ports' stems and downsampling layers.
@@ -32,12 +37,12 @@ from flax import nnx
 from flax.nnx.nn import dtypes as nnx_dtypes
 
 import common  # noqa: F401  (switches off eager variable sharding before any Param exists)
-from common.layers import activations, validation
+from common.layers import activations, grad_barrier, validation
 from common.layers.initializers import Initializer, torch_uniform
 from common.layers.keys import param
 from common.layers.norms import BatchNorm
 
-IMPLS = ("auto", "xla")
+IMPLS = ("auto", "xla", "shifted")
 Padding = int | Sequence[int] | Sequence[Sequence[int]]
 
 
@@ -72,19 +77,40 @@ def depthwise_conv2d(x: jax.Array, kernel: jax.Array, *, strides: tuple[int, int
 
   Equals `conv_general_dilated(..., feature_group_count=C)`; the products are accumulated in at
   least float32 (as a conv accumulates) and the result has x's dtype. The backward pass is
-  written out (`_depthwise_bwd`) rather than left to autodiff.
+  written out (`_shifted_conv_bwd`) rather than left to autodiff.
   """
   kh, kw, one, c = kernel.shape
   if one != 1 or x.shape[-1] != c:
     raise ValueError(f"depthwise kernel {kernel.shape} must be (kh, kw, 1, C) with "
                      f"C = x.shape[-1] = {x.shape[-1]}.")
+  return _shifted_conv_checked(x, kernel, strides, padding, dilation, mix=False)
+
+
+def narrow_conv2d(x: jax.Array, kernel: jax.Array, *, strides: tuple[int, int] = (1, 1),
+                  padding: Padding = 0, dilation: tuple[int, int] = (1, 1)) -> jax.Array:
+  """Dense conv [B, H, W, C_in] * [kh, kw, C_in, C_out] with few channels, as shifted sums.
+
+  Each tap adds every input channel's window times that channel's row of weights (C_in
+  broadcast products a tap), so it is meant for the few-channel convs (NARROW_CHANNELS) where
+  XLA:CPU's convolution runs far below its matmul speed. Values and dtypes as depthwise_conv2d;
+  the backward is written out the same way.
+  """
+  kh, kw, cin, _ = kernel.shape
+  if x.shape[-1] != cin:
+    raise ValueError(f"conv kernel {kernel.shape} must be (kh, kw, C_in, C_out) with "
+                     f"C_in = x.shape[-1] = {x.shape[-1]}.")
+  return _shifted_conv_checked(x, kernel, strides, padding, dilation, mix=True)
+
+
+def _shifted_conv_checked(x, kernel, strides, padding, dilation, *, mix):
+  kh, kw = kernel.shape[:2]
   pads = normalize_padding(padding)
   (top, bottom), (left, right) = pads
   hp, wp = x.shape[1] + top + bottom, x.shape[2] + left + right
   if hp - dilation[0] * (kh - 1) <= 0 or wp - dilation[1] * (kw - 1) <= 0:
-    raise ValueError(f"depthwise conv: a {kh}x{kw} kernel (dilation {dilation}) does not fit the "
+    raise ValueError(f"conv: a {kh}x{kw} kernel (dilation {dilation}) does not fit the "
                      f"padded input {hp}x{wp}.")
-  return _depthwise(x, kernel, tuple(strides), pads, tuple(dilation))
+  return _shifted_conv(x, kernel, tuple(strides), pads, tuple(dilation), mix)
 
 
 def _out_size(padded: int, k: int, stride: int, dilation: int) -> int:
@@ -100,13 +126,21 @@ def _tap(xp: jax.Array, i: int, j: int, out_hw, strides, dilation) -> jax.Array:
                        (1, sh, sw, 1))
 
 
-def _shifted_sum(xp: jax.Array, kernel: jax.Array, out_hw, strides, dilation) -> jax.Array:
+def _channel_windows(tap: jax.Array, mix: bool) -> list[jax.Array]:
+  """What one tap multiplies by one row of its weights: the whole window (depthwise: per
+  channel), or with `mix` each input channel's window alone ([.., 1], times a C_out row)."""
+  return [tap[..., c:c + 1] for c in range(tap.shape[-1])] if mix else [tap]
+
+
+def _shifted_sum(xp: jax.Array, kernel: jax.Array, out_hw, strides, dilation,
+                 mix: bool) -> jax.Array:
   kh, kw = kernel.shape[:2]
   y = None
   for i in range(kh):
     for j in range(kw):
-      term = _tap(xp, i, j, out_hw, strides, dilation) * kernel[i, j, 0]
-      y = term if y is None else y + term
+      tap = _tap(xp, i, j, out_hw, strides, dilation)
+      for window, weights in zip(_channel_windows(tap, mix), kernel[i, j]):
+        y = window * weights if y is None else y + window * weights
   return y
 
 
@@ -122,7 +156,9 @@ def _row_chunks(rows: int, taps: int) -> int:
   / ablation shapes: for 3x3 kernels, chunks of ~8 rows beat 8 chunks at every shape but the
   7x7 maps (equal within noise there), e.g. [8, 28, 28, 512] 9.1 -> 5.5 ms, [8, 14, 14, 1280]
   5.2 -> 2.4 ms, [8, 56, 56, 256] 23 -> 20 ms; for 5x5 (25 outputs) 8 chunks stayed as fast or
-  faster, so they keep it.
+  faster, so they keep it. `taps` counts the reduce's outputs (x C_in for a narrow conv: SEA's
+  decoder conv, 72 of them at [1, 4096, 64, 8]: 8 chunks 21 ms, 64 chunks 26 ms, 512 chunks
+  88 ms).
   """
   if taps > 9:
     return math.gcd(rows, 8)
@@ -130,30 +166,40 @@ def _row_chunks(rows: int, taps: int) -> int:
   return min(divisors, key=lambda d: abs(d - rows / 8))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _depthwise(x, kernel, strides, pads, dilation):
-  xa, ka = _accumulating(x, kernel)
+def _unfused(x: jax.Array, mix: bool) -> jax.Array:
+  """A narrow conv's inputs and outputs as buffers of their own: its C_in x kh x kw windows each
+  read every input element, and XLA:CPU fused a producer into all of them (SEA's decoder, conv1
+  -> ReLU -> conv2: forward 33 -> 467 ms), or the sum itself into its consumers (the decoder's
+  forward 33 -> 58 ms with the inputs alone kept apart). Depthwise sums read each element
+  kh x kw times and are left as they were."""
+  return grad_barrier.fusion_barrier(x) if mix else x
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _shifted_conv(x, kernel, strides, pads, dilation, mix):
+  xa, ka = _accumulating(_unfused(x, mix), kernel)
   xp = jnp.pad(xa, ((0, 0),) + pads + ((0, 0),))
   out_hw = tuple(_out_size(xp.shape[a + 1], kernel.shape[a], strides[a], dilation[a])
                  for a in (0, 1))
-  return _shifted_sum(xp, ka, out_hw, strides, dilation).astype(x.dtype)
+  return _unfused(_shifted_sum(xp, ka, out_hw, strides, dilation, mix).astype(x.dtype), mix)
 
 
-def _depthwise_fwd(x, kernel, strides, pads, dilation):
-  return _depthwise(x, kernel, strides, pads, dilation), (x, kernel)
+def _shifted_conv_fwd(x, kernel, strides, pads, dilation, mix):
+  return _shifted_conv(x, kernel, strides, pads, dilation, mix), (x, kernel)
 
 
-def _depthwise_bwd(strides, pads, dilation, res, g):
+def _shifted_conv_bwd(strides, pads, dilation, mix, res, g):
   """Why by hand: autodiff of the shifted sum gives one padded, full-size tensor per tap for the
   input gradient and one reduction pass per tap for the weight gradient, which on XLA:CPU cost
   ~10x the forward. Here dx is itself one shifted sum (the flipped kernel over the cotangent,
-  dilated by the stride), and dk is one variadic reduction that reads x and g once for all taps.
+  dilated by the stride; a narrow conv's kernel also swaps C_in and C_out), and dk is one
+  variadic reduction that reads x and g once for all taps.
   """
   x, kernel = res
-  kh, kw = kernel.shape[:2]
+  kh, kw, _, cout = kernel.shape
   (top, bottom), (left, right) = pads
-  xa, ka, ga = _accumulating(x, kernel, g)
-  b, ho, wo, c = g.shape
+  xa, ka, ga = _accumulating(_unfused(x, mix), kernel, _unfused(g, mix))
+  b, ho, wo, _ = g.shape
   hp, wp = x.shape[1] + top + bottom, x.shape[2] + left + right
   # dx_padded[p] = sum_i g_dilated[p - i * d] k[i]: a correlation of the stride-dilated cotangent,
   # padded by (k - 1) * d, with the flipped kernel; then the forward's padding is cropped off.
@@ -162,25 +208,29 @@ def _depthwise_bwd(strides, pads, dilation, res, g):
   gd = jax.lax.pad(ga, jnp.zeros((), ga.dtype), (
       (0, 0, 0), (lo_h, hp - (ho - 1) * sh - 1, sh - 1), (lo_w, wp - (wo - 1) * sw - 1, sw - 1),
       (0, 0, 0)))
-  dxp = _shifted_sum(gd, ka[::-1, ::-1], (hp, wp), (1, 1), dilation)
-  dx = jax.lax.slice(dxp, (0, top, left, 0), (b, top + x.shape[1], left + x.shape[2], c))
-  # dk[i, j] = sum over (b, h, w) of tap (i, j) times g. One variadic reduce over the rows
-  # (b, h) keeps (w, c) and reads every input once; the short sums over w and the row chunks
-  # follow. The rows are split into chunks, kept as the reduce's outer output axis
-  # (`_row_chunks`).
+  flipped = ka[::-1, ::-1]
+  if mix:  # C_in <-> C_out, by stacking columns: as a swapaxes, XLA:CPU fused the transpose into
+    # the sum's loop, which then ran ~2.5x slower (SEA's decoder conv: 16 vs 6.8 ms).
+    flipped = jnp.stack([flipped[:, :, :, o] for o in range(cout)], axis=2)
+  dxp = _shifted_sum(gd, flipped, (hp, wp), (1, 1), dilation, mix)
+  dx = jax.lax.slice(dxp, (0, top, left, 0), (b, top + x.shape[1], left + x.shape[2], x.shape[3]))
+  # dk[i, j(, c)] = sum over (b, h, w) of tap (i, j) (its channel c) times g. One variadic reduce
+  # over the rows (b, h) keeps (w, C_out) and reads every input once; the short sums over w and
+  # the row chunks follow. The rows are split into chunks, kept as the reduce's outer output
+  # axis (`_row_chunks`).
   xp = jnp.pad(xa, ((0, 0),) + pads + ((0, 0),))
-  chunks = _row_chunks(b * ho, kh * kw)
-  prods = tuple(
-      (_tap(xp, i, j, (ho, wo), strides, dilation) * ga).reshape(chunks, -1, wo * c)
-      for i in range(kh) for j in range(kw))
+  prods = [window for i in range(kh) for j in range(kw)
+           for window in _channel_windows(_tap(xp, i, j, (ho, wo), strides, dilation), mix)]
+  chunks = _row_chunks(b * ho, len(prods))
+  prods = tuple((p * ga).reshape(chunks, -1, wo * cout) for p in prods)
   zero = jnp.zeros((), ga.dtype)
   rows = jax.lax.reduce(prods, (zero,) * len(prods),
                         lambda u, v: tuple(p + q for p, q in zip(u, v)), (1,))
-  dk = jnp.stack([r.reshape(chunks * wo, c).sum(0) for r in rows]).reshape(kh, kw, 1, c)
-  return dx.astype(x.dtype), dk.astype(kernel.dtype)
+  dk = jnp.stack([r.reshape(chunks * wo, cout).sum(0) for r in rows]).reshape(kernel.shape)
+  return _unfused(dx.astype(x.dtype), mix), dk.astype(kernel.dtype)
 
 
-_depthwise.defvjp(_depthwise_fwd, _depthwise_bwd)
+_shifted_conv.defvjp(_shifted_conv_fwd, _shifted_conv_bwd)
 
 
 class Conv2d(nnx.Module):
@@ -197,7 +247,9 @@ class Conv2d(nnx.Module):
       replicated.
     kernel_init, bias_init: None is torch's default (U(+-1/sqrt(fan_in)) on both, fan_in =
       in_features / groups * kh * kw); or any `init(key, shape, dtype)`.
-    impl: 'auto' (depthwise by shifted sums, the rest by conv_general_dilated) or 'xla'.
+    impl: 'auto' (depthwise by shifted sums, the rest by conv_general_dilated), 'xla' (all by
+      conv_general_dilated) or 'shifted' (all by shifted sums: depthwise, or groups == 1 with
+      few channels; module docstring).
     dtype: compute dtype (None: promoted from inputs and params); param_dtype: param dtype.
     rngs: anything with `.params()` (an `nnx.Rngs` or a `common.layers.keys.KeyStream`).
   """
@@ -216,6 +268,10 @@ class Conv2d(nnx.Module):
     if in_features % groups or out_features % groups:
       raise ValueError(f"Conv2d groups={groups} must divide in_features={in_features} and "
                        f"out_features={out_features}.")
+    if impl == "shifted" and groups != 1 and not groups == in_features == out_features:
+      raise ValueError(f"Conv2d impl='shifted' takes groups=1 or depthwise (groups = "
+                       f"in_features = out_features); got groups={groups}, in_features="
+                       f"{in_features}, out_features={out_features}. Use impl='auto'.")
     if len(kernel_axes) != 4:
       raise ValueError(f"kernel_axes={tuple(kernel_axes)} must name 4 axes (HWIO).")
     kh, kw = _pair("kernel_size", kernel_size)
@@ -237,9 +293,9 @@ class Conv2d(nnx.Module):
     x, kernel, bias = nnx_dtypes.promote_dtype((x, self.kernel[...], bias), dtype=self.dtype)
     lead = x.shape[:-3]
     x = x.reshape((-1,) + x.shape[-3:])  # any leading batch axes -> one
-    if self.depthwise and self.impl == "auto":
-      y = depthwise_conv2d(x, kernel, strides=self.strides, padding=self.padding,
-                           dilation=self.dilation)
+    if self.impl == "shifted" or (self.depthwise and self.impl == "auto"):
+      shifted = depthwise_conv2d if self.depthwise else narrow_conv2d
+      y = shifted(x, kernel, strides=self.strides, padding=self.padding, dilation=self.dilation)
     else:
       y = jax.lax.conv_general_dilated(
           x, kernel, window_strides=self.strides, padding=self.padding,

@@ -1,4 +1,5 @@
-"""`cotangent_barrier`: identity forward; on CPU the backward materialises the incoming cotangent.
+"""`cotangent_barrier`: identity forward; on CPU the backward materialises the incoming cotangent
+(`fusion_barrier` does the same to a value in the forward pass).
 
 Why: on XLA's CPU backend, the residual stream's gradient through a deep stack of pre-norm blocks
 is a long chain of cheap elementwise adds (each block's LayerNorm backward joins it). XLA fuses
@@ -26,6 +27,16 @@ def cotangent_barrier(x: jax.Array) -> jax.Array:
   return _barrier(x)
 
 
+def fusion_barrier(x: jax.Array) -> jax.Array:
+  """x unchanged; on CPU one buffer that no consumer's fusion recomputes (the lax.cond of the
+  module docstring, in the forward pass). For a producer whose consumers read it many times over,
+  e.g. the shifted-sum convs of common.layers.conv."""
+  if jax.default_backend() != "cpu":
+    return x
+  first = x.reshape(-1)[0]
+  return jax.lax.cond(first == first, lambda t: t, lambda t: t * 1, x)
+
+
 @jax.custom_vjp
 def _barrier(x):
   return x
@@ -36,8 +47,7 @@ def _fwd(x):
 
 
 def _bwd(_, g):
-  first = g.reshape(-1)[0]
-  return (jax.lax.cond(first == first, lambda t: t, lambda t: t * 1, g),)
+  return (fusion_barrier(g),)
 
 
 _barrier.defvjp(_fwd, _bwd)

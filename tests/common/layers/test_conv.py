@@ -1,5 +1,5 @@
-"""Conv2d: torch padding/init, groups, and the shifted-sum depthwise path vs conv_general_dilated
-in values AND gradients."""
+"""Conv2d: torch padding/init, groups, and the shifted-sum paths (depthwise, and narrow dense
+convs) vs conv_general_dilated in values AND gradients."""
 import math
 
 import jax
@@ -27,20 +27,26 @@ CASES = [  # (kernel, strides, padding, dilation)
 ]
 
 
+@pytest.mark.parametrize("kind", ["depthwise", "narrow"])
 @pytest.mark.parametrize("kernel_hw,strides,padding,dilation", CASES)
-def test_depthwise_matches_conv_values_and_gradients(kernel_hw, strides, padding, dilation):
+def test_shifted_sums_match_conv_values_and_gradients(kernel_hw, strides, padding, dilation,
+                                                      kind):
   rs = np.random.RandomState(0)
   c = 4
   x = jnp.asarray(rs.randn(2, 7, 6, c).astype(np.float32))
-  k = jnp.asarray(rs.randn(*kernel_hw, 1, c).astype(np.float32))
-  ours = lambda x, k: conv.depthwise_conv2d(x, k, strides=strides, padding=padding,
-                                            dilation=dilation)
-  ref = lambda x, k: _reference(x, k, strides, padding, dilation, c)
+  if kind == "depthwise":
+    k = jnp.asarray(rs.randn(*kernel_hw, 1, c).astype(np.float32))
+    fn, groups = conv.depthwise_conv2d, c
+  else:  # C_in 4 -> C_out 3: the backward's swap of C_in and C_out is not a no-op
+    k = jnp.asarray(rs.randn(*kernel_hw, c, 3).astype(np.float32))
+    fn, groups = conv.narrow_conv2d, 1
+  ours = lambda x, k: fn(x, k, strides=strides, padding=padding, dilation=dilation)
+  ref = lambda x, k: _reference(x, k, strides, padding, dilation, groups)
   y, y_ref = ours(x, k), ref(x, k)
   assert y.shape == y_ref.shape
   np.testing.assert_allclose(np.asarray(y), np.asarray(y_ref), rtol=1e-5, atol=1e-5)
   cot = jnp.asarray(rs.randn(*y.shape).astype(np.float32))
-  g = jax.grad(lambda x, k: jnp.sum(ours(x, k) * cot), argnums=(0, 1))(x, k)
+  g = jax.jit(jax.grad(lambda x, k: jnp.sum(ours(x, k) * cot), argnums=(0, 1)))(x, k)
   g_ref = jax.grad(lambda x, k: jnp.sum(ref(x, k) * cot), argnums=(0, 1))(x, k)
   for a, b in zip(g, g_ref):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-4)
@@ -57,6 +63,10 @@ def test_conv2d_layer_groups_and_paths_agree():
     np.testing.assert_allclose(np.asarray(fast(x)), np.asarray(want), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.asarray(xla(x)), np.asarray(want), rtol=1e-5, atol=1e-5)
     assert fast(x).shape == (2, 3, 3, out)
+  # impl='shifted': dense convs by shifted sums too (groups 1), the same values.
+  shifted = conv.Conv2d(4, 6, 3, stride=2, padding=1, impl="shifted", rngs=nnx.Rngs(0))
+  want = _reference(x, shifted.kernel[...], (2, 2), 1, (1, 1), 1) + shifted.bias[...]
+  np.testing.assert_allclose(np.asarray(shifted(x)), np.asarray(want), rtol=1e-5, atol=1e-5)
 
 
 def test_same_init_as_nnx_conv_key_order_and_leading_axes():
@@ -98,6 +108,8 @@ def test_bad_arguments_name_the_field():
     conv.Conv2d(4, 4, 3, padding="SAME", rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="impl"):
     conv.Conv2d(4, 4, 3, impl="pallas", rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="impl='shifted' takes groups=1"):
+    conv.Conv2d(4, 6, 3, groups=2, impl="shifted", rngs=nnx.Rngs(0))
 
 
 def test_conv_bn_order_paths_and_batch_statistics():
