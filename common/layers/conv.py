@@ -43,6 +43,19 @@ from common.layers.keys import param
 from common.layers.norms import BatchNorm
 
 IMPLS = ("auto", "xla", "shifted")
+# The most C_in x C_out of a dense conv for which impl='shifted' measured faster than XLA:CPU's
+# conv, forward + backward (2 CPU threads, module docstring): 8 x 8 3.5x at [1, 4096, 64], tied
+# at [8, 56, 56]; 4 x 4 3.3x; 1 x 16 1.3x; 16 x 16 and 24 x 24 slower (1.4x, 1.9x).
+SHIFTED_MAX_CHANNELS = 64
+
+
+def few_channel_impl(in_features: int, out_features: int) -> str:
+  """The impl for a dense (groups 1) conv: 'shifted' on CPU when C_in x C_out is at most
+  SHIFTED_MAX_CHANNELS, else 'auto'. A model opts in with it (SEA's estimator); it is not
+  'auto''s rule, so the few-channel stems of the vision demos keep XLA's summation order until
+  their demos are measured again."""
+  few = in_features * out_features <= SHIFTED_MAX_CHANNELS
+  return "shifted" if few and jax.default_backend() == "cpu" else "auto"
 Padding = int | Sequence[int] | Sequence[Sequence[int]]
 
 
@@ -91,8 +104,8 @@ def narrow_conv2d(x: jax.Array, kernel: jax.Array, *, strides: tuple[int, int] =
   """Dense conv [B, H, W, C_in] * [kh, kw, C_in, C_out] with few channels, as shifted sums.
 
   Each tap adds every input channel's window times that channel's row of weights (C_in
-  broadcast products a tap), so it is meant for the few-channel convs (NARROW_CHANNELS) where
-  XLA:CPU's convolution runs far below its matmul speed. Values and dtypes as depthwise_conv2d;
+  broadcast products a tap), so it is meant for few channels (SHIFTED_MAX_CHANNELS), where
+  XLA:CPU's convolution and above all its weight gradient run far below matmul speed. Values and dtypes as depthwise_conv2d;
   the backward is written out the same way.
   """
   kh, kw, cin, _ = kernel.shape

@@ -67,6 +67,8 @@ def test_conv2d_layer_groups_and_paths_agree():
   shifted = conv.Conv2d(4, 6, 3, stride=2, padding=1, impl="shifted", rngs=nnx.Rngs(0))
   want = _reference(x, shifted.kernel[...], (2, 2), 1, (1, 1), 1) + shifted.bias[...]
   np.testing.assert_allclose(np.asarray(shifted(x)), np.asarray(want), rtol=1e-5, atol=1e-5)
+  # The opt-in rule: shifted sums only for few channels (and only on CPU, where this suite runs).
+  assert conv.few_channel_impl(8, 8) == "shifted" and conv.few_channel_impl(24, 24) == "auto"
 
 
 def test_same_init_as_nnx_conv_key_order_and_leading_axes():
