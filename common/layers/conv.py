@@ -43,6 +43,8 @@ from common.layers.keys import param
 from common.layers.norms import BatchNorm
 
 IMPLS = ("auto", "xla", "shifted")
+Padding = int | Sequence[int] | Sequence[Sequence[int]]
+
 # The most C_in x C_out of a dense conv for which impl='shifted' measured faster than XLA:CPU's
 # conv, forward + backward (2 CPU threads, module docstring): 8 x 8 3.5x at [1, 4096, 64], tied
 # at [8, 56, 56]; 4 x 4 3.3x; 1 x 16 1.3x; 16 x 16 and 24 x 24 slower (1.4x, 1.9x).
@@ -56,7 +58,6 @@ def few_channel_impl(in_features: int, out_features: int) -> str:
   their demos are measured again."""
   few = in_features * out_features <= SHIFTED_MAX_CHANNELS
   return "shifted" if few and jax.default_backend() == "cpu" else "auto"
-Padding = int | Sequence[int] | Sequence[Sequence[int]]
 
 
 def _pair(name: str, value: int | Sequence[int]) -> tuple[int, int]:
@@ -105,8 +106,8 @@ def narrow_conv2d(x: jax.Array, kernel: jax.Array, *, strides: tuple[int, int] =
 
   Each tap adds every input channel's window times that channel's row of weights (C_in
   broadcast products a tap), so it is meant for few channels (SHIFTED_MAX_CHANNELS), where
-  XLA:CPU's convolution and above all its weight gradient run far below matmul speed. Values and dtypes as depthwise_conv2d;
-  the backward is written out the same way.
+  XLA:CPU's convolution, and above all its weight gradient, run far below matmul speed. Values
+  and dtypes as depthwise_conv2d; the backward is written out the same way.
   """
   kh, kw, cin, _ = kernel.shape
   if x.shape[-1] != cin:

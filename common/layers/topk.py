@@ -78,9 +78,9 @@ def order_preserving_bits(x: jax.Array) -> jax.Array:
   return jnp.where(bits >= _SIGN, ~bits, bits | _SIGN)
 
 
-# Bytes of keys per block of rows in `kth_largest_key` on CPU, so that its 32 passes over a
-# block read cache, not memory (AMD EPYC, 2 MB of L2 a core, 32 MB L3): [4096, 1024] keys took
-# 26-28 ms in one block of 16 MB and 12-14 ms in blocks of 4 MB.
+# Bytes of keys per block of rows in `kth_largest_key` (and SEA's selection) on CPU, so that
+# the 32 passes over a block read cache, not memory (AMD EPYC, 2 MB of L2 a core, 32 MB L3):
+# [4096, 1024] keys took 26-28 ms in one block of 16 MB and 12-14 ms in blocks of 4 MB.
 SEARCH_BLOCK_BYTES = 4 * 2**20
 
 

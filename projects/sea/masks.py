@@ -112,13 +112,6 @@ def selection_tables(seq_len: int, predictor_length: int, num_heads: int, k: int
   return SelectionTables(budget, bin_start, bin_count, min(max_keys, seq_len), groups)
 
 
-# Bytes of keys per step of the selection's row blocks on CPU. The 32 passes over a block of
-# queries' keys then read it from cache, not from memory: at T = 4096 (4 heads, T_M = 256, keys
-# [4096, 1024]; AMD EPYC with 2 MB of L2 a core) the whole selection takes ~20 ms in blocks of
-# 1,024 rows (4 MB) against ~48 ms in one pass over all rows (16 MB), and 22-24 ms at 1-2 MB.
-SELECT_BLOCK_BYTES = 4 * 2**20
-
-
 def grouped_topk_keep(p_hat: jax.Array, tables: SelectionTables) -> jax.Array:
   """Kept compressed cells: bool [N, H, T, T_M] from P_hat [N, H, T, T_M].
 
@@ -131,14 +124,16 @@ def grouped_topk_keep(p_hat: jax.Array, tables: SelectionTables) -> jax.Array:
   the cells above it are kept, and the first cells equal to it fill what is left of the
   budget. The same cells as lax.top_k's ranks, at a fraction of the cost on CPU, where sorting
   1024 cells per query dominated the whole layer. On CPU the rows go in blocks of
-  SELECT_BLOCK_BYTES (elsewhere in one block: each block is a sequential step).
+  `topk.SEARCH_BLOCK_BYTES`, the search and the tie fill alike (elsewhere in one block: each
+  block is a sequential step): at T = 4096 the selection took ~48 ms in one block of 16 MB and
+  ~20 ms in blocks of 4 MB.
   """
   n, h, t, tm = p_hat.shape
   key = topk.order_preserving_bits(jnp.transpose(p_hat, (2, 0, 1, 3)).reshape(t, n, h * tm))
   budget = jnp.asarray(np.minimum(tables.budget, h * tm).astype(np.int32))  # [T]
   rows = t
   if jax.default_backend() == "cpu":
-    rows = max(1, min(t, SELECT_BLOCK_BYTES // (n * h * tm * 4)))
+    rows = max(1, min(t, topk.SEARCH_BLOCK_BYTES // (n * h * tm * 4)))
   keep = jax.lax.map(lambda row: _keep_row(*row), (key, budget), batch_size=rows)
   return jnp.transpose(keep.reshape(t, n, h, tm), (1, 2, 0, 3))
 

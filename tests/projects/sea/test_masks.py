@@ -5,6 +5,7 @@ import jax
 import numpy as np
 import pytest
 
+from common.layers import topk
 from projects.sea import masks
 
 
@@ -34,7 +35,7 @@ def test_key_bins_match_float64_formula_away_from_boundaries():
                          [(None, True, None), (3, True, None), (None, False, None), (3, True, 576)])
 def test_grouped_topk_is_across_heads_with_budget(levels, zeros, block_bytes, monkeypatch):
   if block_bytes:
-    monkeypatch.setattr(masks, "SELECT_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(topk, "SEARCH_BLOCK_BYTES", block_bytes)
   rng = np.random.default_rng(0)
   n, h, t, tm = 2, 3, 20, 8
   p = rng.random((n, h, t, tm)).astype(np.float32)
