@@ -11,6 +11,9 @@ row), float32, random q, k, v. Stages, in the layer's order (projects/sea/attent
   performer   the causal Performer over [positional code | v]
   encoder     Linear -> LayerNorm -> GELU: t
   decoder     dec_row, the causal CNN, the 'area' resize, LayerNorm, softmax: P_hat
+  decoder+bwd the decoder forward and backward (gradient of mean(P_hat^2) in its parameters and
+              input): what distillation pays to train the estimator, which the layer rows of
+              long_context.py never differentiate (the selection is under stop_gradient)
   top-k       masks.grouped_topk_keep: the budget's cells over all heads
   lists       the kept keys: masks.grouped_key_lists where attention_impl resolves to xla (CPU),
               else masks.row_sparse_key_indices
@@ -66,6 +69,10 @@ def stage_times(t: int, repeats: int, impl: str) -> dict[str, float]:
   def decoder(state, t_pred):
     return jax.nn.softmax(nnx.merge(graph, state).decoder(t_pred)[0], axis=-1)
 
+  def decoder_grad(state, t_pred):
+    loss = lambda s, x: jnp.mean(decoder(s, x) ** 2)
+    return jax.grad(loss, argnums=(0, 1))(state, t_pred)
+
   def lists(keep):
     if grouped:
       return masks.grouped_key_lists(keep, tables)
@@ -84,6 +91,7 @@ def stage_times(t: int, repeats: int, impl: str) -> dict[str, float]:
   steps = [("performer", performer, lambda: (state, q, k, v)),
            ("encoder", encoder, lambda: (state, out["performer"], v)),
            ("decoder", decoder, lambda: (state, out["encoder"])),
+           ("decoder+bwd", decoder_grad, lambda: (state, out["encoder"])),
            ("top-k", lambda p: masks.grouped_topk_keep(p, tables), lambda: (out["decoder"],)),
            ("lists", lists, lambda: (out["top-k"],)),
            ("attention", attention, lambda: (q, k, v, out["lists"])),
@@ -108,7 +116,8 @@ def main(argv=None) -> None:
   lengths = [int(s) for s in args.lengths.split(",") if s]
   rows = {t: stage_times(t, args.repeats, args.attention_impl) for t in lengths}
   names = list(next(iter(rows.values())))
-  print(f"SEA layer stages, forward, median ms of {args.repeats} ({jax.default_backend()}, "
+  print(f"SEA layer stages, forward (decoder+bwd: forward and backward), median ms of "
+        f"{args.repeats} ({jax.default_backend()}, "
         f"attention_impl {args.attention_impl!r}, load {os.getloadavg()[0]:.2f})\n")
   print("| stage | " + " | ".join(f"T = {t}" for t in lengths) + " |")
   print("|---|" + "---:|" * len(lengths))
