@@ -78,31 +78,40 @@ def order_preserving_bits(x: jax.Array) -> jax.Array:
   return jnp.where(bits >= _SIGN, ~bits, bits | _SIGN)
 
 
-# Bytes of keys per block of rows in `kth_largest_key` (and SEA's selection) on CPU, so that
-# the 32 passes over a block read cache, not memory (AMD EPYC, 2 MB of L2 a core, 32 MB L3):
+# Bytes a block of rows may hold in `map_row_blocks` on CPU, so that passes that re-read a
+# block read cache, not memory (AMD EPYC, 2 MB of L2 a core, 32 MB L3): `kth_largest_key` on
 # [4096, 1024] keys took 26-28 ms in one block of 16 MB and 12-14 ms in blocks of 4 MB.
 SEARCH_BLOCK_BYTES = 4 * 2**20
+
+
+def map_row_blocks(fn, xs, row_bytes: int):
+  """`fn` (one row's arrays -> its results) over the leading axis of the arrays `xs`, in blocks
+  of SEARCH_BLOCK_BYTES // row_bytes rows on CPU (`lax.map` with `batch_size`), in one block
+  elsewhere, where each block would be a sequential step. For work that passes over each row
+  many times: kth_largest_key's search, SEA's selection (projects/sea/masks.py)."""
+  rows = xs[0].shape[0]
+  block = rows
+  if jax.default_backend() == "cpu":
+    block = max(1, min(rows, SEARCH_BLOCK_BYTES // row_bytes))
+  if block == rows:
+    return jax.vmap(fn)(*xs)
+  return jax.lax.map(lambda row: fn(*row), xs, batch_size=block)
 
 
 def kth_largest_key(key: jax.Array, k) -> jax.Array:
   """The k-th largest of uint32 `key` along the last axis, [..., 1], by a bitwise binary search:
   from the top bit down, a bit stays set while at least k keys are >= the prefix (32
   compare-and-count passes, no sort). k: an int, or ints broadcastable to key.shape[:-1].
-  On CPU, rows beyond SEARCH_BLOCK_BYTES go in blocks of that size (elsewhere in one block:
-  each block is a sequential step)."""
+  On CPU the rows go in cache-sized blocks (`map_row_blocks`)."""
   *lead, c = key.shape
   k = jnp.broadcast_to(jnp.asarray(k), lead)
   rows = int(np.prod(lead))
-  block = max(1, SEARCH_BLOCK_BYTES // (4 * c))
-  if jax.default_backend() != "cpu" or rows <= block:
-    return _bit_search(key, k[..., None])
-  out = jax.lax.map(lambda row: _bit_search(*row), (key.reshape(rows, c), k.reshape(rows, 1)),
-                    batch_size=block)
+  out = map_row_blocks(_bit_search, (key.reshape(rows, c), k.reshape(rows, 1)), 4 * c)
   return out.reshape(*lead, 1)
 
 
 def _bit_search(key: jax.Array, k: jax.Array) -> jax.Array:
-  """kth_largest_key's search in one pass over all of `key`; k: [..., 1]."""
+  """kth_largest_key's search over `key` [..., C] (one row, or rows at once); k: [..., 1]."""
 
   def next_bit(i, prefix):
     candidate = prefix | (_SIGN >> i.astype(jnp.uint32))

@@ -123,18 +123,14 @@ def grouped_topk_keep(p_hat: jax.Array, tables: SelectionTables) -> jax.Array:
   (`common.layers.topk.kth_largest_key`: 32 passes of compare and count over the row), then
   the cells above it are kept, and the first cells equal to it fill what is left of the
   budget. The same cells as lax.top_k's ranks, at a fraction of the cost on CPU, where sorting
-  1024 cells per query dominated the whole layer. On CPU the rows go in blocks of
-  `topk.SEARCH_BLOCK_BYTES`, the search and the tie fill alike (elsewhere in one block: each
-  block is a sequential step): at T = 4096 the selection took ~48 ms in one block of 16 MB and
-  ~20 ms in blocks of 4 MB.
+  1024 cells per query dominated the whole layer. On CPU the rows go in cache-sized blocks
+  (`topk.map_row_blocks`), the search and the tie fill alike: at T = 4096 the selection took
+  ~48 ms in one block of 16 MB and ~20 ms in blocks of 4 MB.
   """
   n, h, t, tm = p_hat.shape
   key = topk.order_preserving_bits(jnp.transpose(p_hat, (2, 0, 1, 3)).reshape(t, n, h * tm))
   budget = jnp.asarray(np.minimum(tables.budget, h * tm).astype(np.int32))  # [T]
-  rows = t
-  if jax.default_backend() == "cpu":
-    rows = max(1, min(t, topk.SEARCH_BLOCK_BYTES // (n * h * tm * 4)))
-  keep = jax.lax.map(lambda row: _keep_row(*row), (key, budget), batch_size=rows)
+  keep = topk.map_row_blocks(_keep_row, (key, budget), n * h * tm * 4)
   return jnp.transpose(keep.reshape(t, n, h, tm), (1, 2, 0, 3))
 
 
