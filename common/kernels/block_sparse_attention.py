@@ -36,7 +36,11 @@ Semantics:
   T2T), the scores are scale * q_i . (k_j + rel_keys[r]) and the output is
   sum_j p_ij (v_j + rel_values[r]). Positions as above (default arange). The
   tables get gradients (f32 accumulation, returned in their dtype); no
-  [Tq, Tk] bias is ever built.
+  [Tq, Tk] bias is ever built. Lists given as a numpy array (known at trace
+  time) that list kv blocks i - S + 1 .. i for every query block i (a causal
+  local window; S = 1 is block-diagonal), on default positions with
+  block_q == block_k, let the XLA path compute these terms for the whole
+  window at once (relative_positions.Window), about 2x faster on CPU.
 * A query with no admissible key returns 0 (and gradients 0), never NaN.
 * return_lse=True also returns the float32 log-sum-exp [B, H, Tq] of the
   scaled admissible scores; a row with no admissible key has lse = -inf
@@ -108,6 +112,9 @@ class _Config:
   # Positions are the defaults (arange), so inside a tile the Shaw bucket depends only on the
   # diagonal: the XLA path then skews instead of gathering and scattering per element.
   default_positions: bool = False
+  # A causal local window on the XLA path (sparse_indices.static_band: numpy lists of the
+  # kv blocks i - S + 1 .. i, blocks of one size, default positions, Shaw tables): S, else 0.
+  window: int = 0
 
 
 def _validate(q, k, v, kv_block_indices, block_q, block_k, q_positions,
@@ -220,9 +227,16 @@ def block_sparse_attention(q, k, v, kv_block_indices, *, block_q: int,
         return_lse=return_lse)
   q_pos, kv_pos = _positions(q, k, q_positions, kv_positions,
                              causal or relative)
+  default_positions = q_positions is None and kv_positions is None
+  window = 0
+  if (resolved == dispatch.XLA and relative and causal and default_positions
+      and block_q == block_k):
+    band = sparse_indices.static_band(kv_block_indices, k.shape[2] // block_k)
+    if band is not None and band == tuple(range(1 - len(band), 1)):
+      window = len(band)
   cfg = _Config(block_q=block_q, block_k=block_k, causal=bool(causal),
-                scale=scale, impl=resolved,
-                default_positions=q_positions is None and kv_positions is None)
+                scale=scale, impl=resolved, default_positions=default_positions,
+                window=window)
   ext = extras_lib.Extras(q_segment_ids, kv_segment_ids,
                           extras_lib.table(rel_keys, like=(q, k, v)),
                           extras_lib.table(rel_values, like=(q, k, v)))
@@ -261,7 +275,8 @@ def _kw(cfg):
 def _forward(cfg, q, k, v, idx, q_pos, kv_pos, ext):
   if cfg.impl == dispatch.XLA:
     return block_sparse_xla.forward(q, k, v, idx, q_pos, kv_pos, ext,
-                                    diagonal=cfg.default_positions, **_kw(cfg))
+                                    diagonal=cfg.default_positions, window=cfg.window,
+                                    **_kw(cfg))
   interpret = pallas_support.interpret_arg(cfg.impl)
   if cfg.impl in dispatch.TPU_BODY_IMPLS:
     return block_sparse_tpu.forward(q, k, v, idx, q_pos, kv_pos, None, ext,
@@ -275,7 +290,7 @@ def _backward(cfg, q, k, v, idx, q_pos, kv_pos, ext, lse, do, delta):
   if cfg.impl == dispatch.XLA:
     return block_sparse_xla.backward(q, k, v, idx, q_pos, kv_pos, ext, lse, do,
                                      delta, diagonal=cfg.default_positions,
-                                     **_kw(cfg))
+                                     window=cfg.window, **_kw(cfg))
   interpret = pallas_support.interpret_arg(cfg.impl)
   if cfg.impl in dispatch.TPU_BODY_IMPLS:
     return block_sparse_tpu.backward(q, k, v, idx, q_pos, kv_pos, None, ext,
@@ -286,6 +301,10 @@ def _backward(cfg, q, k, v, idx, q_pos, kv_pos, ext, lse, do, delta):
 
 
 def _prepare(cfg, k, kv_block_indices, q_pos, kv_pos):
+  if cfg.window:  # already sets; Window needs slot s to hold block i - S + 1 + s
+    b, h, nq, _ = kv_block_indices.shape
+    return sparse_indices.band_indices(tuple(range(1 - cfg.window, 1)), b, h, nq,
+                                       k.shape[2] // cfg.block_k)
   return prepare_block_indices(
       kv_block_indices, q_pos, kv_pos, block_q=cfg.block_q,
       block_k=cfg.block_k, num_kv_blocks=k.shape[2] // cfg.block_k,

@@ -17,7 +17,10 @@ gathered by bucket, probabilities summed into buckets; the tables' gradients
 are carried through the scan as f32 [Ht, R, D]. With `diagonal` (default
 positions) the same terms go through each tile's diagonals instead
 (relative_positions.Diagonals, skew / unskew): no per-element gather or
-scatter-add, which dominated the relative layers' time on CPU.
+scatter-add, which dominated the relative layers' time on CPU. With `window` (a causal
+local window on default positions: relative_positions.Window) a query block's slots are
+consecutive kv blocks in order, so the scores' [bq, n_sel * bk] layout is one window and the
+terms go through one skew of its diagonals.
 
 Inputs are the op's prepared values: `idx` compacted (sparse_indices), lse in
 the internal convention (attention_math), `ext` an extras.Extras.
@@ -103,7 +106,7 @@ def _query_side(q, idx, q_pos, ext, n_chunks, block_q):
 
 
 def _chunk_scores(q_c, idx_c, qpos_c, qseg_c, blocks, ext, *, causal, scale,
-                  diagonal, block_q, block_k):
+                  diagonal, window, block_q, block_k):
   """One chunk: gathered k/v blocks, f32 scores [B, H, c, bq, n_sel, bk] (with the relative
   key term), their mask, and where the relative terms sit: the flat bucket matrix
   [B, H, c, bq, n_sel * bk], or with `diagonal` a relative_positions.Diagonals (None
@@ -120,7 +123,9 @@ def _chunk_scores(q_c, idx_c, qpos_c, qseg_c, blocks, ext, *, causal, scale,
     kseg = _gather_blocks(blocks.seg, idx_c)  # [B, H, c, n_sel, bk]
     mask = mask & (qseg_c[..., :, None, None] == kseg[:, :, :, None, :, :])
   where = None
-  if ext.relative and diagonal:
+  if ext.relative and window:
+    where = rel.Window.of(window, block=block_q, max_distance=ext.max_distance)
+  elif ext.relative and diagonal:
     where = rel.Diagonals.of_tiles(qpos_c[..., 0], jnp.maximum(idx_c, 0), block_q=block_q,
                                    block_k=block_k, max_distance=ext.max_distance)
   elif ext.relative:
@@ -144,6 +149,8 @@ def _diagonals_of(x):
 
 def _relative_gather(where, x, table, block_k):
   """The term x_i . table[bucket(i, j)] in the scores' layout (x = q or do)."""
+  if isinstance(where, rel.Window):
+    return where.skew(where.scores(x, table))
   if isinstance(where, rel.Diagonals):
     return _tile_layout(rel.skew(where.scores(x, table), block_k))
   return rel.gather(rel.table_scores(x, table), where).reshape(where.shape[:4] + (-1,))
@@ -151,6 +158,8 @@ def _relative_gather(where, x, table, block_k):
 
 def _relative_values(where, w, table):
   """sum_j w_ij table[bucket(i, j)]: f32 [B, H, c, bq, D] (w in the scores' layout)."""
+  if isinstance(where, rel.Window):
+    return where.values(where.unskew(_flat(w)), table)
   if isinstance(where, rel.Diagonals):
     return jnp.einsum("bhcsqu,bhcsud->bhcqd", _diagonals_of(w.astype(jnp.float32)),
                       where.table_rows(table))
@@ -159,6 +168,8 @@ def _relative_values(where, w, table):
 
 def _relative_table_grad(where, w, x, table):
   """d table[r] = sum over (i, j) in bucket r of w_ij x_i: f32 [Ht, R, D]."""
+  if isinstance(where, rel.Window):
+    return where.table_grad(where.unskew(_flat(w)), x, table.shape[0], table.shape[1])
   if isinstance(where, rel.Diagonals):
     g = jnp.einsum("bhcsqu,bhcqd->bhcsud", _diagonals_of(w.astype(jnp.float32)),
                    x.astype(jnp.float32))
@@ -172,7 +183,7 @@ def _flat(x):
 
 
 def forward(q, k, v, idx, q_pos, kv_pos, ext, *, block_q, block_k, causal,
-            scale, diagonal=False):
+            scale, diagonal=False, window=None):
   """Returns (o [B, H, Tq, D] in q.dtype, lse [B, H, Tq] f32 internal)."""
   blocks = _Blocks(k, v, kv_pos, ext, block_k)
   n_chunks = _chunk_count(q, idx, block_q, block_k, ext)
@@ -182,7 +193,7 @@ def forward(q, k, v, idx, q_pos, kv_pos, ext, *, block_q, block_k, causal,
     q_c, idx_c, qpos_c, qseg_c = chunk
     _, vg, s, mask, where = _chunk_scores(
         q_c, idx_c, qpos_c, qseg_c, blocks, ext, causal=causal, scale=scale,
-        diagonal=diagonal, block_q=block_q, block_k=block_k)
+        diagonal=diagonal, window=window, block_q=block_q, block_k=block_k)
     p, lse = attention_math.masked_softmax(s, mask, axes=(-2, -1))
     o = jnp.einsum("bhcqsk,bhcskd->bhcqd", p.astype(v.dtype), vg,
                    preferred_element_type=jnp.float32)
@@ -195,7 +206,7 @@ def forward(q, k, v, idx, q_pos, kv_pos, ext, *, block_q, block_k, causal,
 
 
 def backward(q, k, v, idx, q_pos, kv_pos, ext, lse, do, delta, *, block_q,
-             block_k, causal, scale, diagonal=False):
+             block_k, causal, scale, diagonal=False, window=None):
   """Returns (dq, dk, dv, d rel_keys, d rel_values): dq/dk/dv in the input dtypes, table
   gradients f32 [Ht, R, D] (None without the table)."""
   b, h, _, d = q.shape
@@ -215,7 +226,7 @@ def backward(q, k, v, idx, q_pos, kv_pos, ext, lse, do, delta, *, block_q,
     (q_c, idx_c, qpos_c, qseg_c), do_c, lse_c, delta_c = chunk
     kg, vg, s, mask, where = _chunk_scores(
         q_c, idx_c, qpos_c, qseg_c, blocks, ext, causal=causal, scale=scale,
-        diagonal=diagonal, block_q=block_q, block_k=block_k)
+        diagonal=diagonal, window=window, block_q=block_q, block_k=block_k)
     p = jnp.where(mask, jnp.exp(s - lse_c[..., None, None]), 0.0)
     dp = jnp.einsum("bhcqd,bhcskd->bhcqsk", do_c, vg,
                     preferred_element_type=jnp.float32)

@@ -20,6 +20,10 @@ Nothing [Tq, Tk]-sized is built:
   as U rows of the edge-padded table (`Diagonals`) and moves between tile
   and diagonal layouts by pad-and-reshape (`skew` / `unskew`): no per-element gather or
   scatter, and the value and dq terms become [bq, U] x [U, D] matmuls;
+* on a causal local window (`Window`: query block qb reads kv blocks qb - S + 1 .. qb, blocks
+  of one size b, default positions) the whole window of W = S * b keys is one skew of W + 1
+  diagonals, about half the columns of S tiles' 2b - 1 each, and every product runs on rows
+  shared by all query blocks: one large matmul each;
 * the Pallas bodies walk, per tile, only the buckets the tile can contain (`block_ranges`: from
   the min / max positions of its query block and key block, so a tile whose distances all clip
   to one end costs one step) and fold each bucket in with a select over the tile (`TileTerms`).
@@ -34,6 +38,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 
@@ -255,3 +260,58 @@ class Diagonals:
     core = padded[:, self.size:self.size + self.buckets]
     core = core.at[:, 0].add(padded[:, :self.size].sum(1))
     return core.at[:, -1].add(padded[:, self.size + self.buckets:].sum(1))
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+  """The Shaw terms of a causal local window, in one skew per query block.
+
+  Query block qb reads the W = slots * b keys of kv blocks qb - slots + 1 .. qb (blocks of one
+  size b, default positions; sparse_indices.band_indices keeps that slot order), so query i
+  and window key j are d = j - i - (slots - 1) * b apart, and diagonal u = j - i + b - 1 in
+  [0, W] holds bucket rows[u] for every query block. `skew` reads the diagonals [b, W + 1]
+  as the window [b, W] by one flat slice: the slice runs into the next row's diagonals only
+  where j - i > W - b + 1, i.e. d >= 2, which the causal mask removes (and whose
+  probabilities, hence `unskew`'s inputs, are 0).
+  """
+  rows: np.ndarray  # int [W + 1]
+  block: int
+
+  @classmethod
+  def of(cls, slots: int, *, block: int, max_distance: int):
+    d = np.arange(slots * block + 1) - (block - 1) - (slots - 1) * block
+    return cls(np.clip(d, -max_distance, max_distance) + max_distance, block)
+
+  def skew(self, w):
+    """Diagonals [.., b, W + 1] -> window [.., b, W]: out[i, j] = w[i, j - i + b - 1]."""
+    *lead, b, u = w.shape
+    flat = w.reshape(*lead, b * u)[..., b - 1:b - 1 + b * (u - 1)]
+    return flat.reshape(*lead, b, u - 1)
+
+  def unskew(self, x):
+    """Window [.., b, W] -> diagonals [.., b, W + 1], the transpose of `skew` (zeros where
+    skew reads nothing)."""
+    *lead, b, w = x.shape
+    flat = jnp.pad(x.reshape(*lead, b * w), [(0, 0)] * len(lead) + [(b - 1, 1)])
+    return flat.reshape(*lead, b, w + 1)
+
+  def _table(self, table):
+    rows = table[:, self.rows]  # [Ht, W + 1, D]
+    return (rows[0], "ud") if table.shape[0] == 1 else (rows, "hud")
+
+  def scores(self, x, table):
+    """x_i . table[rows[u]]: x [B, H, c, b, D] -> f32 [B, H, c, b, W + 1], one matmul."""
+    rows, spec = self._table(table)
+    return jnp.einsum(f"bhcqd,{spec}->bhcqu", x.astype(jnp.float32), rows)
+
+  def values(self, w, table):
+    """sum_u w[.., u] table[rows[u]]: w [B, H, c, b, W + 1] -> f32 [B, H, c, b, D]."""
+    rows, spec = self._table(table)
+    return jnp.einsum(f"bhcqu,{spec}->bhcqd", w.astype(jnp.float32), rows)
+
+  def table_grad(self, w, x, heads: int, buckets: int):
+    """d table[r] = sum of w[.., u] x_i over the diagonals u with rows[u] = r: f32 [heads,
+    buckets, D] (w [B, H, c, b, W + 1], x [B, H, c, b, D])."""
+    g = jnp.einsum("bhcqu,bhcqd->hud", w.astype(jnp.float32), x.astype(jnp.float32))
+    g = g.sum(0, keepdims=True) if heads == 1 else g
+    return jnp.zeros((heads, buckets, g.shape[-1]), jnp.float32).at[:, self.rows].add(g)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def compact_unique(idx: jax.Array, upper: int) -> jax.Array:
@@ -29,6 +30,38 @@ def compact_unique(idx: jax.Array, upper: int) -> jax.Array:
       axis=-1)
   key = jnp.sort(jnp.where(dup, big, key), axis=-1)
   return jnp.where(key == big, -1, key).astype(jnp.int32)
+
+
+def static_band(idx, num_kv_blocks: int):
+  """The offsets of a static band pattern, or None.
+
+  `idx` is a band when it is a numpy array (known at trace time) and every list's set is
+  {i + o : o in offsets, 0 <= i + o < nK} for query block i, with the same offsets for every
+  batch element and head: local windows and block-diagonal patterns.
+
+  Returns:
+    sorted tuple of int offsets, or None (a traced or non-band `idx`).
+  """
+  if not isinstance(idx, np.ndarray) or idx.ndim != 4:
+    return None
+  q_block = np.arange(idx.shape[2])[:, None]
+  valid = (idx >= 0) & (idx < num_kv_blocks)
+  offsets = np.unique((idx - q_block)[valid])
+  if offsets.size == 0:
+    return None
+  listed = (((idx - q_block)[..., None] == offsets) & valid[..., None]).any(axis=3)
+  in_range = (q_block + offsets >= 0) & (q_block + offsets < num_kv_blocks)
+  if not np.array_equal(listed, np.broadcast_to(in_range, listed.shape)):
+    return None
+  return tuple(int(o) for o in offsets)
+
+
+def band_indices(offsets, batch: int, heads: int, num_q_blocks: int, num_kv_blocks: int):
+  """int32 [B, H, nQ, len(offsets)]: slot s of query block i holds block i + offsets[s], or -1
+  outside [0, nK). Unlike compacted lists, a slot always holds the same offset."""
+  blocks = np.arange(num_q_blocks)[:, None] + np.asarray(offsets)[None, :]
+  blocks = np.where((blocks >= 0) & (blocks < num_kv_blocks), blocks, -1).astype(np.int32)
+  return jnp.broadcast_to(jnp.asarray(blocks), (batch, heads) + blocks.shape)
 
 
 def prune_causal_blocks(idx, q_positions, kv_positions, block_q, block_k):

@@ -38,7 +38,8 @@ def local_attention(q, k, v, *, block: int, flange: int, impl: str = "auto", rel
                                         op="local_attention"):
     blocks = np.arange(nb)[:, None] + np.arange(-prev, 1)[None, :]
     blocks = np.where(blocks >= 0, blocks, -1).astype(np.int32)
-    idx = jnp.broadcast_to(jnp.asarray(blocks), (b, h, nb, prev + 1))
+    # numpy, so that the kernel sees a static window (sparse_indices.static_band).
+    idx = np.broadcast_to(blocks, (b, h, nb, prev + 1))
     window_attention.check_tables(rel_keys, max_relative_position)
     return bsa.block_sparse_attention(q, k, v, idx, block_q=block, block_k=block, causal=True,
                                       rel_keys=rel_keys, rel_values=rel_values, scale=1.0,

@@ -113,8 +113,9 @@ def routed_attention(x: jax.Array, v: jax.Array, idx: jax.Array, *, causal: bool
                                         op="routed_attention", self_masked_relative=shifted_rel):
     xs = gather_windows(x, idx).reshape(b, h, num_clusters * window, d)
     vs = gather_windows(v, idx).reshape(b, h, num_clusters * window, d)
-    own_block = jnp.broadcast_to(jnp.arange(num_clusters, dtype=jnp.int32)[:, None],
-                                 (b, h, num_clusters, 1))
+    # numpy, so that the kernel sees a static window of one block (static_band).
+    own_block = np.broadcast_to(np.arange(num_clusters, dtype=np.int32)[:, None],
+                                (b, h, num_clusters, 1))
     window_attention.check_tables(rel_keys, max_relative_position)
     q_positions = None  # the kernel's default, arange: each block's ranks, offset by c * w
     if mask_self:

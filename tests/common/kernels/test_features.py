@@ -152,3 +152,88 @@ def test_row_sparse_features_match_reference(impl):
       lambda rng, **drawn: _row_inputs(jnp.float32, rng, **drawn), impl,
       examples=EXAMPLES[impl], dtype=jnp.float32, empty_row_p=[0.0, 0.3],
       segments=["packed", "random"])
+
+
+# The XLA path's local-window form of the Shaw terms (relative_positions.Window): numpy lists of
+# the kv blocks i - S + 1 .. i, causal, default positions, blocks of one size. (slots, tables,
+# heads / kv heads, segments, dtype): M = 3 < block (distances clip inside the window) with a
+# per-head key table, M = 40 beyond the window, and S = 1 (the routing heads' own block).
+WINDOW_CASES = [(2, ((2, 7, 16), (7, 16)), (2, 1), True, jnp.float32),
+                (3, ((81, 16), None), (2, 2), False, jnp.float32),
+                (1, ((7, 16), (2, 7, 16)), (2, 2), False, jnp.bfloat16)]
+
+
+def _window_lists(slots, b, h, nq):
+  blocks = np.arange(nq)[:, None] + np.arange(1 - slots, 1)[None, :]
+  return np.broadcast_to(np.where(blocks >= 0, blocks, -1).astype(np.int32), (b, h, nq, slots))
+
+
+@pytest.mark.parametrize("slots,tables,heads,segments,dtype", WINDOW_CASES)
+def test_local_window_shaw_terms_match_reference(monkeypatch, slots, tables, heads,
+                                                 segments, dtype):
+  from common.kernels import relative_positions
+  windows = []
+  of = relative_positions.Window.of
+  monkeypatch.setattr(relative_positions.Window, "of",
+                      classmethod(lambda cls, *a, **kw: windows.append(a) or of(*a, **kw)))
+  rng = np.random.default_rng(slots)
+  b, t, d, block = 2, 64, 16, 16
+  q, k, v = kc.qkv(rng, b, heads[0], t, t, d, dtype, h_kv=heads[1])
+  idx = _window_lists(slots, b, heads[0], t // block)
+  seg = kc.segment_ids(rng, b, t, "packed") if segments else None
+  rel = [kc.rel_table(rng, s) for s in tables if s is not None]
+  w_o, w_lse = kc.cotangent_weights(rng, b, heads[0], t, d)
+
+  def run(lists, impl):
+    def attend(q, k, v, *tabs):
+      it = iter(tabs)
+      return block_sparse_attention(
+          q, k, v, lists, block_q=block, block_k=block, causal=True, q_segment_ids=seg,
+          kv_segment_ids=seg, rel_keys=next(it) if tables[0] else None,
+          rel_values=next(it) if tables[1] else None, return_lse=True, impl=impl)
+    return jax.jit(lambda *a: kc.loss_and_grads(attend, *a))(q, k, v, w_o, w_lse, *rel)
+
+  got = run(idx, "xla")  # numpy lists: the window form
+  assert windows, "the numpy window lists did not take the Window form"
+  kc.assert_results_close(got, run(jnp.asarray(idx), "reference"), dtype)
+  if dtype == jnp.float32:  # and the traced lists' per-tile diagonals agree with it
+    kc.assert_results_close(got, run(jnp.asarray(idx), "xla"), dtype)
+
+
+def test_window_form_needs_a_causal_window_of_consecutive_blocks(monkeypatch):
+  """Numpy lists that are no causal window (a gap, a block ahead, no own block) take the
+  per-tile form and still match the reference."""
+  from common.kernels import relative_positions
+  from common.kernels import sparse_indices
+  windows = []
+  of = relative_positions.Window.of
+  monkeypatch.setattr(relative_positions.Window, "of",
+                      classmethod(lambda cls, *a, **kw: windows.append(a) or of(*a, **kw)))
+  rng = np.random.default_rng(0)
+  q, k, v = kc.qkv(rng, 1, 2, 64, 64, 16, jnp.float32)
+  table = kc.rel_table(rng, (7, 16))
+  w_o, w_lse = kc.cotangent_weights(rng, 1, 2, 64, 16)
+  nq = 4
+  for offsets in ((-2, 0), (-1, 0, 1), (-2, -1)):
+    blocks = np.arange(nq)[:, None] + np.asarray(offsets)[None, :]
+    lists = np.broadcast_to(np.where((blocks >= 0) & (blocks < nq), blocks, -1)
+                            .astype(np.int32), (1, 2, nq, len(offsets)))
+    assert sparse_indices.static_band(lists, nq) == offsets
+
+    def run(lists, impl):
+      def attend(q, k, v, tab):
+        return block_sparse_attention(q, k, v, lists, block_q=16, block_k=16, causal=True,
+                                      rel_keys=tab, return_lse=True, impl=impl)
+      return jax.jit(lambda *a: kc.loss_and_grads(attend, *a))(q, k, v, w_o, w_lse, table)
+
+    kc.assert_results_close(run(lists, "xla"), run(jnp.asarray(lists), "reference"),
+                            jnp.float32)
+  assert not windows
+  # Not a band: lists that differ between heads, and traced lists.
+  mixed = np.stack([_window_lists(2, 1, 1, nq)[0, 0],
+                    _window_lists(1, 1, 1, nq)[0, 0][:, [0, 0]]])
+  assert sparse_indices.static_band(mixed[None], nq) is None
+  assert sparse_indices.static_band(jnp.asarray(_window_lists(2, 1, 2, nq)), nq) is None
+  dup = _window_lists(2, 1, 2, nq).copy()
+  dup[..., 1:, 0] = dup[..., 1:, 1]  # duplicates count once: every row lists {i}
+  assert sparse_indices.static_band(dup, nq) == (0,)
