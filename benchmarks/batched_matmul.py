@@ -24,7 +24,7 @@ such a batch ([block_q, D] @ [D, n_sel * block_k] and back), and lucidrains' loc
 attention do the same products with torch.bmm. On the 2-vCPU AMD EPYC VM of session 20,
 XLA ran the first three default shapes at 51-78 GFLOP/s, about as fast on one core as on two,
 torch.bmm at 130-151, and both a single [4096, 256] @ [256, 256] at ~175 (benchmarks/RESULTS.md,
-"Why the routing layer trails lucidrains' on CPU").
+"The Shaw terms of a causal local window in one skew, and why the rest trails lucidrains'").
 """
 from __future__ import annotations
 

@@ -58,9 +58,15 @@ class Linear(nnx.Module):
     self.bias = (param(bias_init or default, tuple(kernel_axes)[-1:], rngs, (out_features,),
                        param_dtype) if use_bias else None)
 
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, columns: slice | None = None) -> jax.Array:
+    """x [..., in] -> [..., out], or only the output features `columns` (a slice), which
+    computes nothing for the others: for a layer that reads part of a fused projection."""
+    kernel = self.kernel[...]
     bias = self.bias[...] if self.bias is not None else None
-    x, kernel, bias = nnx_dtypes.promote_dtype((x, self.kernel[...], bias), dtype=self.dtype)
+    if columns is not None:
+      kernel = kernel[:, columns]
+      bias = None if bias is None else bias[columns]
+    x, kernel, bias = nnx_dtypes.promote_dtype((x, kernel, bias), dtype=self.dtype)
     y = jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())),
                             precision=self.precision)
     if bias is not None:

@@ -104,11 +104,14 @@ class RoutingSelfAttention(nnx.Module):
                rngs: nnx.Rngs | None = None) -> tuple[jax.Array, jax.Array]:
     b, n, _ = x.shape
     h, d = self.num_local_heads + self.num_routing_heads, self.head_dim
-    split = lambda t: t.reshape(b, n, h, d).transpose(0, 2, 1, 3)
-    q = split(self.wq(x)) * d ** -0.5
-    k, v = split(self.wk(x)), split(self.wv(x))
-    dropout = self._dropout(train, rngs)
     hr = self.num_routing_heads
+    split = lambda t: t.reshape(b, n, -1, d).transpose(0, 2, 1, 3)
+    q = split(self.wq(x)) * d ** -0.5
+    v = split(self.wv(x))
+    # Only the local heads read k (the routing heads share q as k), so the routing heads'
+    # columns of wk, which the official layer also holds, are not computed.
+    k = split(self.wk(x, columns=slice(hr * d, None)))
+    dropout = self._dropout(train, rngs)
     outs, loss = [], jnp.zeros((), jnp.float32)
     if hr:
       o, loss = self._routing(q[:, :hr], v[:, :hr], train=train, dropout=dropout)
@@ -116,7 +119,7 @@ class RoutingSelfAttention(nnx.Module):
     if self.num_local_heads:
       rel = self.local_rel_k is not None
       outs.append(local_attention.local_attention(
-          q[:, hr:], k[:, hr:], v[:, hr:], block=self.query_block, flange=self.memory_flange,
+          q[:, hr:], k, v[:, hr:], block=self.query_block, flange=self.memory_flange,
           impl=self.attention_impl, rel_keys=self.local_rel_k[...] if rel else None,
           rel_values=self.local_rel_v[...] if rel else None,
           max_relative_position=self.max_relative_position, dropout=dropout))

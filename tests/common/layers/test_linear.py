@@ -53,3 +53,14 @@ def test_options_axes_and_dtypes():
   assert layer.bias.get_metadata()["out_sharding"] == ("embed",)
   with pytest.raises(ValueError, match="kernel_axes"):
     linear.Linear(3, 4, kernel_axes=("embed",), rngs=nnx.Rngs(0))
+
+
+def test_columns_compute_a_slice_of_the_outputs():
+  layer = linear.Linear(5, 6, rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(1), (2, 3, 5))
+  np.testing.assert_allclose(layer(x, columns=slice(2, None)), layer(x)[..., 2:], rtol=1e-6,
+                             atol=1e-6)
+  grads = jax.grad(lambda m: m(x, columns=slice(0, 4)).sum())(layer)
+  assert np.all(np.asarray(grads.kernel[...])[:, 4:] == 0)  # the others get no gradient
+  assert np.all(np.asarray(grads.bias[...])[4:] == 0) and np.all(
+      np.asarray(grads.bias[...])[:4] == 6)
