@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from common.kernels import relative_positions, sparse_indices
 from common.kernels.block_sparse_attention import block_sparse_attention
 from common.kernels.row_sparse_attention import row_sparse_attention
 from tests.common.kernels import kernel_checks as kc
@@ -168,14 +169,19 @@ def _window_lists(slots, b, h, nq):
   return np.broadcast_to(np.where(blocks >= 0, blocks, -1).astype(np.int32), (b, h, nq, slots))
 
 
-@pytest.mark.parametrize("slots,tables,heads,segments,dtype", WINDOW_CASES)
-def test_local_window_shaw_terms_match_reference(monkeypatch, slots, tables, heads,
-                                                 segments, dtype):
-  from common.kernels import relative_positions
-  windows = []
+@pytest.fixture
+def windows(monkeypatch):
+  """The arguments of every relative_positions.Window built while the test runs."""
+  built = []
   of = relative_positions.Window.of
   monkeypatch.setattr(relative_positions.Window, "of",
-                      classmethod(lambda cls, *a, **kw: windows.append(a) or of(*a, **kw)))
+                      classmethod(lambda cls, *a, **kw: built.append(a) or of(*a, **kw)))
+  return built
+
+
+@pytest.mark.parametrize("slots,tables,heads,segments,dtype", WINDOW_CASES)
+def test_local_window_shaw_terms_match_reference(windows, slots, tables, heads, segments,
+                                                 dtype):
   rng = np.random.default_rng(slots)
   b, t, d, block = 2, 64, 16, 16
   q, k, v = kc.qkv(rng, b, heads[0], t, t, d, dtype, h_kv=heads[1])
@@ -200,15 +206,9 @@ def test_local_window_shaw_terms_match_reference(monkeypatch, slots, tables, hea
     kc.assert_results_close(got, run(jnp.asarray(idx), "xla"), dtype)
 
 
-def test_window_form_needs_a_causal_window_of_consecutive_blocks(monkeypatch):
+def test_window_form_needs_a_causal_window_of_consecutive_blocks(windows):
   """Numpy lists that are no causal window (a gap, a block ahead, no own block) take the
   per-tile form and still match the reference."""
-  from common.kernels import relative_positions
-  from common.kernels import sparse_indices
-  windows = []
-  of = relative_positions.Window.of
-  monkeypatch.setattr(relative_positions.Window, "of",
-                      classmethod(lambda cls, *a, **kw: windows.append(a) or of(*a, **kw)))
   rng = np.random.default_rng(0)
   q, k, v = kc.qkv(rng, 1, 2, 64, 64, 16, jnp.float32)
   table = kc.rel_table(rng, (7, 16))
