@@ -190,18 +190,22 @@ def skew(w, block_k: int):
   """Diagonal layout -> tile: w [.., bq, U] -> [.., bq, bk], out[i, j] = w[i, j - i + bq - 1].
 
   U = bq + bk - 1. Row i of the flattened w, read from offset bq - 1 with stride U - 1, is
-  exactly the tile's row i: a pad-free slice and reshape.
+  exactly the tile's row i: a pad-free slice and reshape. A narrower w (bk < U < bq + bk - 1)
+  is read the same way, but where j - i + bq - 1 >= U the slice runs into row i + 1's first
+  diagonals: the caller masks those entries (`Window`).
   """
   *lead, bq, u = w.shape
   flat = w.reshape(*lead, bq * u)[..., bq - 1:bq - 1 + bq * (u - 1)]
   return flat.reshape(*lead, bq, u - 1)[..., :block_k]
 
 
-def unskew(x):
+def unskew(x, size: int | None = None):
   """Tile -> diagonal layout, the transpose of `skew`: x [.., bq, bk] -> [.., bq, U] with
-  out[i, j - i + bq - 1] = x[i, j] and zeros elsewhere."""
+  out[i, j - i + bq - 1] = x[i, j] and zeros elsewhere; U = `size` (default bq + bk - 1; a
+  narrower one is the transpose of skew's wrapped read, which adds the entries past row i's
+  last diagonal to row i + 1's first: zeros wherever the caller masked them)."""
   *lead, bq, bk = x.shape
-  u = bq + bk - 1
+  u = bq + bk - 1 if size is None else size
   pad = [(0, 0)] * len(lead)
   x = jnp.pad(x, pad + [(0, 0), (0, u - 1 - bk)]).reshape(*lead, bq * (u - 1))
   return jnp.pad(x, pad + [(bq - 1, 1)]).reshape(*lead, bq, u)
@@ -269,10 +273,10 @@ class Window:
   Query block qb reads the W = slots * b keys of kv blocks qb - slots + 1 .. qb (blocks of one
   size b, default positions; sparse_indices.band_indices keeps that slot order), so query i
   and window key j are d = j - i - (slots - 1) * b apart, and diagonal u = j - i + b - 1 in
-  [0, W] holds bucket rows[u] for every query block. `skew` reads the diagonals [b, W + 1]
-  as the window [b, W] by one flat slice: the slice runs into the next row's diagonals only
-  where j - i > W - b + 1, i.e. d >= 2, which the causal mask removes (and whose
-  probabilities, hence `unskew`'s inputs, are 0).
+  [0, W] holds bucket rows[u] for every query block. The module's `skew` reads the diagonals
+  [b, W + 1] as the window [b, W] by one flat slice, narrower than a tile's b + W - 1: it runs
+  into the next row's diagonals only where j - i > W - b + 1, i.e. d >= 2, which the causal
+  mask removes (and whose probabilities, hence `unskew`'s inputs, are 0).
   """
   rows: np.ndarray  # int [W + 1]
   block: int
@@ -284,16 +288,11 @@ class Window:
 
   def skew(self, w):
     """Diagonals [.., b, W + 1] -> window [.., b, W]: out[i, j] = w[i, j - i + b - 1]."""
-    *lead, b, u = w.shape
-    flat = w.reshape(*lead, b * u)[..., b - 1:b - 1 + b * (u - 1)]
-    return flat.reshape(*lead, b, u - 1)
+    return skew(w, w.shape[-1] - 1)
 
   def unskew(self, x):
-    """Window [.., b, W] -> diagonals [.., b, W + 1], the transpose of `skew` (zeros where
-    skew reads nothing)."""
-    *lead, b, w = x.shape
-    flat = jnp.pad(x.reshape(*lead, b * w), [(0, 0)] * len(lead) + [(b - 1, 1)])
-    return flat.reshape(*lead, b, w + 1)
+    """Window [.., b, W] -> diagonals [.., b, W + 1], the transpose of `skew`."""
+    return unskew(x, x.shape[-1] + 1)
 
   def _table(self, table):
     rows = table[:, self.rows]  # [Ht, W + 1, D]
