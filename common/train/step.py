@@ -83,18 +83,26 @@ def make_train_step(task, spec: ModelSpec, tx: optax.GradientTransformation,
     health["first_nonfinite_cause"] = jnp.where(is_first, cause, health["first_nonfinite_cause"])
     health["skipped_steps"] = health["skipped_steps"] + (~apply).astype(jnp.int32)
 
-    updates, new_opt = tx.update(grads, state["opt_state"], params)
-    new_params = task.project_params(optax.apply_updates(params, updates), step,
-                                     lr_schedule(step))
-    rest = task.after_update(new_params, rest, step)
-    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(apply, a, b), new, old)
-    new_state = dict(state, step=step + 1, params=keep(new_params, params),
-                     opt_state=keep(new_opt, state["opt_state"]),
-                     model_state=keep(rest, state["model_state"]), health=health)
-    if "ema_params" in state:
-      ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p,
-                         state["ema_params"], new_state["params"])
-      new_state["ema_params"] = keep(ema, state["ema_params"])
+    held = {k: state[k] for k in ("params", "opt_state", "model_state", "ema_params")
+            if k in state}
+
+    def update(held):
+      updates, new_opt = tx.update(grads, held["opt_state"], held["params"])
+      new_params = task.project_params(optax.apply_updates(held["params"], updates), step,
+                                       lr_schedule(step))
+      new = dict(params=new_params, opt_state=new_opt,
+                 model_state=task.after_update(new_params, rest, step))
+      if "ema_params" in held:
+        new["ema_params"] = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p,
+                                         held["ema_params"], new_params)
+      return new
+
+    # A skipped step keeps everything held as it was. Under lax.cond the update writes into the
+    # donated buffers; a jnp.where between new and old values kept both alive and added passes
+    # over every parameter and moment (SViT-S's 25.5M parameters: optimiser update 30 ms with
+    # the cond, 95-99 ms with the where, on 2 CPU threads).
+    new_state = dict(state, step=step + 1, health=health,
+                     **jax.lax.cond(apply, update, lambda held: held, held))
     out = dict(metrics, loss=loss, grad_norm=grad_norm, learning_rate=lr_schedule(step),
                param_norm=optax.global_norm(new_state["params"]))
     return new_state, out

@@ -138,6 +138,36 @@ def test_nonfinite_skip_keeps_going(tmp_path):
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(state["params"]))
 
 
+@pytest.mark.parametrize("nonfinite", ["skip", "stop"])
+def test_skipped_step_keeps_every_held_tree(nonfinite):
+  """A step with a non-finite loss leaves parameters, optimiser moments, model state (the
+  running mean its forward pass moved) and EMA bit-identical; a finite step changes them."""
+  from common.train import step as step_lib
+  c = _config(nonfinite=nonfinite)
+  c.optimizer.ema_decay = 0.5
+  c.optimizer.warmup_steps = 0  # the schedule counts applied steps: warm-up would start at lr 0
+  run = trainer.setup(c, task=toy_task.ToyTask(c))
+  step = jax.jit(step_lib.make_train_step(
+      run.task, run.spec, run.tx, run.lr_schedule, grad_accum_steps=1, nonfinite=nonfinite,
+      ema_decay=0.5, seed=0))
+  batch = next(run.task.train_data(seed=0, process_index=0, process_count=1, batch_size=32))
+  batch = {k: v for k, v in batch.items() if k != "id"}
+  held = ("params", "opt_state", "model_state", "ema_params")
+  state = trainer.init_state(run)
+  before = jax.device_get({k: state[k] for k in held})
+  state, _ = step(state, dict(batch, x=np.full_like(batch["x"], np.nan)))
+  after = jax.device_get({k: state[k] for k in held})
+  jax.tree.map(np.testing.assert_array_equal, after, before)
+  assert int(state["step"]) == 1 and int(state["health"]["skipped_steps"]) == 1
+  assert int(state["health"]["first_nonfinite_step"]) == 0
+  if nonfinite == "skip":  # "stop" applies nothing after its first bad step
+    state, _ = step(state, batch)
+    moved = jax.device_get({k: state[k] for k in held})
+    for k in held:
+      assert any(np.any(a != b) for a, b in zip(jax.tree.leaves(moved[k]),
+                                                jax.tree.leaves(before[k]))), k
+
+
 def test_grad_accumulation_matches_one_big_batch(tmp_path):
   c1 = _config(num_steps=3, checkpoint_every=3)
   c1.model.hidden = 16
