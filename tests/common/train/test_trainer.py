@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from common.train import checkpoint, metrics, toy_task, trainer
+from common.train import checkpoint, metrics, step as step_lib, toy_task, trainer
 
 
 def _config(**train):
@@ -138,18 +138,18 @@ def test_nonfinite_skip_keeps_going(tmp_path):
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(state["params"]))
 
 
-@pytest.mark.parametrize("nonfinite", ["skip", "stop"])
-def test_skipped_step_keeps_every_held_tree(nonfinite):
+@pytest.mark.parametrize("nonfinite,branch", [("skip", True), ("stop", True), ("skip", False)])
+def test_skipped_step_keeps_every_held_tree(nonfinite, branch):
   """A step with a non-finite loss leaves parameters, optimiser moments, model state (the
-  running mean its forward pass moved) and EMA bit-identical; a finite step changes them."""
-  from common.train import step as step_lib
+  running mean its forward pass moved) and EMA bit-identical; a finite step changes them. Both
+  forms of the guard (`step.guarded_update`: lax.cond, jnp.where) alike."""
   c = _config(nonfinite=nonfinite)
   c.optimizer.ema_decay = 0.5
   c.optimizer.warmup_steps = 0  # the schedule counts applied steps: warm-up would start at lr 0
   run = trainer.setup(c, task=toy_task.ToyTask(c))
   step = jax.jit(step_lib.make_train_step(
       run.task, run.spec, run.tx, run.lr_schedule, grad_accum_steps=1, nonfinite=nonfinite,
-      ema_decay=0.5, seed=0))
+      ema_decay=0.5, seed=0, branch=branch))
   batch = next(run.task.train_data(seed=0, process_index=0, process_count=1, batch_size=32))
   batch = {k: v for k, v in batch.items() if k != "id"}
   held = ("params", "opt_state", "model_state", "ema_params")
