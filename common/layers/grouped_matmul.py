@@ -49,6 +49,7 @@ import numpy as np
 from jax import lax
 
 from common.kernels import pallas_support
+from common.layers import prefix_sums
 
 IMPLS = ("auto", "ragged_dot", "windowed")
 MIN_TILE, MAX_TILE = 8, 512
@@ -111,10 +112,10 @@ class _Windows(NamedTuple):
 
 def _windows(group_sizes, rows: int, tile: int) -> _Windows:
   g = group_sizes.shape[0]
-  ends = jnp.cumsum(group_sizes)
+  ends = prefix_sums.prefix_sum(group_sizes, 0)
   starts = ends - group_sizes
   counts = (group_sizes + tile - 1) // tile
-  wends = jnp.cumsum(counts)
+  wends = prefix_sums.prefix_sum(counts, 0)
   wstarts = wends - counts
   win = jnp.arange(num_windows(rows, g, tile), dtype=jnp.int32)
   group = jnp.minimum(_group_of(wends, win), g - 1)

@@ -103,7 +103,7 @@ from jax.sharding import PartitionSpec as P
 
 import common  # noqa: F401  (switches off eager variable sharding before any Param exists)
 from common.kernels import pallas_support
-from common.layers import activations, grouped_matmul, validation
+from common.layers import activations, grouped_matmul, prefix_sums, validation
 from common.layers.initializers import Initializer
 
 ROUTERS = ("learned", "sparsity")
@@ -290,7 +290,7 @@ class SparseMoE(nnx.Module):
       choice = choice * (token_mask > 0).astype(jnp.int32)[:, :, None, None]
     # Priority: every token's first choice, then every second choice (GShard).
     by_rank = jnp.swapaxes(choice, 1, 2).reshape(b, k * t, m)
-    pos = (jnp.cumsum(by_rank, axis=1) - 1) * by_rank             # slot index where chosen
+    pos = (prefix_sums.prefix_sum(by_rank, 1) - 1) * by_rank      # slot index where chosen
     pos = jnp.swapaxes(pos.reshape(b, k, t, m), 1, 2)              # [B, T, k, M]
     keep = choice * (pos < cap)
     slot = jax.nn.one_hot(jnp.sum(pos * keep, axis=2), cap, dtype=jnp.float32)  # [B, T, M, C]
@@ -378,8 +378,8 @@ def _dropless_rows(x, idx, weight, w_enc, w_dec, b_enc=None, *, num_experts: int
   # [n*k, M] one-hot ranks every row within its expert, at a third of lax.sort's time on CPU.
   choice = (local[:, None] == jnp.arange(num_experts, dtype=local.dtype)).astype(jnp.int32)
   sizes = jnp.sum(choice, axis=0)
-  rank = jnp.sum((jnp.cumsum(choice, axis=0) - choice) * choice, axis=1)
-  inverse = (jnp.cumsum(sizes) - sizes)[local] + rank              # row -> its sorted slot
+  rank = jnp.sum((prefix_sums.prefix_sum(choice, 0) - choice) * choice, axis=1)
+  inverse = (prefix_sums.prefix_sum(sizes, 0) - sizes)[local] + rank  # row -> its sorted slot
   order = jnp.zeros_like(inverse).at[inverse].set(jnp.arange(n * k, dtype=inverse.dtype))
   expert = local[order]
   group_sizes = sizes[:m_loc]

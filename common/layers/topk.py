@@ -27,8 +27,6 @@ Ranking is by value, not magnitude: for ReLU outputs the two agree; for signed a
 """
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -120,29 +118,6 @@ def _bit_search(key: jax.Array, k: jax.Array) -> jax.Array:
     return jnp.where(count >= k, candidate, prefix)
 
   return jax.lax.fori_loop(0, 32, next_bit, jnp.zeros(key.shape[:-1] + (1,), jnp.uint32))
-
-
-# Entries per block of `inclusive_count`: rows of 1024 (SEA's H x T_M cells) are 32 x 32.
-_COUNT_BLOCK = 32
-
-
-def inclusive_count(x: jax.Array) -> jax.Array:
-  """Inclusive prefix sums of bool or small non-negative int `x` along the last axis, int32.
-
-  Two small matmuls with triangular ones (within blocks of 32 entries, then across blocks), in
-  float32, exact while a row's total stays below 2^24. XLA:CPU runs `jnp.cumsum` as a scan at
-  ~4 ns an entry (17 ms on [4096, 1024]); this takes ~5 ms there.
-  """
-  *lead, n = x.shape
-  blocks = -(-n // _COUNT_BLOCK)
-  xf = jnp.pad(x.astype(jnp.float32), [(0, 0)] * len(lead) + [(0, blocks * _COUNT_BLOCK - n)])
-  # HIGHEST: TPUs (and GPUs with TF32) would otherwise round float32 operands to fewer bits.
-  mm = functools.partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
-  inner = mm(xf.reshape(*lead, blocks, _COUNT_BLOCK),
-             np.triu(np.ones((_COUNT_BLOCK, _COUNT_BLOCK), np.float32)))
-  before = mm(inner[..., -1], np.triu(np.ones((blocks, blocks), np.float32), 1))
-  total = inner + before[..., None]
-  return total.reshape(*lead, blocks * _COUNT_BLOCK)[..., :n].astype(jnp.int32)
 
 
 def _radix_select(x: jax.Array, k: int) -> jax.Array:

@@ -23,6 +23,7 @@ from flax import nnx
 
 from common.kernels import dispatch
 from common.kernels import row_sparse_attention as kernels_row_sparse
+from common.layers import prefix_sums
 from projects.sea import masks
 from projects.sea import sparse_attention
 from projects.sea.config import ATTENTION_IMPLS, OFFICIAL
@@ -212,9 +213,10 @@ class SEAAttention(nnx.Module):
           extra["partial_attention_probs_sparse"] *= gate_attn.astype(partial.dtype)
 
     # 5. Mix with the cumulative average of v (attention.py causal `avg_pool` branch).
-    # Accumulated in fp32 (the official code sums in v's dtype; identical in fp32, and a
-    # bf16 running sum over thousands of tokens would lose most of its bits).
-    average = (jnp.cumsum(v.astype(jnp.float32), axis=-2)
+    # Accumulated in fp32 (the official code sums in v's dtype: in fp32 the same up to the
+    # order of the additions, and a bf16 running sum over thousands of tokens would lose most
+    # of its bits).
+    average = (prefix_sums.prefix_sum(v.astype(jnp.float32), axis=-2)
                / jnp.arange(1, t + 1, dtype=jnp.float32)[:, None]).astype(dtype)
     mixed = partial * gate_mix.astype(dtype) + (1 - gate_mix.astype(dtype)) * average
     context = jnp.transpose(mixed, (0, 2, 1, 3)).reshape(n, t, h * d)

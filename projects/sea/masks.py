@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common.layers import topk
+from common.layers import prefix_sums, topk
 
 # resize_m_to_t.py: `floor(((mask_cs - 1) + 0.5) / token_length * T_M - 1e-4)`. The -1e-4
 # moves keys that sit exactly on a bin boundary into the lower bin.
@@ -140,7 +140,7 @@ def _keep_row(key: jax.Array, budget: jax.Array) -> jax.Array:
   above = key > threshold
   tied = key == threshold
   room = budget - jnp.sum(above, axis=-1, keepdims=True, dtype=jnp.int32)
-  return above | (tied & (topk.inclusive_count(tied) <= room))
+  return above | (tied & (prefix_sums.inclusive_count(tied) <= room))
 
 
 def nearest_to_keys(x: jax.Array, fill_value) -> jax.Array:
@@ -172,7 +172,7 @@ def _expand_cells(kept: jax.Array, first: jax.Array, width: int):
   kept: int [.., C] keys each cell contributes (0 if not kept); first: [.., C] (broadcast) the
   first key of each cell. Padded slots (past the row's total) are valid False.
   """
-  inclusive = topk.inclusive_count(kept)
+  inclusive = prefix_sums.inclusive_count(kept)
   cell = _first_above(inclusive, width)
   key = (jnp.take_along_axis(jnp.broadcast_to(first, kept.shape), cell, axis=-1)
          + jnp.arange(width, dtype=jnp.int32)
@@ -236,7 +236,7 @@ def grouped_key_lists(keep_m: jax.Array, tables: SelectionTables) -> list[tuple[
     kept = cells[:, start:stop]
     cap = int(min(tables.budget[start], h * tm))  # budgets fall with the row: its first's
     if cap < h * tm:
-      inclusive = topk.inclusive_count(kept)
+      inclusive = prefix_sums.inclusive_count(kept)
       index = _first_above(inclusive, cap)  # [N, rows, cap], the kept cells in order
       live = jnp.arange(cap) < inclusive[..., -1:]
     else:

@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from common.layers import prefix_sums
+
 # performer_pytorch.py `generalized_kernel(kernel_epsilon=0.001)`: keeps every feature > 0.
 FEATURE_EPS = 1e-3
 # performer_pytorch.py `causal_linear_attention*(eps=1e-6)`: added to the running key sum.
@@ -102,8 +104,8 @@ def causal_linear_attention(q_feat: jax.Array, k_feat: jax.Array, v: jax.Array, 
   # Sums over all previous chunks (exclusive prefix over the chunk axis).
   kv_chunk = jnp.einsum("...cm,...ce->...me", kc, vc)
   k_chunk = kc.sum(axis=-2)
-  kv_prev = jnp.cumsum(kv_chunk, axis=-3) - kv_chunk
-  k_prev = jnp.cumsum(k_chunk, axis=-2) - k_chunk
+  kv_prev = prefix_sums.prefix_sum(kv_chunk, axis=-3) - kv_chunk
+  k_prev = prefix_sums.prefix_sum(k_chunk, axis=-2) - k_chunk
 
   causal = jnp.tril(jnp.ones((c, c), dtype=bool))
   scores = jnp.where(causal, jnp.einsum("...im,...jm->...ij", qc, kc), 0.0)

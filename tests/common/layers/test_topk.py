@@ -75,14 +75,3 @@ def test_kth_largest_radix_select_is_exact(dtype, block_bytes, monkeypatch):
   np.testing.assert_array_equal(got.reshape(6, 1), topk.order_preserving_bits(want))
   # On CPU the threshold mode takes the radix path: no top_k (a sort on XLA:CPU) in its program.
   assert "top_k" not in str(jax.jit(lambda a: topk.topk_mask(a, 7)).lower(x).as_text())
-
-
-@pytest.mark.parametrize("shape", [(3, 1), (2, 5, 37), (1, 1024), (2, 3000)])
-def test_inclusive_count_equals_cumsum(shape):
-  rng = np.random.default_rng(sum(shape))
-  bits = rng.random(shape) < 0.3
-  counts = rng.integers(0, 17, shape)  # SEA's keys per cell: small non-negative ints
-  for x in (bits, counts):
-    got = np.asarray(jax.jit(topk.inclusive_count)(x))
-    assert got.dtype == np.int32
-    np.testing.assert_array_equal(got, np.cumsum(x, axis=-1))
