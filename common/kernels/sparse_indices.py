@@ -57,11 +57,12 @@ def static_band(idx, num_kv_blocks: int):
 
 
 def band_indices(offsets, batch: int, heads: int, num_q_blocks: int, num_kv_blocks: int):
-  """int32 [B, H, nQ, len(offsets)]: slot s of query block i holds block i + offsets[s], or -1
-  outside [0, nK). Unlike compacted lists, a slot always holds the same offset."""
+  """numpy int32 [B, H, nQ, len(offsets)]: slot s of query block i holds block i + offsets[s],
+  or -1 outside [0, nK). Unlike compacted lists, a slot always holds the same offset; numpy, so
+  that block_sparse_attention sees the band (`static_band`)."""
   blocks = np.arange(num_q_blocks)[:, None] + np.asarray(offsets)[None, :]
   blocks = np.where((blocks >= 0) & (blocks < num_kv_blocks), blocks, -1).astype(np.int32)
-  return jnp.broadcast_to(jnp.asarray(blocks), (batch, heads) + blocks.shape)
+  return np.broadcast_to(blocks, (batch, heads) + blocks.shape)
 
 
 def prune_causal_blocks(idx, q_positions, kv_positions, block_q, block_k):

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from common.kernels import block_sparse_attention as bsa
+from common.kernels import sparse_indices
 from projects.routing_transformer import window_attention
 from projects.routing_transformer.config import check_blocks
 
@@ -36,10 +37,7 @@ def local_attention(q, k, v, *, block: int, flange: int, impl: str = "auto", rel
   nb = n // block
   if not window_attention.runs_official(impl, dropout=dropout is not None,
                                         op="local_attention"):
-    blocks = np.arange(nb)[:, None] + np.arange(-prev, 1)[None, :]
-    blocks = np.where(blocks >= 0, blocks, -1).astype(np.int32)
-    # numpy, so that the kernel sees a static window (sparse_indices.static_band).
-    idx = np.broadcast_to(blocks, (b, h, nb, prev + 1))
+    idx = sparse_indices.band_indices(range(-prev, 1), b, h, nb, nb)
     window_attention.check_tables(rel_keys, max_relative_position)
     return bsa.block_sparse_attention(q, k, v, idx, block_q=block, block_k=block, causal=True,
                                       rel_keys=rel_keys, rel_values=rel_values, scale=1.0,

@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from common.kernels import block_sparse_attention as bsa
+from common.kernels import sparse_indices
 from projects.routing_transformer import window_attention
 
 SCATTER_EPS = 1e-2  # TF scatter_cluster_items: / (count + 1e-2)
@@ -113,9 +114,7 @@ def routed_attention(x: jax.Array, v: jax.Array, idx: jax.Array, *, causal: bool
                                         op="routed_attention", self_masked_relative=shifted_rel):
     xs = gather_windows(x, idx).reshape(b, h, num_clusters * window, d)
     vs = gather_windows(v, idx).reshape(b, h, num_clusters * window, d)
-    # numpy, so that the kernel sees a static window of one block (static_band).
-    own_block = np.broadcast_to(np.arange(num_clusters, dtype=np.int32)[:, None],
-                                (b, h, num_clusters, 1))
+    own_block = sparse_indices.band_indices((0,), b, h, num_clusters, num_clusters)
     window_attention.check_tables(rel_keys, max_relative_position)
     q_positions = None  # the kernel's default, arange: each block's ranks, offset by c * w
     if mask_self:
