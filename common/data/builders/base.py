@@ -50,9 +50,20 @@ class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def dataset_info(self, features: dict, **kwargs) -> tfds.core.DatasetInfo:
     """The DatasetInfo of `features`, described by the builder module's docstring."""
-    return tfds.core.DatasetInfo(
+    return _LocalInfo(
         builder=self, description=sys.modules[type(self).__module__].__doc__,
         features=tfds.features.FeaturesDict(features), **kwargs)
+
+
+class _LocalInfo(tfds.core.DatasetInfo):
+  """A demo dataset's info: never looked up in TFDS's GCS bucket, where none of them is.
+
+  TFDS does that lookup whenever a builder is made before its data is prepared, and creates a
+  temporary directory first that it never removes: an empty /tmp/tmp*tfds per builder made.
+  """
+
+  def initialize_from_bucket(self) -> None:
+    pass
 
 
 class StratifiedImageBuilder(LocalBuilder, skip_registration=True):

@@ -1,6 +1,7 @@
 """Demo builders: build, reload, split sizes, rebuild after corruption."""
 import glob
 import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -77,6 +78,18 @@ def test_reload_reuses_files(data_dir):
   again = base.load_builder(spec, data_dir)
   assert str(again.data_dir) == str(builder.data_dir)
   assert [os.path.getmtime(f) for f in files] == mtimes
+
+
+def test_making_a_builder_leaves_no_temporary_directory(tmp_path, monkeypatch):
+  # TFDS looks a builder's info up in its GCS bucket when the data is not prepared yet, and
+  # leaves the temporary directory it made for that (base._LocalInfo skips the lookup).
+  temp = tmp_path / "tmp"
+  temp.mkdir()
+  monkeypatch.setattr(tempfile, "tempdir", str(temp))
+  builder = base.load_builder(builders.get("digits"), str(tmp_path / "data"))
+  base.forget("digits")
+  assert len(builder.as_data_source("train")) == 1437
+  assert os.listdir(temp) == []
 
 
 @pytest.mark.parametrize("damage", ["truncate_records", "garbage_info", "delete_records"])
