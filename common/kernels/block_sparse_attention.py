@@ -232,7 +232,7 @@ def block_sparse_attention(q, k, v, kv_block_indices, *, block_q: int,
   if (resolved == dispatch.XLA and relative and causal and default_positions
       and block_q == block_k):
     band = sparse_indices.static_band(kv_block_indices, k.shape[2] // block_k)
-    if band is not None and band == tuple(range(1 - len(band), 1)):
+    if band is not None and band == sparse_indices.causal_window(len(band)):
       window = len(band)
   cfg = _Config(block_q=block_q, block_k=block_k, causal=bool(causal),
                 scale=scale, impl=resolved, default_positions=default_positions,
@@ -303,7 +303,7 @@ def _backward(cfg, q, k, v, idx, q_pos, kv_pos, ext, lse, do, delta):
 def _prepare(cfg, k, kv_block_indices, q_pos, kv_pos):
   if cfg.window:  # already sets; Window needs slot s to hold block i - S + 1 + s
     b, h, nq, _ = kv_block_indices.shape
-    return sparse_indices.band_indices(tuple(range(1 - cfg.window, 1)), b, h, nq,
+    return sparse_indices.band_indices(sparse_indices.causal_window(cfg.window), b, h, nq,
                                        k.shape[2] // cfg.block_k)
   return prepare_block_indices(
       kv_block_indices, q_pos, kv_pos, block_q=cfg.block_q,

@@ -56,6 +56,12 @@ def static_band(idx, num_kv_blocks: int):
   return tuple(int(o) for o in offsets)
 
 
+def causal_window(size: int) -> tuple[int, ...]:
+  """The block offsets of a causal local window of `size` blocks: the query's own block and the
+  size - 1 before it, as `static_band` returns them and `band_indices` takes them."""
+  return tuple(range(1 - size, 1))
+
+
 def band_indices(offsets, batch: int, heads: int, num_q_blocks: int, num_kv_blocks: int):
   """numpy int32 [B, H, nQ, len(offsets)]: slot s of query block i holds block i + offsets[s],
   or -1 outside [0, nK). Unlike compacted lists, a slot always holds the same offset; numpy, so

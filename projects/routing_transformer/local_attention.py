@@ -37,7 +37,7 @@ def local_attention(q, k, v, *, block: int, flange: int, impl: str = "auto", rel
   nb = n // block
   if not window_attention.runs_official(impl, dropout=dropout is not None,
                                         op="local_attention"):
-    idx = sparse_indices.band_indices(range(-prev, 1), b, h, nb, nb)
+    idx = sparse_indices.band_indices(sparse_indices.causal_window(prev + 1), b, h, nb, nb)
     window_attention.check_tables(rel_keys, max_relative_position)
     return bsa.block_sparse_attention(q, k, v, idx, block_q=block, block_k=block, causal=True,
                                       rel_keys=rel_keys, rel_values=rel_values, scale=1.0,
