@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import time
 from typing import Any
 
@@ -26,6 +25,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from common.train import checkpoint_files
+from common.train import orphaned_reads
 
 ITEMS = ("state", "data", "config")
 
@@ -104,7 +104,7 @@ class Checkpointer:
 
   def restore(self, step: int, abstract_state: Any, data_iter: Any = None) -> Any:
     """Restores `state` onto the shardings in `abstract_state` (any mesh) and the data position."""
-    _drop_orphaned_read_callbacks()
+    orphaned_reads.silence()
     problems = self.shape_problems(step, abstract_state)
     if problems:
       raise StateMismatch(_mismatch_message(step, self.directory, "; ".join(problems[:4])))
@@ -200,7 +200,7 @@ class Checkpointer:
     Empty when every entry exists on both sides with the same shape. Reading only the metadata
     tells a config change from damage before any array is read; unreadable metadata is damage.
     """
-    _drop_orphaned_read_callbacks()
+    orphaned_reads.silence()
     try:
       saved = self.manager.item_metadata(step)["state"]
       saved = {_path(p): tuple(m.shape) for p, m in jax.tree_util.tree_flatten_with_path(saved)[0]}
@@ -291,40 +291,6 @@ def set_aside_run(workdir: str) -> str | None:
     os.rename(os.path.join(workdir, name), os.path.join(aside, name))
   logging.warning("--start_fresh: moved the previous run's %s to %s", ", ".join(names), aside)
   return aside
-
-
-def _orphaned_read_callback(unraisable) -> bool:
-  """Whether an unraisable exception is a TensorStore read completing into Orbax's closed loop.
-
-  Orbax runs a restore in a fresh event loop and closes it when the restore raises. TensorStore
-  reads of the same restore that are still in flight then complete into the closed loop
-  (`call_soon_threadsafe` raises 'Event loop is closed'), and Python prints each as an ignored
-  exception: dozens of tracebacks after the one line that names the damaged file. They belong
-  to a restore that has already failed and been reported, and carry nothing else.
-  """
-  error, tb = unraisable.exc_value, unraisable.exc_traceback
-  if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
-    return False
-  names = []
-  while tb is not None:
-    names.append(tb.tb_frame.f_code.co_name)
-    tb = tb.tb_next
-  return "call_soon_threadsafe" in names
-
-
-def _drop_orphaned_read_callbacks() -> None:
-  """Wraps `sys.unraisablehook` (once per process) to drop `_orphaned_read_callback`s; every
-  other unraisable exception goes to the hook that was there before."""
-  previous = sys.unraisablehook
-  if getattr(previous, "drops_orphaned_reads", False):
-    return
-
-  def hook(unraisable):
-    if not _orphaned_read_callback(unraisable):
-      previous(unraisable)
-
-  hook.drops_orphaned_reads = True
-  sys.unraisablehook = hook
 
 
 def _first_line(e: BaseException) -> str:

@@ -84,7 +84,7 @@ def _damaged_copy(ref_dir, dest, how):
   return path
 
 
-# A failed restore leaves no unraisable exception behind (checkpoint._orphaned_read_callback).
+# A failed restore leaves no unraisable exception behind (common.train.orphaned_reads).
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("how", ["corrupted", "truncated"])
 def test_damaged_checkpoint_names_step_and_file_and_falls_back(reference, tmp_path, how):
