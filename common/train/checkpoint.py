@@ -66,6 +66,7 @@ class Checkpointer:
   def __init__(self, workdir: str, *, keep: int = 3, async_save: bool = True,
                read_only: bool = False):
     self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    orphaned_reads.silence()  # any of this manager's reads may fail and leave reads behind
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, create=not read_only, read_only=read_only,
         enable_async_checkpointing=async_save, cleanup_tmp_directories=not read_only)
@@ -104,7 +105,6 @@ class Checkpointer:
 
   def restore(self, step: int, abstract_state: Any, data_iter: Any = None) -> Any:
     """Restores `state` onto the shardings in `abstract_state` (any mesh) and the data position."""
-    orphaned_reads.silence()
     problems = self.shape_problems(step, abstract_state)
     if problems:
       raise StateMismatch(_mismatch_message(step, self.directory, "; ".join(problems[:4])))
@@ -200,7 +200,6 @@ class Checkpointer:
     Empty when every entry exists on both sides with the same shape. Reading only the metadata
     tells a config change from damage before any array is read; unreadable metadata is damage.
     """
-    orphaned_reads.silence()
     try:
       saved = self.manager.item_metadata(step)["state"]
       saved = {_path(p): tuple(m.shape) for p, m in jax.tree_util.tree_flatten_with_path(saved)[0]}
