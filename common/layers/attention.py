@@ -60,7 +60,14 @@ def dot_product_attention(query: jax.Array, key: jax.Array, value: jax.Array, *,
   # Heads moved ahead of time first: XLA:CPU then runs both einsums as plain batched matmuls;
   # contracting the [B, T, H, D] layout directly took ~3x as long (ViT-B/16, benchmarks/vision.py).
   query, key, value = (jnp.swapaxes(a, 1, 2) for a in (query, key, value))
-  logits = jnp.einsum("bhqd,bhkd->bhqk", query, key, preferred_element_type=jnp.float32)
+  # A batch of one is dropped: a size-1 axis in the softmax's reductions sends them to a slow
+  # path of XLA:CPU's YNN fusions (jaxlib 0.10.2: the dense causal layer at B = 1, T = 4096 took
+  # 588 ms forward+backward with it, 455 ms without; benchmarks/RESULTS.md).
+  single = query.shape[0] == 1
+  if single:
+    query, key, value = query[0], key[0], value[0]
+    bias, mask = (x[0] if x is not None and jnp.ndim(x) == 4 else x for x in (bias, mask))
+  logits = jnp.einsum("...qd,...kd->...qk", query, key, preferred_element_type=jnp.float32)
   logits = logits * scale
   if bias is not None:
     logits = logits + bias.astype(jnp.float32)
@@ -68,8 +75,10 @@ def dot_product_attention(query: jax.Array, key: jax.Array, value: jax.Array, *,
     logits = jnp.where(mask, logits, _MASKED)
   weights = jax.nn.softmax(logits, axis=-1)
   if dropout is not None:
-    weights = dropout(weights, train=train, rngs=rngs)
-  return jnp.swapaxes(jnp.einsum("bhqk,bhkd->bhqd", weights.astype(value.dtype), value), 1, 2)
+    weights = dropout(weights[None] if single else weights, train=train, rngs=rngs)
+    weights = weights[0] if single else weights
+  out = jnp.einsum("...qk,...kd->...qd", weights.astype(value.dtype), value)
+  return jnp.swapaxes(out[None] if single else out, 1, 2)
 
 
 # Query rows per chunk of causal_attention. Each chunk reads only the keys up to its last row,

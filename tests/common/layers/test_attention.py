@@ -111,3 +111,36 @@ def test_long_causal_self_attention_takes_the_chunked_path_with_the_same_values(
   np.testing.assert_allclose(chunked, one_pass, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(chunked, _numpy_mha(att, x, x, mask=np.tril(np.ones((t, t), bool))),
                              rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("bias_shape, mask_shape", [((1, 3, 5, 6), (5, 6)),
+                                                    ((3, 5, 6), (1, 1, 5, 6)),
+                                                    (None, (1, 3, 5, 6))])
+def test_a_batch_of_one_equals_its_row_of_a_larger_batch(bias_shape, mask_shape):
+  # B = 1 drops the batch axis inside (XLA:CPU's slow size-1 reductions); the values, the
+  # gradients and the dropout draws must be those of the same example in a batch of two.
+  rs = np.random.default_rng(4)
+  q, k, v = (jnp.asarray(rs.standard_normal((2, t, 3, 4)), jnp.float32) for t in (5, 6, 6))
+  bias = None if bias_shape is None else jnp.asarray(rs.standard_normal(bias_shape), jnp.float32)
+  mask = jnp.asarray(rs.random(mask_shape) > 0.3)
+
+  def attend(q, k, v):
+    return attention.dot_product_attention(q, k, v, scale=0.5, bias=bias, mask=mask)
+
+  np.testing.assert_allclose(attend(q[:1], k[:1], v[:1]), attend(q, k, v)[:1], rtol=1e-6,
+                             atol=1e-6)
+  loss = lambda *a: jnp.sum(jnp.sin(attend(*a)))
+  one = jax.grad(loss, argnums=(0, 1, 2))(q[:1], k[:1], v[:1])
+  two = jax.grad(loss, argnums=(0, 1, 2))(q[:1].repeat(2, 0), k[:1].repeat(2, 0),
+                                          v[:1].repeat(2, 0))
+  for g1, g2 in zip(one, two):
+    np.testing.assert_allclose(g1, g2[:1], rtol=1e-5, atol=1e-6)
+  # Dropout draws over the [B, H, Tq, Tk] weights, as for any batch.
+  dropout = attention.Dropout(0.5)
+  dropped = attention.dot_product_attention(q[:1], k[:1], v[:1], scale=0.5, dropout=dropout,
+                                            train=True, rngs=nnx.Rngs(dropout=7))
+  qh, kh, vh = (jnp.swapaxes(a[:1], 1, 2) for a in (q, k, v))
+  weights = jax.nn.softmax(0.5 * jnp.einsum("bhqd,bhkd->bhqk", qh, kh), axis=-1)
+  weights = dropout(weights, train=True, rngs=nnx.Rngs(dropout=7))
+  expected = jnp.swapaxes(jnp.einsum("bhqk,bhkd->bhqd", weights, vh), 1, 2)
+  np.testing.assert_allclose(dropped, expected, rtol=1e-5, atol=1e-6)
