@@ -62,7 +62,7 @@ def dot_product_attention(query: jax.Array, key: jax.Array, value: jax.Array, *,
   query, key, value = (jnp.swapaxes(a, 1, 2) for a in (query, key, value))
   # A batch of one is dropped: a size-1 axis in the softmax's reductions sends them to a slow
   # path of XLA:CPU's YNN fusions (jaxlib 0.10.2: the dense causal layer at B = 1, T = 4096 took
-  # 588 ms forward+backward with it, 455 ms without; benchmarks/RESULTS.md).
+  # 610 ms forward+backward with it, 455 ms without; benchmarks/RESULTS.md).
   single = query.shape[0] == 1
   if single:
     query, key, value = query[0], key[0], value[0]

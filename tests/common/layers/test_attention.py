@@ -117,8 +117,8 @@ def test_long_causal_self_attention_takes_the_chunked_path_with_the_same_values(
                                                     ((3, 5, 6), (1, 1, 5, 6)),
                                                     (None, (1, 3, 5, 6))])
 def test_a_batch_of_one_equals_its_row_of_a_larger_batch(bias_shape, mask_shape):
-  # B = 1 drops the batch axis inside (XLA:CPU's slow size-1 reductions); the values, the
-  # gradients and the dropout draws must be those of the same example in a batch of two.
+  # B = 1 drops the batch axis inside (XLA:CPU's slow size-1 reductions): values and gradients
+  # are those of the same example in a batch of two, dropout draws those of the 4-D weights.
   rs = np.random.default_rng(4)
   q, k, v = (jnp.asarray(rs.standard_normal((2, t, 3, 4)), jnp.float32) for t in (5, 6, 6))
   bias = None if bias_shape is None else jnp.asarray(rs.standard_normal(bias_shape), jnp.float32)
