@@ -6,6 +6,7 @@ import pytest
 from flax import nnx
 
 from common.layers import attention
+from common.layers.dropout import Dropout
 
 
 def _numpy_mha(att, xq, xkv, bias=None, mask=None):
@@ -136,7 +137,7 @@ def test_a_batch_of_one_equals_its_row_of_a_larger_batch(bias_shape, mask_shape)
   for g1, g2 in zip(one, two):
     np.testing.assert_allclose(g1, g2[:1], rtol=1e-5, atol=1e-6)
   # Dropout draws over the [B, H, Tq, Tk] weights, as for any batch.
-  dropout = attention.Dropout(0.5)
+  dropout = Dropout(0.5)
   dropped = attention.dot_product_attention(q[:1], k[:1], v[:1], scale=0.5, dropout=dropout,
                                             train=True, rngs=nnx.Rngs(dropout=7))
   qh, kh, vh = (jnp.swapaxes(a[:1], 1, 2) for a in (q, k, v))
